@@ -1,0 +1,54 @@
+"""bayesgmm: fully Bayesian Gaussian mixture models on PyMC and ArviZ.
+
+EM MAP starts, NUTS sampling of a marginalised mixture, and uncertainty-aware
+cluster assignments, with results as ``xarray.DataTree``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from bayesgmm.datasets import load_faithful, load_penguins
+from bayesgmm.em import EMPrior, EMResult, fit_em
+from bayesgmm.estimator import BayesianGMM
+from bayesgmm.exceptions import (
+    BayesGMMError,
+    ConfigError,
+    ConvergenceWarning,
+    DataError,
+    DegenerateFitError,
+    NotFittedError,
+    SamplingWarning,
+)
+from bayesgmm.model import GMMSpec, build_model, make_spec
+from bayesgmm.priors import Prior, default_priors, resolve_priors
+from bayesgmm.sampling import SamplerConfig, available_samplers, sample_posterior
+
+try:
+    __version__ = version("bayesgmm")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BayesGMMError",
+    "BayesianGMM",
+    "ConfigError",
+    "ConvergenceWarning",
+    "DataError",
+    "DegenerateFitError",
+    "EMPrior",
+    "EMResult",
+    "GMMSpec",
+    "NotFittedError",
+    "Prior",
+    "SamplerConfig",
+    "SamplingWarning",
+    "__version__",
+    "available_samplers",
+    "build_model",
+    "default_priors",
+    "fit_em",
+    "load_faithful",
+    "load_penguins",
+    "make_spec",
+    "resolve_priors",
+    "sample_posterior",
+]

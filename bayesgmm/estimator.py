@@ -1,0 +1,229 @@
+"""``BayesianGMM``: the scikit-learn-style estimator built on the model builder."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from bayesgmm._validation import check_n_components
+from bayesgmm.em import EMResult, fit_em
+from bayesgmm.exceptions import ConfigError, NotFittedError, SamplingWarning
+from bayesgmm.model import GMMSpec, build_model, make_spec
+from bayesgmm.priors import COVARIANCE_TYPES
+from bayesgmm.sampling import SamplerConfig, sample_posterior
+
+__all__ = ["BayesianGMM"]
+
+_EM_KEYS = ("n_init", "init", "max_iter", "tol")
+SUMMARY_VARS = ("weights", "means", "sds", "correlation")
+
+
+class BayesianGMM:
+    """Fully Bayesian Gaussian mixture: EM MAP start, then NUTS through PyMC.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of mixture components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    priors : dict, optional
+        Prior overrides merged over the data-scaled defaults, e.g.
+        ``{"weights": Prior("Dirichlet", a=2.0)}``; see :mod:`bayesgmm.priors`.
+    sampler : dict or SamplerConfig, optional
+        ``draws``, ``tune``, ``chains``, ``target_accept``, ``nuts_sampler``,
+        ``random_seed``, ``progressbar``, ``cores``, ``jitter``; see :class:`SamplerConfig`.
+    em : dict, optional
+        Settings for the EM start: ``n_init`` (default 10), ``init``, ``max_iter``, ``tol``.
+
+    Attributes
+    ----------
+    em_ : EMResult
+        The EM MAP solution that started every chain.
+    model_ : pm.Model
+    idata_ : xarray.DataTree
+        ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data`` groups.
+    spec_ : GMMSpec
+    feature_names_in_ : list of str
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from bayesgmm import BayesianGMM, load_faithful
+    >>> gmm = BayesianGMM(2, sampler={"draws": 50, "tune": 50, "chains": 2,
+    ...                              "random_seed": 1, "progressbar": False})
+    >>> gmm = gmm.fit(load_faithful())  # doctest: +SKIP
+    >>> gmm.idata_.posterior["means"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'component', 'feature')
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        covariance_type: str = "full",
+        priors: Mapping[str, Any] | None = None,
+        sampler: Mapping[str, Any] | SamplerConfig | None = None,
+        em: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.priors = priors
+        self.sampler = sampler
+        self.em = em
+
+    # -- scikit-learn compatible parameter handling (clone works without sklearn) --------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> BayesianGMM:
+        """Set constructor parameters; unknown names raise ``ConfigError``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ConfigError(f"unknown parameter {name!r} for BayesianGMM; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_params().items() if v is not defaults.get(k)
+        )
+        return f"BayesianGMM({args})"
+
+    # -- fitting ---------------------------------------------------------------------
+    def _validate_params(self) -> tuple[SamplerConfig, dict[str, Any]]:
+        check_n_components(self.n_components)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ConfigError(
+                f"unknown covariance_type {self.covariance_type!r}; valid: {list(COVARIANCE_TYPES)}"
+            )
+        sampler = SamplerConfig.from_dict(self.sampler)
+        em = dict(self.em or {})
+        unknown = sorted(set(em) - set(_EM_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown em setting(s) {unknown}; valid: {list(_EM_KEYS)}")
+        em.setdefault("n_init", 10)
+        return sampler, em
+
+    def fit(self, X, y=None, *, feature_names: Sequence[str] | None = None) -> BayesianGMM:
+        """Fit the posterior: EM MAP start, then NUTS from it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            numpy array or pandas DataFrame (column names become the ``feature`` coords).
+        y : ignored
+        feature_names : sequence of str, optional
+
+        Returns
+        -------
+        self
+        """
+        sampler, em_kwargs = self._validate_params()
+        X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors, feature_names)
+        em = fit_em(
+            X,
+            spec.n_components,
+            covariance_type=spec.covariance_type,
+            prior=spec.priors.to_em_prior(spec.covariance_type),
+            random_seed=sampler.random_seed,
+            feature_names=spec.feature_names,
+            **em_kwargs,
+        )
+        model = build_model(X, spec=spec)
+        idata = sample_posterior(model, spec, em, sampler)
+        self.spec_: GMMSpec = spec
+        self.em_: EMResult = em
+        self.model_: pm.Model = model
+        self.idata_: xr.DataTree = idata
+        self.feature_names_in_ = list(spec.feature_names)
+        self.n_features_in_ = spec.n_features
+        self.sampler_config_ = sampler
+        self._warn_on_sampling_trouble()
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "idata_"):
+            raise NotFittedError(
+                "this BayesianGMM is not fitted yet; call fit(X) before using this method."
+            )
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior group as an ``xarray.Dataset``."""
+        self._check_fitted()
+        return self.idata_["posterior"].to_dataset()
+
+    def summary(self, var_names: Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+        """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of the posterior.
+
+        Defaults to the weights, means, sds and (full/tied) correlations in the data's units.
+        """
+        self._check_fitted()
+        post = self.posterior
+        if var_names is None:
+            var_names = [v for v in SUMMARY_VARS if v in post]
+        post = post[list(var_names)]
+        if "correlation" in post:  # keep the strictly lower triangle only
+            corr = post["correlation"]
+            i, j = np.tril_indices(self.n_features_in_, k=-1)
+            pair = [
+                f"{a}:{b}"
+                for a, b in zip(
+                    np.asarray(self.feature_names_in_)[i],
+                    np.asarray(self.feature_names_in_)[j],
+                    strict=True,
+                )
+            ]
+            stacked = xr.concat(
+                [corr.isel(feature=a, feature_bis=b, drop=True) for a, b in zip(i, j, strict=True)],
+                dim=pd.Index(pair, name="pair"),
+            )
+            post = post.drop_vars("correlation", errors="ignore").drop_dims(
+                "feature_bis", errors="ignore"
+            )
+            post["correlation"] = stacked
+        return az.summary(post, **kwargs)
+
+    def _warn_on_sampling_trouble(self) -> None:
+        stats = self.idata_["sample_stats"].to_dataset()
+        problems = []
+        if "diverging" in stats:
+            n_div = int(stats["diverging"].sum())
+            if n_div:
+                problems.append(f"{n_div} divergent transitions (raise target_accept)")
+        post = self.posterior[[v for v in ("weights", "means", "sds") if v in self.posterior]]
+        if post.sizes.get("chain", 1) > 1:
+            rhat = az.rhat(post)
+            max_rhat = max(float(rhat[v].max()) for v in rhat.data_vars)
+            if not np.isfinite(max_rhat) or max_rhat > 1.01:
+                problems.append(f"max R-hat {max_rhat:.3f} > 1.01 (chains disagree)")
+        ess = az.ess(post)
+        min_ess = min(float(ess[v].min()) for v in ess.data_vars)
+        n_chains = post.sizes.get("chain", 1)
+        if min_ess < 100 * n_chains:
+            problems.append(f"min bulk ESS {min_ess:.0f} < {100 * n_chains} (draw more)")
+        if problems:
+            warnings.warn(
+                "sampling diagnostics flagged: " + "; ".join(problems) + ". Treat the posterior "
+                "with care: more tuning/draws, a higher target_accept, fewer components or a "
+                "stronger prior usually help.",
+                SamplingWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,46 @@
+"""Exceptions and warnings raised by bayesgmm.
+
+Every error a user can cause derives from :class:`BayesGMMError` *and* from the
+builtin type a Python user would expect (``ValueError``, ``RuntimeError``), so
+``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BayesGMMError",
+    "ConfigError",
+    "ConvergenceWarning",
+    "DataError",
+    "DegenerateFitError",
+    "NotFittedError",
+    "SamplingWarning",
+]
+
+
+class BayesGMMError(Exception):
+    """Base class of every error bayesgmm raises on purpose."""
+
+
+class DataError(BayesGMMError, ValueError):
+    """The data cannot be fitted as given (NaN, wrong shape, constant column, ...)."""
+
+
+class ConfigError(BayesGMMError, ValueError):
+    """A prior, sampler or estimator setting is unknown or out of range."""
+
+
+class NotFittedError(BayesGMMError, ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+class DegenerateFitError(BayesGMMError, RuntimeError):
+    """A mixture component collapsed (too few points or a singular covariance)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before its objective settled."""
+
+
+class SamplingWarning(UserWarning):
+    """NUTS diagnostics flagged a problem (divergences, R-hat, low ESS, ...)."""

@@ -1,0 +1,294 @@
+"""The Bayesian model: priors, internal standardisation and the marginalised likelihood.
+
+The model samples on a standardised scale (``z = (x - loc) / scale``) so NUTS sees
+parameters of order one whatever the data's units; every prior is stated, and every
+reported quantity (``means``, ``sds``, ``covariance``) is given, in the data's own
+units. The likelihood marginalises the discrete assignments: for each point,
+``log p(x) = logsumexp_k [log w_k + log N(x | mu_k, Sigma_k)]``, vectorised over
+points and components, registered as an observed variable so that the pointwise
+log-likelihood (and hence LOO) is available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayesgmm._validation import check_data
+from bayesgmm.exceptions import ConfigError
+from bayesgmm.priors import COVARIANCE_TYPES, ResolvedPriors, data_scale, resolve_priors
+
+__all__ = ["GMMSpec", "build_model", "make_spec"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True)
+class GMMSpec:
+    """Everything needed to (re)build the model, independent of the data values.
+
+    Attributes
+    ----------
+    n_components, n_features : int
+    covariance_type : str
+    feature_names : list of str
+    loc, scale : ndarray of shape (n_features,)
+        Internal standardisation: ``z = (x - loc) / scale``.
+    priors : ResolvedPriors
+        In the data's units.
+    """
+
+    n_components: int
+    n_features: int
+    covariance_type: str
+    feature_names: list[str]
+    loc: np.ndarray
+    scale: np.ndarray
+    priors: ResolvedPriors
+
+    @property
+    def has_corr(self) -> bool:
+        """Whether the family has an LKJ correlation (``full``/``tied`` with D > 1)."""
+        return self.covariance_type in ("full", "tied") and self.n_features > 1
+
+    def coords(self, n_obs: int | None = None) -> dict[str, list]:
+        """Named coordinates: ``component``, ``feature``, ``feature_bis`` (and ``obs``)."""
+        coords: dict[str, list] = {
+            "component": list(range(self.n_components)),
+            "feature": list(self.feature_names),
+            "feature_bis": list(self.feature_names),
+        }
+        if n_obs is not None:
+            coords["obs"] = list(range(n_obs))
+        return coords
+
+
+def make_spec(
+    X,
+    n_components: int,
+    covariance_type: str = "full",
+    priors=None,
+    feature_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, GMMSpec]:
+    """Validate data and priors and return ``(X, spec)``.
+
+    Examples
+    --------
+    >>> from bayesgmm.datasets import load_faithful
+    >>> X, spec = make_spec(load_faithful(), 2)
+    >>> spec.feature_names, X.shape
+    (['eruptions', 'waiting'], (272, 2))
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ConfigError(
+            f"unknown covariance_type {covariance_type!r}; valid: {list(COVARIANCE_TYPES)}"
+        )
+    X, names = check_data(X, n_components=n_components, feature_names=feature_names)
+    rp = resolve_priors(priors, X, n_components, covariance_type)
+    loc, scale = data_scale(X, covariance_type)
+    spec = GMMSpec(
+        n_components=int(n_components),
+        n_features=X.shape[1],
+        covariance_type=covariance_type,
+        feature_names=names,
+        loc=loc,
+        scale=scale,
+        priors=rp,
+    )
+    return X, spec
+
+
+def component_logp_z(z, means_z, cov_param, covariance_type: str):
+    """Per-point, per-component Gaussian log density on the standardised scale.
+
+    Parameters
+    ----------
+    z : tensor of shape (N, D)
+    means_z : tensor of shape (K, D)
+    cov_param : tensor
+        ``full``: lower Cholesky factors of the covariances, (K, D, D);
+        ``tied``: one lower Cholesky factor (D, D); ``diag``: sds (K, D);
+        ``spherical``: sds (K,).
+
+    Returns
+    -------
+    tensor of shape (N, K)
+    """
+    D = z.shape[-1]
+    if covariance_type == "full":
+        diff = z[None, :, :] - means_z[:, None, :]  # (K, N, D)
+        sol = pt.linalg.solve_triangular(cov_param, pt.swapaxes(diff, -1, -2), lower=True)
+        maha = pt.sum(sol**2, axis=-2)  # (K, N)
+        logdet = pt.sum(pt.log(pt.diagonal(cov_param, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+        out = -0.5 * maha - logdet[:, None]
+        return out.T - 0.5 * D * _LOG_2PI
+    if covariance_type == "tied":
+        # L^{-1}(z - mu_k) = L^{-1} z - L^{-1} mu_k: one solve for the points, one for the means
+        sol_z = pt.linalg.solve_triangular(cov_param, z.T, lower=True)  # (D, N)
+        sol_mu = pt.linalg.solve_triangular(cov_param, means_z.T, lower=True)  # (D, K)
+        diff = sol_z[:, :, None] - sol_mu[:, None, :]  # (D, N, K)
+        maha = pt.sum(diff**2, axis=0)
+        logdet = pt.sum(pt.log(pt.diagonal(cov_param)))
+        return -0.5 * maha - logdet - 0.5 * D * _LOG_2PI
+    if covariance_type == "diag":
+        inv_sd = 1.0 / cov_param  # (K, D)
+        diff = (z[:, None, :] - means_z[None, :, :]) * inv_sd[None]  # (N, K, D)
+        return (
+            -0.5 * pt.sum(diff**2, axis=-1)
+            - pt.sum(pt.log(cov_param), axis=-1)
+            - (0.5 * D * _LOG_2PI)
+        )
+    # spherical
+    sq = pt.sum((z[:, None, :] - means_z[None, :, :]) ** 2, axis=-1)  # (N, K)
+    return -0.5 * sq / cov_param**2 - D * pt.log(cov_param) - 0.5 * D * _LOG_2PI
+
+
+def _sd_prior(name: str, rp: ResolvedPriors, scale, dims):
+    if rp.sds_dist == "HalfNormal":
+        return pm.HalfNormal(name, sigma=scale, dims=dims)
+    return pm.HalfStudentT(name, nu=rp.sds_nu, sigma=scale, dims=dims)
+
+
+def build_model(
+    X,
+    n_components: int | None = None,
+    covariance_type: str = "full",
+    priors=None,
+    *,
+    feature_names: Sequence[str] | None = None,
+    spec: GMMSpec | None = None,
+) -> pm.Model:
+    """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int
+        Number of mixture components K (not needed when ``spec`` is given).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    priors : dict, optional
+        Prior overrides, see :mod:`bayesgmm.priors`.
+    feature_names : sequence of str, optional
+    spec : GMMSpec, optional
+        A ready specification (from :func:`make_spec`); then ``X`` must be validated data.
+
+    Returns
+    -------
+    pm.Model
+        Free variables ``weights`` (component), ``means_z`` (component, feature) and, by
+        family, ``sds_z`` / ``chol_corr``; deterministics in the data's units ``means``,
+        ``sds``, ``covariance`` (component, feature, feature_bis) and, for full/tied,
+        ``correlation``; observed ``x`` holding ``pm.Data("data")`` (obs, feature).
+
+    Examples
+    --------
+    >>> from bayesgmm.datasets import load_faithful
+    >>> model = build_model(load_faithful(), 2)
+    >>> sorted(v.name for v in model.free_RVs)
+    ['chol_corr', 'means_z', 'sds_z', 'weights']
+    >>> model.named_vars_to_dims["means"]
+    ('component', 'feature')
+    """
+    if spec is None:
+        if n_components is None:
+            raise ConfigError("build_model needs n_components (or a spec).")
+        X, spec = make_spec(X, n_components, covariance_type, priors, feature_names)
+    else:
+        X = np.asarray(X, dtype=float)
+    K, D, cov_type = spec.n_components, spec.n_features, spec.covariance_type
+    rp = spec.priors
+    loc, scale = spec.loc, spec.scale
+    log_scale_sum = float(np.sum(np.log(scale)))
+
+    with pm.Model(coords=spec.coords(X.shape[0])) as model:
+        X_data = pm.Data("data", X, dims=("obs", "feature"))
+        weights = pm.Dirichlet("weights", a=rp.weights_a, dims="component")
+        means_z = pm.Normal(
+            "means_z",
+            mu=(rp.means_mu - loc) / scale,
+            sigma=rp.means_sigma / scale,
+            dims=("component", "feature"),
+        )
+        sd_scale = rp.sds_sigma / scale
+        if cov_type == "spherical":
+            sds_z = _sd_prior("sds_z", rp, float(sd_scale[0]), dims="component")
+            cov_param = sds_z
+            sds = pm.Deterministic(
+                "sds", sds_z[:, None] * scale[None, :], dims=("component", "feature")
+            )
+        elif cov_type == "diag":
+            sds_z = _sd_prior("sds_z", rp, sd_scale, dims=("component", "feature"))
+            cov_param = sds_z
+            sds = pm.Deterministic("sds", sds_z * scale, dims=("component", "feature"))
+        elif cov_type == "full":
+            sds_z = _sd_prior("sds_z", rp, sd_scale, dims=("component", "feature"))
+            if spec.has_corr:
+                chol_corr = pm.LKJCorr("chol_corr", n=D, eta=rp.corr_eta, shape=(K, D, D))
+                model.named_vars_to_dims["chol_corr"] = ("component", "feature", "feature_bis")
+                cov_param = sds_z[:, :, None] * chol_corr
+            else:
+                cov_param = sds_z[:, :, None]
+            sds = pm.Deterministic("sds", sds_z * scale, dims=("component", "feature"))
+        else:  # tied
+            sds_z = _sd_prior("sds_z", rp, sd_scale, dims="feature")
+            if spec.has_corr:
+                chol_corr = pm.LKJCorr("chol_corr", n=D, eta=rp.corr_eta, shape=(D, D))
+                model.named_vars_to_dims["chol_corr"] = ("feature", "feature_bis")
+                cov_param = sds_z[:, None] * chol_corr
+            else:
+                cov_param = sds_z[:, None]
+            sds = pm.Deterministic("sds", sds_z * scale, dims="feature")
+
+        pm.Deterministic("means", loc + means_z * scale, dims=("component", "feature"))
+        if cov_type in ("full", "tied"):
+            chol_cov = scale[:, None] * cov_param  # diag(scale) @ L_z
+            cov = chol_cov @ pt.swapaxes(chol_cov, -1, -2)
+            if cov_type == "tied":
+                cov = pt.broadcast_to(cov, (K, D, D))
+            pm.Deterministic("covariance", cov, dims=("component", "feature", "feature_bis"))
+            if spec.has_corr:
+                corr = chol_corr @ pt.swapaxes(chol_corr, -1, -2)
+                corr_dims = ("feature", "feature_bis")
+                if cov_type == "full":
+                    corr_dims = ("component", *corr_dims)
+                pm.Deterministic("correlation", corr, dims=corr_dims)
+        else:
+            cov = pt.eye(D)[None, :, :] * (sds**2)[:, :, None]
+            pm.Deterministic("covariance", cov, dims=("component", "feature", "feature_bis"))
+
+        core_ndim = (1, 2, cov_param.ndim)
+
+        def logp(value, *params):
+            # PyMC broadcasts parameters to the observations' batch dims; drop those
+            weights, means_z, cov_param = (
+                p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
+            )
+            z = (value - loc) / scale
+            comp = component_logp_z(z, means_z, cov_param, cov_type)
+            return (
+                pm.math.logsumexp(pt.log(weights) + comp, axis=-1, keepdims=False) - log_scale_sum
+            )
+
+        pm.CustomDist(
+            "x",
+            weights,
+            means_z,
+            cov_param,
+            logp=logp,
+            observed=X_data,
+            signature=_SIGNATURES[cov_type],
+            dims=("obs", "feature"),
+        )
+    return model
+
+
+_SIGNATURES = {
+    "full": "(k),(k,d),(k,d,d)->(d)",
+    "tied": "(k),(k,d),(d,d)->(d)",
+    "diag": "(k),(k,d),(k,d)->(d)",
+    "spherical": "(k),(k,d),(k)->(d)",
+}
