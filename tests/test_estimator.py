@@ -1,0 +1,144 @@
+"""BayesianGMM end to end on small settings; recovery checks are marked slow."""
+
+import numpy as np
+import pytest
+
+from bayesgmm import BayesianGMM, ConfigError, NotFittedError, fit_em, load_faithful
+
+FAST = {"draws": 300, "tune": 300, "chains": 2, "random_seed": 1, "progressbar": False}
+
+
+@pytest.fixture(scope="module")
+def faithful_fit():
+    return BayesianGMM(2, sampler=FAST).fit(load_faithful())
+
+
+def test_datatree_groups_and_dims(faithful_fit):
+    idata = faithful_fit.idata_
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data"):
+        assert group in idata.children, group
+    post = idata["posterior"]
+    assert post["weights"].dims == ("chain", "draw", "component")
+    assert post["means"].dims == ("chain", "draw", "component", "feature")
+    assert post["covariance"].dims == ("chain", "draw", "component", "feature", "feature_bis")
+    assert post["correlation"].dims == ("chain", "draw", "component", "feature", "feature_bis")
+    assert post["sds"].dims == ("chain", "draw", "component", "feature")
+    assert list(post["feature"].values) == ["eruptions", "waiting"]
+    assert idata["log_likelihood"]["x"].dims == ("chain", "draw", "obs")
+    assert idata["log_likelihood"]["x"].shape == (2, 300, 272)
+    # covariance, sds and correlation agree with each other
+    cov = post["covariance"].values
+    sds = post["sds"].values
+    np.testing.assert_allclose(np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)), sds, rtol=1e-10)
+    corr = post["correlation"].values
+    np.testing.assert_allclose(cov, corr * sds[..., :, None] * sds[..., None, :], rtol=1e-8)
+
+
+def test_pointwise_loglik_matches_em_density(faithful_fit):
+    """The stored log-likelihood equals the mixture density at each draw's parameters."""
+    from bayesgmm._gaussian import log_mixture_density
+
+    post = faithful_fit.idata_["posterior"]
+    X = load_faithful().to_numpy()
+    for c, d in [(0, 0), (1, 123)]:
+        ref = log_mixture_density(
+            X,
+            post["weights"].values[c, d],
+            post["means"].values[c, d],
+            post["covariance"].values[c, d],
+            "full",
+        )
+        np.testing.assert_allclose(faithful_fit.idata_["log_likelihood"]["x"].values[c, d], ref)
+
+
+def test_posterior_near_mle_on_faithful(faithful_fit):
+    """Old Faithful K=2: posterior means of weights and means within 2 sd of the MLE."""
+    mle = fit_em(load_faithful(), 2, prior=None, n_init=10, random_seed=0)
+    post = faithful_fit.idata_["posterior"]
+    order = np.argsort(post["means"].mean(("chain", "draw")).values[:, 0])
+    mle_order = np.argsort(mle.means[:, 0])
+    for name, mle_value in (("weights", mle.weights), ("means", mle.means)):
+        draws = post[name].values[:, :, order].reshape(-1, *post[name].shape[3:])
+        z = np.abs(draws.mean(0) - mle_value[mle_order]) / draws.std(0)
+        assert np.all(z < 2), (name, z)
+
+
+def test_em_attributes(faithful_fit):
+    assert faithful_fit.em_.converged
+    assert faithful_fit.n_features_in_ == 2
+    assert faithful_fit.feature_names_in_ == ["eruptions", "waiting"]
+    table = faithful_fit.summary()
+    assert {"mean", "sd", "ess_bulk", "r_hat"} <= set(table.columns)
+    assert any(i.startswith("means[") for i in table.index)
+
+
+def test_params_and_clone():
+    from sklearn.base import clone
+
+    est = BayesianGMM(3, "diag", priors={"corr": {"eta": 3.0}}, sampler={"draws": 10})
+    params = est.get_params()
+    assert params["n_components"] == 3 and params["covariance_type"] == "diag"
+    cloned = clone(est)
+    assert cloned.get_params() == params and cloned is not est
+    est.set_params(n_components=4)
+    assert est.n_components == 4
+    with pytest.raises(ConfigError, match="unknown parameter 'n_component'"):
+        est.set_params(n_component=2)
+    assert "n_components=4" in repr(est)
+
+
+def test_not_fitted_and_bad_settings():
+    with pytest.raises(NotFittedError, match="call fit"):
+        BayesianGMM(2).summary()
+    X = load_faithful()
+    with pytest.raises(ConfigError, match="unknown sampler setting"):
+        BayesianGMM(2, sampler={"drawz": 5}).fit(X)
+    with pytest.raises(ConfigError, match="unknown em setting"):
+        BayesianGMM(2, em={"restarts": 5}).fit(X)
+    with pytest.raises(ConfigError, match="unknown covariance_type"):
+        BayesianGMM(2, "fulll").fit(X)
+
+
+@pytest.mark.slow
+def test_recovers_known_parameters():
+    """Well separated K=3, D=2: truth inside the 94% intervals, R-hat <= 1.01 on 4 chains."""
+    rng = np.random.default_rng(2024)
+    weights = np.array([0.5, 0.3, 0.2])
+    means = np.array([[0.0, 0.0], [6.0, 1.0], [1.0, 7.0]])
+    covs = np.array(
+        [[[1.0, 0.5], [0.5, 1.0]], [[0.6, -0.2], [-0.2, 0.4]], [[1.5, 0.0], [0.0, 0.5]]]
+    )
+    n = 600
+    z = rng.choice(3, size=n, p=weights)
+    X = np.array([rng.multivariate_normal(means[k], covs[k]) for k in z])
+    gmm = BayesianGMM(
+        3,
+        sampler={"draws": 1000, "tune": 1000, "chains": 4, "random_seed": 5, "progressbar": False},
+    ).fit(X)
+    post = gmm.idata_["posterior"]
+    order = np.argsort(
+        post["means"].mean(("chain", "draw")).values[:, 0]
+        + 10 * post["means"].mean(("chain", "draw")).values[:, 1]
+    )
+    true_order = np.argsort(means[:, 0] + 10 * means[:, 1])
+    for name, truth in (("weights", weights), ("means", means), ("covariance", covs)):
+        draws = post[name].values[:, :, order].reshape(-1, *post[name].shape[3:])
+        lo, hi = np.quantile(draws, [0.03, 0.97], axis=0)
+        t = truth[true_order]
+        assert np.all((lo <= t) & (t <= hi)), (name, lo, hi, t)
+    import arviz as az
+
+    rhat = az.rhat(post.to_dataset()[["weights", "means", "sds"]])
+    assert max(float(rhat[v].max()) for v in rhat.data_vars) <= 1.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factor", [1e6, 1e-6])
+def test_fit_is_scale_equivariant(faithful_fit, factor):
+    X = load_faithful().to_numpy()
+    scaled = BayesianGMM(2, sampler=FAST).fit(X * factor)
+    a = faithful_fit.idata_["posterior"]["means"]
+    b = scaled.idata_["posterior"]["means"] / factor
+    sd = a.std(("chain", "draw")).values
+    diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
+    assert np.all(diff < 0.2 * sd + 1e-12)
