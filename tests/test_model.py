@@ -130,7 +130,7 @@ def test_priors_are_validated_together():
     ],
 )
 def test_bad_prior_values(priors, fragment):
-    with pytest.raises(ConfigError, match="invalid priors|must be a Prior") as err:
+    with pytest.raises(ConfigError, match=r"invalid priors|must be a Prior") as err:
         make_spec(load_faithful(), 2, priors=priors)
     assert fragment in str(err.value)
 

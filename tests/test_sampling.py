@@ -22,7 +22,7 @@ def separated():
 def test_em_start_reaches_sampler(separated, nuts_sampler):
     if nuts_sampler not in available_samplers():
         pytest.skip(f"{nuts_sampler} not installed")
-    X, spec, em, model = separated
+    _, spec, em, model = separated
     cfg = SamplerConfig(
         draws=3, tune=0, chains=2, nuts_sampler=nuts_sampler, random_seed=7, progressbar=False
     )
