@@ -19,6 +19,15 @@ from bayesgmm.exceptions import (
     SamplingWarning,
 )
 from bayesgmm.model import GMMSpec, build_model, make_spec
+from bayesgmm.ppc import check_fit, plot_clusters, plot_ppc, posterior_predictive
+from bayesgmm.predict import (
+    assignments_table,
+    co_clustering,
+    flag_anomalies,
+    membership_draws,
+    predict_proba,
+    score_samples,
+)
 from bayesgmm.priors import Prior, default_priors, resolve_priors
 from bayesgmm.sampling import SamplerConfig, available_samplers, sample_posterior
 
@@ -42,13 +51,23 @@ __all__ = [
     "SamplerConfig",
     "SamplingWarning",
     "__version__",
+    "assignments_table",
     "available_samplers",
     "build_model",
+    "check_fit",
+    "co_clustering",
     "default_priors",
     "fit_em",
+    "flag_anomalies",
     "load_faithful",
     "load_penguins",
     "make_spec",
+    "membership_draws",
+    "plot_clusters",
+    "plot_ppc",
+    "posterior_predictive",
+    "predict_proba",
     "resolve_priors",
     "sample_posterior",
+    "score_samples",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bayesgmm.exceptions import DataError
+from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["check_data", "check_n_components", "check_new_data"]
 
@@ -189,7 +189,7 @@ def check_new_data(X, n_features: int, feature_names: Sequence[str], name: str =
 def check_n_components(n_components) -> int:
     """Check that ``n_components`` is a positive integer and return it as ``int``."""
     if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer):
-        raise DataError(f"n_components must be a positive integer; got {n_components!r}.")
+        raise ConfigError(f"n_components must be a positive integer; got {n_components!r}.")
     if n_components < 1:
-        raise DataError(f"n_components must be >= 1; got {n_components}.")
+        raise ConfigError(f"n_components must be >= 1; got {n_components}.")
     return int(n_components)

@@ -13,7 +13,9 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bayesgmm._validation import check_n_components
+from bayesgmm import ppc as _ppc
+from bayesgmm import predict as _predict
+from bayesgmm._validation import check_n_components, check_new_data
 from bayesgmm.em import EMResult, fit_em
 from bayesgmm.exceptions import ConfigError, NotFittedError, SamplingWarning
 from bayesgmm.model import GMMSpec, build_model, make_spec
@@ -200,6 +202,92 @@ class BayesianGMM:
             )
             post["correlation"] = stacked
         return az.summary(post, **kwargs)
+
+    # -- predictions (bayesgmm.predict / bayesgmm.ppc) -----------------------------------
+    def _new_data(self, X) -> np.ndarray:
+        self._check_fitted()
+        return check_new_data(X, self.n_features_in_, self.feature_names_in_)
+
+    def _data_or_train(self, X) -> np.ndarray:
+        if X is None:
+            self._check_fitted()
+            return self.idata_["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+        return self._new_data(X)
+
+    def predict_proba(self, X, **kwargs: Any):
+        """Posterior mean membership probabilities, shape (n_samples, n_components).
+
+        Keyword arguments (``return_intervals``, ``prob``, ``kind``, ``max_draws``,
+        ``chunk_size``) go to :func:`bayesgmm.predict.predict_proba`.
+        """
+        X = self._new_data(X)
+        return _predict.predict_proba(self.idata_, X, **kwargs)
+
+    def predict(self, X, **kwargs: Any) -> np.ndarray:
+        """Most probable component of each point."""
+        X = self._new_data(X)
+        return _predict.predict(self.idata_, X, **kwargs)
+
+    def score_samples(self, X, **kwargs: Any):
+        """Log posterior predictive density of each point (see bayesgmm.predict.score_samples)."""
+        X = self._new_data(X)
+        return _predict.score_samples(self.idata_, X, **kwargs)
+
+    def score(self, X, y=None) -> float:
+        """Mean log posterior predictive density per point (higher is better)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples: int = 1, *, random_seed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw points from the posterior predictive mixture; returns ``(X, components)``."""
+        self._check_fitted()
+        return _predict.sample(self.idata_, n_samples, random_seed=random_seed)
+
+    def assignments(self, X=None, **kwargs: Any) -> pd.DataFrame:
+        """Per-point cluster, max probability, uncertainty, entropy and intervals.
+
+        ``X=None`` uses the training data.
+        """
+        X = self._data_or_train(X)
+        return _predict.assignments_table(self.idata_, X, **kwargs)
+
+    def membership_draws(self, X=None, **kwargs: Any) -> xr.DataArray:
+        """Membership probabilities per draw, dims (chain, draw, obs, component)."""
+        X = self._data_or_train(X)
+        return _predict.membership_draws(self.idata_, X, **kwargs)
+
+    def co_clustering(self, X=None, **kwargs: Any) -> np.ndarray:
+        """Posterior probability that two points share a component (n x n)."""
+        X = self._data_or_train(X)
+        return _predict.co_clustering(self.idata_, X, **kwargs)
+
+    def flag_anomalies(
+        self, X, *, quantile: float = 0.01, threshold: float | None = None
+    ) -> pd.DataFrame:
+        """Flag points of ``X`` whose log predictive density is below a threshold.
+
+        The threshold is ``threshold`` if given, else the ``quantile`` of the training
+        points' scores.
+        """
+        scores = self.score_samples(X)
+        train = None if threshold is not None else self.score_samples(self._data_or_train(None))
+        return _predict.flag_anomalies(
+            scores, threshold=threshold, quantile=quantile, train_scores=train
+        )
+
+    def plot_clusters(self, X=None, **kwargs: Any):
+        """Data coloured by most probable cluster with ellipses; see bayesgmm.ppc.plot_clusters."""
+        X = self._data_or_train(X)
+        return _ppc.plot_clusters(self.idata_, X, **kwargs)
+
+    def plot_ppc(self, **kwargs: Any):
+        """Posterior predictive density overlays per feature; see bayesgmm.ppc.plot_ppc."""
+        self._check_fitted()
+        return _ppc.plot_ppc(self.idata_, **kwargs)
+
+    def check_fit(self, **kwargs: Any) -> dict[str, Any]:
+        """Posterior predictive draws, density overlays and LOO-PIT in one call."""
+        self._check_fitted()
+        return _ppc.check_fit(self.idata_, **kwargs)
 
     def _warn_on_sampling_trouble(self) -> None:
         stats = self.idata_["sample_stats"].to_dataset()

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
@@ -37,6 +36,8 @@ NUTS_SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "blackjax")
 _MODULE_OF = {"pymc": "pymc", "nutpie": "nutpie", "numpyro": "numpyro", "blackjax": "blackjax"}
 # preference order for "auto" (see bench/bench_sampling.py for the measurements)
 _AUTO_ORDER = ("nutpie", "numpyro", "pymc")
+_NUTPIE_COMPILE: dict[str, Any] = {"backend": "numba"}
+_JAX_NUTS_KWARGS: dict[str, Any] = {"chain_method": "parallel"}
 
 
 def available_samplers() -> list[str]:
@@ -211,35 +212,30 @@ def jittered_starts(
 def pointwise_log_likelihood(model: pm.Model, posterior: xr.Dataset) -> xr.Dataset:
     """Pointwise log-likelihood of the observed data for every posterior draw.
 
-    Equivalent to ``pm.compute_log_likelihood``, which fails in pymc 6.4 for models with
-    ``LKJCorr`` (its untransformed value variable is renamed ``<name>_cholesky``).
+    Evaluates the mixture density of the model's data at each draw's ``weights``,
+    ``means`` and ``covariance`` (numpy, Cholesky factors, log space), which equals the
+    model's ``x`` log-probability (tested against it and against scipy). It replaces
+    ``pm.compute_log_likelihood``, which fails in pymc 6.4 for models with ``LKJCorr``
+    (its untransformed value variable is renamed ``<name>_cholesky``), and needs no
+    compilation.
 
     Returns
     -------
-    Dataset with one variable per observed variable, dims (chain, draw, obs).
+    Dataset with variable ``x``, dims (chain, draw, obs).
     """
-    from pymc.model.transform.conditioning import remove_value_transforms
+    from bayesgmm._gaussian import log_mixture_density
 
-    umodel = remove_value_transforms(model)
-    inputs = [umodel.rvs_to_values[rv] for rv in umodel.free_RVs]
-    names = [rv.name for rv in umodel.free_RVs]
-    out = {}
-    for obs_rv in umodel.observed_RVs:
-        fn = pytensor.function(
-            inputs, umodel.logp(vars=[obs_rv], sum=False)[0], on_unused_input="ignore"
-        )
-        arrays = [posterior[n].values for n in names]
-        n_chain, n_draw = arrays[0].shape[:2]
-        first = np.asarray(fn(*[a[0, 0] for a in arrays]))
-        ll = np.empty((n_chain, n_draw, *first.shape))
-        for c in range(n_chain):
-            for d in range(n_draw):
-                ll[c, d] = fn(*[a[c, d] for a in arrays])
-        dims = ("chain", "draw", *model.named_vars_to_dims[obs_rv.name][: first.ndim])
-        out[obs_rv.name] = xr.DataArray(
-            ll, dims=dims, coords={"chain": posterior["chain"], "draw": posterior["draw"]}
-        )
-    return xr.Dataset(out)
+    X = np.asarray(model["data"].get_value())
+    weights = posterior["weights"].values
+    means = posterior["means"].values
+    cov = posterior["covariance"].values
+    n_chain, n_draw = weights.shape[:2]
+    ll = np.empty((n_chain, n_draw, X.shape[0]))
+    for c in range(n_chain):
+        for d in range(n_draw):
+            ll[c, d] = log_mixture_density(X, weights[c, d], means[c, d], cov[c, d], "full")
+    coords = {"chain": posterior["chain"], "draw": posterior["draw"], "obs": np.arange(len(X))}
+    return xr.Dataset({"x": (("chain", "draw", "obs"), ll)}, coords=coords)
 
 
 def sample_posterior(model: pm.Model, spec: GMMSpec, em, config: SamplerConfig) -> xr.DataTree:
@@ -258,9 +254,9 @@ def sample_posterior(model: pm.Model, spec: GMMSpec, em, config: SamplerConfig) 
     if sampler == "pymc":
         kwargs.update(init="adapt_diag", initvals=starts, cores=config.cores)
     elif sampler in ("numpyro", "blackjax"):
-        kwargs.update(initvals=starts, nuts={"jitter": False, "chain_method": "parallel"})
+        kwargs.update(initvals=starts, nuts={"jitter": False, **_JAX_NUTS_KWARGS})
     else:  # nutpie takes one start for all chains
-        kwargs.update(initvals=starts[0], compile_kwargs={"jitter_rvs": set()})
+        kwargs.update(initvals=starts[0], compile_kwargs={"jitter_rvs": set(), **_NUTPIE_COMPILE})
     # the JAX samplers' graph rewrites can rename model variables in place (seen with
     # pymc 6.4: chol_corr -> chol_corr_cholesky); remember and restore the names
     names = {var: var.name for var in model.named_vars.values()}
