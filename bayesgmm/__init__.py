@@ -7,6 +7,7 @@ cluster assignments, with results as ``xarray.DataTree``.
 from importlib.metadata import PackageNotFoundError, version
 
 from bayesgmm.datasets import load_faithful, load_penguins
+from bayesgmm.diagnostics import DiagnosticsReport, diagnose
 from bayesgmm.em import EMPrior, EMResult, fit_em
 from bayesgmm.estimator import BayesianGMM
 from bayesgmm.exceptions import (
@@ -19,6 +20,7 @@ from bayesgmm.exceptions import (
     SamplingWarning,
 )
 from bayesgmm.model import GMMSpec, build_model, make_spec
+from bayesgmm.plots import plot_rank, plot_trace
 from bayesgmm.ppc import check_fit, plot_clusters, plot_ppc, posterior_predictive
 from bayesgmm.predict import (
     assignments_table,
@@ -29,7 +31,19 @@ from bayesgmm.predict import (
     score_samples,
 )
 from bayesgmm.priors import Prior, default_priors, resolve_priors
+from bayesgmm.relabel import RelabelInfo, relabel
 from bayesgmm.sampling import SamplerConfig, available_samplers, sample_posterior
+from bayesgmm.selection import (
+    LOOComparison,
+    SparseMixtureResult,
+    best_bic,
+    bic_table,
+    count_nonempty,
+    degeneracy_reason,
+    loo_compare,
+    plot_selection,
+    sparse_mixture,
+)
 
 try:
     __version__ = version("bayesgmm")
@@ -43,31 +57,46 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DegenerateFitError",
+    "DiagnosticsReport",
     "EMPrior",
     "EMResult",
     "GMMSpec",
+    "LOOComparison",
     "NotFittedError",
     "Prior",
+    "RelabelInfo",
     "SamplerConfig",
     "SamplingWarning",
+    "SparseMixtureResult",
     "__version__",
     "assignments_table",
     "available_samplers",
+    "best_bic",
+    "bic_table",
     "build_model",
     "check_fit",
     "co_clustering",
+    "count_nonempty",
     "default_priors",
+    "degeneracy_reason",
+    "diagnose",
     "fit_em",
     "flag_anomalies",
     "load_faithful",
     "load_penguins",
+    "loo_compare",
     "make_spec",
     "membership_draws",
     "plot_clusters",
     "plot_ppc",
+    "plot_rank",
+    "plot_selection",
+    "plot_trace",
     "posterior_predictive",
     "predict_proba",
+    "relabel",
     "resolve_priors",
     "sample_posterior",
     "score_samples",
+    "sparse_mixture",
 ]

@@ -16,10 +16,16 @@ import xarray as xr
 from bayesgmm import ppc as _ppc
 from bayesgmm import predict as _predict
 from bayesgmm._validation import check_n_components, check_new_data
+from bayesgmm.diagnostics import DiagnosticsReport
+from bayesgmm.diagnostics import diagnose as _diagnose
 from bayesgmm.em import EMResult, fit_em
 from bayesgmm.exceptions import ConfigError, NotFittedError, SamplingWarning
 from bayesgmm.model import GMMSpec, build_model, make_spec
+from bayesgmm.plots import plot_rank as _plot_rank
+from bayesgmm.plots import plot_trace as _plot_trace
 from bayesgmm.priors import COVARIANCE_TYPES
+from bayesgmm.relabel import RELABEL_METHODS
+from bayesgmm.relabel import relabel as _relabel
 from bayesgmm.sampling import SamplerConfig, sample_posterior
 
 __all__ = ["BayesianGMM"]
@@ -44,6 +50,11 @@ class BayesianGMM:
         ``random_seed``, ``progressbar``, ``cores``, ``jitter``; see :class:`SamplerConfig`.
     em : dict, optional
         Settings for the EM start: ``n_init`` (default 10), ``init``, ``max_iter``, ``tol``.
+    relabel : {"stephens", "pivot"} or None, default="stephens"
+        Relabel draws to one labelling (see :mod:`bayesgmm.relabel`): Stephens' algorithm
+        started from pivot alignment to the EM solution. ``idata_["posterior"]`` is then
+        relabelled and ``idata_["posterior_raw"]`` keeps the sampler's draws. ``None``
+        keeps the sampler's labels.
 
     Attributes
     ----------
@@ -53,6 +64,10 @@ class BayesianGMM:
     idata_ : xarray.DataTree
         ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data`` groups.
     spec_ : GMMSpec
+    relabel_info_ : RelabelInfo or None
+        How many draws were permuted per chain (and the permutations).
+    diagnostics_ : DiagnosticsReport
+        Convergence checks of the relabelled posterior, made at the end of ``fit``.
     feature_names_in_ : list of str
     n_features_in_ : int
 
@@ -73,12 +88,14 @@ class BayesianGMM:
         priors: Mapping[str, Any] | None = None,
         sampler: Mapping[str, Any] | SamplerConfig | None = None,
         em: Mapping[str, Any] | None = None,
+        relabel: str | None = "stephens",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.priors = priors
         self.sampler = sampler
         self.em = em
+        self.relabel = relabel
 
     # -- scikit-learn compatible parameter handling (clone works without sklearn) --------
     @classmethod
@@ -121,6 +138,11 @@ class BayesianGMM:
         if unknown:
             raise ConfigError(f"unknown em setting(s) {unknown}; valid: {list(_EM_KEYS)}")
         em.setdefault("n_init", 10)
+        if self.relabel is not None and self.relabel not in RELABEL_METHODS:
+            raise ConfigError(
+                f"unknown relabel {self.relabel!r}; valid: {list(RELABEL_METHODS)} or None "
+                "(keep the sampler's labels)."
+            )
         return sampler, em
 
     def fit(self, X, y=None, *, feature_names: Sequence[str] | None = None) -> BayesianGMM:
@@ -150,6 +172,11 @@ class BayesianGMM:
         )
         model = build_model(X, spec=spec)
         idata = sample_posterior(model, spec, em, sampler)
+        self.relabel_info_ = None
+        if self.relabel is not None:
+            idata, self.relabel_info_ = _relabel(
+                idata, reference=em, method=self.relabel, X=X, random_seed=sampler.random_seed
+            )
         self.spec_: GMMSpec = spec
         self.em_: EMResult = em
         self.model_: pm.Model = model
@@ -289,29 +316,29 @@ class BayesianGMM:
         self._check_fitted()
         return _ppc.check_fit(self.idata_, **kwargs)
 
+    # -- diagnostics and plots ----------------------------------------------------------
+    def diagnose(self, var_names: Sequence[str] | None = None) -> DiagnosticsReport:
+        """Convergence diagnostics of the (relabelled) posterior; see bayesgmm.diagnostics."""
+        self._check_fitted()
+        return _diagnose(self.idata_, var_names)
+
+    def plot_trace(self, var_names: Sequence[str] | None = None, **kwargs: Any):
+        """Trace plots of the relabelled posterior (weights, means, sds by default)."""
+        self._check_fitted()
+        return _plot_trace(self.idata_, var_names, **kwargs)
+
+    def plot_rank(self, var_names: Sequence[str] | None = None, **kwargs: Any):
+        """Rank plots for spotting chains that disagree."""
+        self._check_fitted()
+        return _plot_rank(self.idata_, var_names, **kwargs)
+
     def _warn_on_sampling_trouble(self) -> None:
-        stats = self.idata_["sample_stats"].to_dataset()
-        problems = []
-        if "diverging" in stats:
-            n_div = int(stats["diverging"].sum())
-            if n_div:
-                problems.append(f"{n_div} divergent transitions (raise target_accept)")
-        post = self.posterior[[v for v in ("weights", "means", "sds") if v in self.posterior]]
-        if post.sizes.get("chain", 1) > 1:
-            rhat = az.rhat(post)
-            max_rhat = max(float(rhat[v].max()) for v in rhat.data_vars)
-            if not np.isfinite(max_rhat) or max_rhat > 1.01:
-                problems.append(f"max R-hat {max_rhat:.3f} > 1.01 (chains disagree)")
-        ess = az.ess(post)
-        min_ess = min(float(ess[v].min()) for v in ess.data_vars)
-        n_chains = post.sizes.get("chain", 1)
-        if min_ess < 100 * n_chains:
-            problems.append(f"min bulk ESS {min_ess:.0f} < {100 * n_chains} (draw more)")
-        if problems:
+        report = self.diagnose()
+        self.diagnostics_ = report
+        if report.verdict != "ok":
             warnings.warn(
-                "sampling diagnostics flagged: " + "; ".join(problems) + ". Treat the posterior "
-                "with care: more tuning/draws, a higher target_accept, fewer components or a "
-                "stronger prior usually help.",
+                f"sampling diagnostics {report.verdict.upper()} on {report.failed}; treat the "
+                f"posterior with care.\n{report}",
                 SamplingWarning,
                 stacklevel=3,
             )

@@ -1,0 +1,36 @@
+"""Shared, session-scoped fixtures: a small well-separated dataset and one cached fit."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+SEPARATED_CENTERS = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]])
+
+
+@pytest.fixture(scope="session")
+def separated_X() -> np.ndarray:
+    """Three well-separated 2-D Gaussian clusters (unit covariance), 50 points each."""
+    rng = np.random.default_rng(20261123)
+    return np.vstack([rng.normal(c, 1.0, size=(50, 2)) for c in SEPARATED_CENTERS])
+
+
+@pytest.fixture(scope="session")
+def separated_fit(separated_X):
+    """``BayesianGMM(3)`` fitted on ``separated_X``: 4 chains x 1000 draws (nutpie).
+
+    Compiling the model dominates the cost (tens of seconds on a loaded machine).
+
+    Shared by several test files; treat it as read-only.
+    """
+    from bayesgmm import BayesianGMM
+
+    gmm = BayesianGMM(
+        3,
+        sampler={"draws": 1000, "tune": 500, "chains": 4, "random_seed": 1, "progressbar": False},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gmm.fit(separated_X)
