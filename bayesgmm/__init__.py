@@ -32,6 +32,7 @@ from bayesgmm.predict import (
 )
 from bayesgmm.priors import Prior, default_priors, resolve_priors
 from bayesgmm.relabel import RelabelInfo, relabel
+from bayesgmm.report import write_report
 from bayesgmm.sampling import SamplerConfig, available_samplers, sample_posterior
 from bayesgmm.selection import (
     LOOComparison,
@@ -44,6 +45,7 @@ from bayesgmm.selection import (
     plot_selection,
     sparse_mixture,
 )
+from bayesgmm.specs import ModelSpec, load_spec
 
 try:
     __version__ = version("bayesgmm")
@@ -62,6 +64,7 @@ __all__ = [
     "EMResult",
     "GMMSpec",
     "LOOComparison",
+    "ModelSpec",
     "NotFittedError",
     "Prior",
     "RelabelInfo",
@@ -84,6 +87,7 @@ __all__ = [
     "flag_anomalies",
     "load_faithful",
     "load_penguins",
+    "load_spec",
     "loo_compare",
     "make_spec",
     "membership_draws",
@@ -99,4 +103,5 @@ __all__ = [
     "sample_posterior",
     "score_samples",
     "sparse_mixture",
+    "write_report",
 ]

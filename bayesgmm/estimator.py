@@ -316,6 +316,21 @@ class BayesianGMM:
         self._check_fitted()
         return _ppc.check_fit(self.idata_, **kwargs)
 
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path, *, overwrite: bool = False):
+        """Save the fitted estimator to a directory; see :func:`bayesgmm.io.save`."""
+        from bayesgmm import io
+
+        self._check_fitted()
+        return io.save(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> BayesianGMM:
+        """Load an estimator saved by :meth:`save`: identical predictions, no re-sampling."""
+        from bayesgmm import io
+
+        return io.load(path)
+
     # -- diagnostics and plots ----------------------------------------------------------
     def diagnose(self, var_names: Sequence[str] | None = None) -> DiagnosticsReport:
         """Convergence diagnostics of the (relabelled) posterior; see bayesgmm.diagnostics."""

@@ -1,0 +1,250 @@
+"""Write a fit report: tables, diagnostics, assignments, figures, one HTML page, the model.
+
+:func:`write_report` fills a directory with
+
+============================  ==========================================================
+``summary.csv``/``.txt``      posterior summary (ArviZ) of the relabelled parameters
+``diagnostics.csv``/``.txt``  :func:`bayesgmm.diagnostics.diagnose` verdicts and advice
+``assignments.csv``           per point: data, cluster, probabilities with intervals,
+                              uncertainty and entropy
+``selection.csv``             (K sweeps only) the PSIS-LOO comparison
+``trace.png``                 trace plot (:func:`bayesgmm.plots.plot_trace`)
+``clusters.png``              clusters with assignment uncertainty and ellipses
+``ppc.png``                   posterior predictive density overlays
+``report.html``               all of the above on one self-contained page
+``model/``                    the saved estimator (:func:`bayesgmm.io.save`)
+============================  ==========================================================
+
+Everything is computed on the posterior relabelled to the EM solution's labelling
+(:func:`bayesgmm.relabel.relabel`), so per-component summaries mean one component each.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bayesgmm import io
+from bayesgmm.diagnostics import diagnose
+from bayesgmm.plots import plot_trace
+from bayesgmm.relabel import relabel
+
+__all__ = ["REPORT_FILES", "relabelled", "write_report"]
+
+REPORT_FILES = (
+    "summary.csv",
+    "summary.txt",
+    "diagnostics.csv",
+    "diagnostics.txt",
+    "assignments.csv",
+    "trace.png",
+    "clusters.png",
+    "ppc.png",
+    "report.html",
+)
+_DPI = 110
+
+
+def relabelled(gmm):
+    """The estimator with a relabelled posterior (a shallow copy; ``gmm`` is not changed).
+
+    Returns ``gmm`` itself when its posterior was relabelled already (it has a
+    ``posterior_raw`` group) or has no component labels to switch (K = 1).
+    """
+    tree = gmm.idata_
+    if "posterior_raw" in tree.children or gmm.spec_.n_components == 1:
+        return gmm
+    new, _ = relabel(tree, reference=gmm.em_)
+    out = copy.copy(gmm)
+    out.idata_ = new
+    return out
+
+
+def _save_figure(obj, path: Path) -> None:
+    """Save a matplotlib Figure or an arviz-plots PlotCollection as PNG, then close it."""
+    import matplotlib.pyplot as plt
+
+    if hasattr(obj, "savefig") and hasattr(obj, "viz"):  # PlotCollection
+        fig = obj.viz["figure"].item()
+    else:
+        fig = obj
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
+    return df.to_html(
+        float_format=lambda v: float_format.format(v), border=0, classes="tbl", na_rep="-"
+    )
+
+
+def write_report(
+    gmm,
+    out_dir: str | Path,
+    *,
+    title: str = "bayesgmm fit report",
+    notes: Sequence[str] = (),
+    data: pd.DataFrame | None = None,
+    selection: pd.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
+    random_seed: int | None = 0,
+) -> Path:
+    """Write the report of a fitted estimator to ``out_dir``; returns ``report.html``'s path.
+
+    Parameters
+    ----------
+    gmm : BayesianGMM
+        A fitted estimator (not modified: the report relabels a shallow copy).
+    out_dir : str or Path
+        Created if needed; files of an earlier report there are replaced.
+    title : str
+    notes : sequence of str
+        Lines shown at the top of the page (data source, dropped rows, ...).
+    data : DataFrame, optional
+        The fitted data with its original row labels; its columns and index are put in
+        front of ``assignments.csv`` (``row`` = original row number).
+    selection : DataFrame, optional
+        A K comparison table (e.g. :class:`bayesgmm.selection.LOOComparison` ``.table``),
+        written to ``selection.csv`` and shown.
+    progress : callable, optional
+        Called with a short message before each step.
+    random_seed : int, optional
+        Seed of the posterior predictive draws behind ``ppc.png``.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    say = progress or (lambda msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    say("relabelling the posterior")
+    g = relabelled(gmm)
+
+    say("posterior summary")
+    summary = g.summary()  # rounded for reading
+    g.summary(round_to="none").to_csv(out / "summary.csv", index_label="parameter")
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        (out / "summary.txt").write_text(summary.to_string() + "\n")
+
+    say("diagnostics")
+    diag = diagnose(g.idata_)
+    diag.table.to_csv(out / "diagnostics.csv", index_label="check")
+    (out / "diagnostics.txt").write_text(str(diag) + "\n")
+
+    say("assignments")
+    assign = g.assignments()
+    if data is not None:
+        front = data.reset_index(names="row")
+        front.index = assign.index
+        assign = pd.concat([front, assign], axis=1)
+    assign.to_csv(out / "assignments.csv", index_label="obs")
+
+    if selection is not None:
+        selection.to_csv(out / "selection.csv")
+
+    say("saving the model")
+    io.save(g, out / "model", overwrite=True)
+
+    say("trace plot")
+    _save_figure(plot_trace(g.idata_), out / "trace.png")
+    say("cluster plot")
+    _save_figure(g.plot_clusters(), out / "clusters.png")
+    say("posterior predictive check")
+    # on a copy of the tree: the posterior predictive draws are not part of the saved model
+    g_pp = copy.copy(g)
+    g_pp.idata_ = g.idata_.copy()
+    _save_figure(g_pp.plot_ppc(random_seed=random_seed), out / "ppc.png")
+
+    say("report.html")
+    page = _html_page(
+        g,
+        title=title,
+        notes=list(notes),
+        summary=summary,
+        diag=diag,
+        assign=assign,
+        selection=selection,
+        out=out,
+        seconds=time.perf_counter() - t0,
+    )
+    (out / "report.html").write_text(page, encoding="utf-8")
+    return out / "report.html"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
+.tbl{border-collapse:collapse;font-size:.85em} .tbl td,.tbl th{padding:2px 8px;text-align:right}
+.tbl tr:nth-child(even){background:#f6f8fa} img{max-width:100%;border:1px solid #eee}
+.ok{color:#1a7f37} .warn{color:#9a6700} .fail{color:#cf222e} pre{background:#f6f8fa;padding:.6em}
+"""
+
+
+def _img(out: Path, name: str, alt: str) -> str:
+    data = base64.b64encode((out / name).read_bytes()).decode("ascii")
+    return f'<p><a href="{name}"><img src="data:image/png;base64,{data}" alt="{alt}"></a></p>'
+
+
+def _html_page(g, *, title, notes, summary, diag, assign, selection, out, seconds) -> str:
+    esc = html.escape
+    cfg = g.sampler_config_
+    post = g.idata_["posterior"]
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    facts = [
+        f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}', "
+        f"features {g.feature_names_in_}, {assign.shape[0]} points.",
+        f"NUTS ({g.idata_.attrs.get('nuts_sampler', cfg.nuts_sampler)}): {n_chain} chains x "
+        f"{n_draw} draws after {cfg.tune} tuning steps, started at the EM solution; "
+        f"random_seed {cfg.random_seed}.",
+        "Component labels: relabelled to the EM solution's labelling (posterior_raw holds "
+        "the sampler's draws).",
+        *notes,
+    ]
+    n_uncertain = int((assign["uncertainty"] > 0.2).sum())
+    cls = diag.verdict
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in facts) + "</ul>",
+        f"<p>Diagnostics verdict: <b class='{cls}'>{cls.upper()}</b> "
+        "(<a href='diagnostics.txt'>diagnostics.txt</a>)</p>",
+    ]
+    if selection is not None:
+        parts += [
+            "<h2>Choice of K (PSIS-LOO)</h2>",
+            _table_html(selection),
+            "<p><a href='selection.csv'>selection.csv</a></p>",
+        ]
+    parts += [
+        "<h2>Posterior summary</h2>",
+        "<p>Data units; <a href='summary.csv'>summary.csv</a></p>",
+        _table_html(summary),
+        "<h2>Diagnostics</h2>",
+        diag._repr_html_(),
+        "<h2>Clusters</h2>",
+        f"<p>{n_uncertain} of {assign.shape[0]} points have assignment uncertainty "
+        "(1 - max probability) above 0.2. Per-point probabilities with intervals: "
+        "<a href='assignments.csv'>assignments.csv</a>.</p>",
+        _img(out, "clusters.png", "clusters"),
+        "<h2>Posterior predictive check</h2>",
+        _img(out, "ppc.png", "posterior predictive check"),
+        "<h2>Trace plot</h2>",
+        _img(out, "trace.png", "trace plot"),
+        "<h2>Most uncertain assignments</h2>",
+        _table_html(assign.sort_values("uncertainty", ascending=False).head(15)),
+        "<h2>Saved model</h2>",
+        "<p><code>model/</code>: load with <code>bayesgmm.io.load('model')</code>.</p>",
+        f"<p><small>Report written in {seconds:.1f} s.</small></p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
