@@ -197,15 +197,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(gmm.summary().to_string())
     sampling = [w for w in caught if issubclass(w.category, SamplingWarning)]
     print()
+    if gmm.relabel_info_ is not None:
+        print(f"Relabelling: {gmm.relabel_info_}")
+        print()
+    print(gmm.diagnostics_)
     if sampling:
-        for w in sampling:
-            print(f"WARNING: {w.message}")
-    else:
-        print(
-            "Diagnostics: no divergences, R-hat <= 1.01 and bulk ESS >= 100 per chain for "
-            "weights, means and sds."
-        )
-    if args.out is not None:
+        print()
+        print("WARNING: the diagnostics above flagged problems; treat the posterior with care.")
+    if args.out:
         print()
         notes = [
             "data: bundled Old Faithful data (272 eruptions; eruptions, waiting).",
@@ -291,7 +290,12 @@ def _parser() -> argparse.ArgumentParser:
         "--out, also write the report there.",
     )
     demo.add_argument("--components", "-k", type=int, default=2, help="number of components")
-    demo.add_argument("--out", default=None, metavar="DIR", help="also write a report here")
+    demo.add_argument(
+        "--out",
+        default="out/demo",
+        metavar="DIR",
+        help="write the report here (default: out/demo); '' for no report",
+    )
     _add_sampler_args(demo, {"draws": 1000, "tune": 1000, "chains": 4, "seed": 2026})
     demo.set_defaults(func=_cmd_demo)
     return parser

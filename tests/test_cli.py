@@ -158,6 +158,7 @@ def test_demo_writes_the_report(tmp_path, capsys):
     code, stdout, _ = _run(["demo", "--out", out, *SMALL], capsys)
     assert code == 0
     assert "Old Faithful" in stdout and "Posterior summary" in stdout
+    assert "Relabelling: relabel(stephens" in stdout and "[ok  ] divergences" in stdout
     _check_report(out, 272, [])
     assert load(out / "model").feature_names_in_ == ["eruptions", "waiting"]
 
