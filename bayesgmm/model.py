@@ -119,6 +119,18 @@ def component_logp_z(z, means_z, cov_param, covariance_type: str):
     tensor of shape (N, K)
     """
     D = z.shape[-1]
+    if covariance_type == "full" and cov_param.type.shape[-1] is not None:
+        # With D known, invert the K small factors by unrolled forward substitution and
+        # map the points with one matrix product: y = (z - mu_k) @ L_k^{-T}. Measured per
+        # logp+gradient against a batched solve_triangular: 5x (numba) and 14x (JAX) faster
+        # at N=1,000, K=3, D=2; 28x and 70x at N=10,000, K=5, D=4 (bench/README.md).
+        D = cov_param.type.shape[-1]
+        prec_chol_t = pt.swapaxes(_tril_inverse(cov_param, D), -1, -2)  # (K, D, D): L^{-T}
+        flat = pt.transpose(prec_chol_t, (1, 0, 2)).reshape((D, -1))  # (D, K*D)
+        y = pt.dot(z, flat).reshape((z.shape[0], -1, D))  # (N, K, D)
+        y = y - pt.sum(means_z[:, :, None] * prec_chol_t, axis=1)[None]
+        logdet = pt.sum(pt.log(pt.diagonal(cov_param, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+        return -0.5 * pt.sum(y**2, axis=-1) - logdet[None, :] - 0.5 * D * _LOG_2PI
     if covariance_type == "full":
         diff = z[None, :, :] - means_z[:, None, :]  # (K, N, D)
         sol = pt.linalg.solve_triangular(cov_param, pt.swapaxes(diff, -1, -2), lower=True)
@@ -145,6 +157,26 @@ def component_logp_z(z, means_z, cov_param, covariance_type: str):
     # spherical
     sq = pt.sum((z[:, None, :] - means_z[None, :, :]) ** 2, axis=-1)  # (N, K)
     return -0.5 * sq / cov_param**2 - D * pt.log(cov_param) - 0.5 * D * _LOG_2PI
+
+
+def _tril_inverse(chol, D: int):
+    """Inverse of a batch of lower-triangular (..., D, D) factors, by forward substitution.
+
+    Unrolled over the (small, static) dimension D, so the graph is elementwise on the
+    batch and differentiates and compiles cheaply in every PyTensor backend.
+    """
+    inv = [[None] * D for _ in range(D)]
+    zero = pt.zeros_like(chol[..., 0, 0])
+    for i in range(D):
+        inv[i][i] = 1.0 / chol[..., i, i]
+        for j in range(i):
+            acc = chol[..., i, j] * inv[j][j]
+            for m in range(j + 1, i):
+                acc = acc + chol[..., i, m] * inv[m][j]
+            inv[i][j] = -acc * inv[i][i]
+        for j in range(i + 1, D):
+            inv[i][j] = zero
+    return pt.stack([pt.stack(row, axis=-1) for row in inv], axis=-2)
 
 
 def _sd_prior(name: str, rp: ResolvedPriors, scale, dims):

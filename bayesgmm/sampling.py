@@ -34,8 +34,11 @@ __all__ = [
 
 NUTS_SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "blackjax")
 _MODULE_OF = {"pymc": "pymc", "nutpie": "nutpie", "numpyro": "numpyro", "blackjax": "blackjax"}
-# preference order for "auto" (see bench/bench_sampling.py for the measurements)
-_AUTO_ORDER = ("nutpie", "numpyro", "pymc")
+# Preference order for "auto", from bench/bench_sampling.py (N=1,000, K=3, D=2, 4 chains x
+# 1,000 tune + 1,000 draws, one process, 2 shared cores, compile included): ESS/s numpyro
+# 56.2, pymc 33.4, nutpie 9.2 (wall 56 s, 91 s, 363 s; min bulk ESS 3,120 / 3,035 / 3,328;
+# R-hat <= 1.003 for all). The model compiles in seconds with JAX; numba took minutes.
+_AUTO_ORDER = ("numpyro", "pymc", "nutpie")
 _NUTPIE_COMPILE: dict[str, Any] = {"backend": "numba"}
 _JAX_NUTS_KWARGS: dict[str, Any] = {"chain_method": "parallel"}
 
@@ -62,8 +65,8 @@ class SamplerConfig:
     chains : int
     target_accept : float in (0, 1)
     nuts_sampler : {"auto", "pymc", "nutpie", "numpyro", "blackjax"}
-        ``"auto"`` picks the fastest installed backend, in the order nutpie, NumPyro,
-        PyMC's own NUTS (measured by ``bench/bench_sampling.py``).
+        ``"auto"`` picks the fastest installed backend, in the order NumPyro, PyMC's
+        own NUTS, nutpie (measured by ``bench/bench_sampling.py``, see ``_AUTO_ORDER``).
     random_seed : int, optional
     progressbar : bool
     cores : int, optional
