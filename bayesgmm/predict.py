@@ -72,6 +72,24 @@ INTERVAL_KINDS = ("hdi", "eti")
 # --------------------------------------------------------------------------- #
 
 
+def draw_arrays(post: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-draw ``weights`` (C, S, K), ``means`` (C, S, K, D), ``covariance`` (C, S, K, D, D)."""
+    missing = [v for v in ("weights", "means", "covariance") if v not in post]
+    if missing:
+        raise DataError(
+            f"the posterior lacks {missing}; it must come from bayesgmm.build_model "
+            "(variables weights, means and covariance in the data's units)."
+        )
+    w = post["weights"].transpose("chain", "draw", "component").to_numpy()
+    mu = post["means"].transpose("chain", "draw", "component", "feature").to_numpy()
+    cov = (
+        post["covariance"]
+        .transpose("chain", "draw", "component", "feature", "feature_bis")
+        .to_numpy()
+    )
+    return w, mu, cov
+
+
 def _posterior_dataset(posterior) -> xr.Dataset:
     if posterior is None:
         raise DataError("no posterior given; fit the model first (BayesianGMM.fit).")
@@ -130,13 +148,7 @@ class _Draws:
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset) -> _Draws:
-        w = ds["weights"].transpose("chain", "draw", "component").to_numpy()
-        mu = ds["means"].transpose("chain", "draw", "component", "feature").to_numpy()
-        cov = (
-            ds["covariance"]
-            .transpose("chain", "draw", "component", "feature", "feature_bis")
-            .to_numpy()
-        )
+        w, mu, cov = draw_arrays(ds)
         C, R, K, D = mu.shape
         if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(cov).all()):
             raise DataError("the posterior draws contain NaN or infinite values.")

@@ -37,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from bayesgmm._gaussian import log_mixture_density, log_responsibilities
 from bayesgmm._validation import check_new_data
 from bayesgmm.exceptions import ConfigError, DataError
+from bayesgmm.predict import draw_arrays
 
 __all__ = [
     "RELABEL_METHODS",
@@ -111,24 +112,6 @@ def _posterior_raw(idata: xr.DataTree) -> xr.Dataset:
     return idata["posterior"].to_dataset()
 
 
-def _draw_params(post: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-draw ``weights`` (C, S, K), ``means`` (C, S, K, D), ``covariance`` (C, S, K, D, D)."""
-    missing = [v for v in ("weights", "means", "covariance") if v not in post]
-    if missing:
-        raise DataError(
-            f"the posterior lacks {missing}; it must come from bayesgmm.build_model "
-            "(variables weights, means and covariance in the data's units)."
-        )
-    w = post["weights"].transpose("chain", "draw", "component").to_numpy()
-    mu = post["means"].transpose("chain", "draw", "component", "feature").to_numpy()
-    cov = (
-        post["covariance"]
-        .transpose("chain", "draw", "component", "feature", "feature_bis")
-        .to_numpy()
-    )
-    return w, mu, cov
-
-
 def _reference_from(reference, K: int, D: int) -> dict[str, np.ndarray]:
     if hasattr(reference, "covariance_matrices"):  # EMResult
         ref = {
@@ -167,7 +150,7 @@ def _total_loglik(idata: xr.DataTree, post: xr.Dataset, X: np.ndarray | None) ->
         return ll.sum(other).transpose("chain", "draw").to_numpy()
     if X is None:
         raise DataError("no log_likelihood group; pass X to choose the pivot draw.")
-    w, mu, cov = _draw_params(post)
+    w, mu, cov = draw_arrays(post)
     C, S = w.shape[:2]
     out = np.empty((C, S))
     for c in range(C):
@@ -344,7 +327,7 @@ def relabel(
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
             raise ConfigError(f"{name} must be an integer >= {lo}; got {value!r}.")
     post = _posterior_raw(idata)
-    w, mu, cov = _draw_params(post)
+    w, mu, cov = draw_arrays(post)
     C, S, K = w.shape
     D = mu.shape[-1]
     flat_mu, flat_cov = mu.reshape(C * S, K, D), cov.reshape(C * S, K, D, D)

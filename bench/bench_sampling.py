@@ -88,22 +88,9 @@ if ARGS is not None:  # must happen before JAX is imported anywhere
 
 import arviz as az  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_em import make_data  # noqa: E402  (same synthetic workloads as the EM benchmark)
 
 WORKLOADS = {"small": (1_000, 3, 2), "large": (10_000, 5, 4)}
-
-
-def make_data(n: int, k: int, d: int, seed: int) -> np.ndarray:
-    """``n`` points from ``k`` well-separated Gaussian clusters with random covariances."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=12.0, size=(k, d))
-    sizes = rng.multinomial(n, np.full(k, 1.0 / k))
-    blocks = []
-    for c, m in zip(centres, sizes, strict=True):
-        a = rng.normal(size=(d, d)) / np.sqrt(d)
-        chol = np.linalg.cholesky(a @ a.T + 0.3 * np.eye(d))
-        blocks.append(c + rng.normal(size=(m, d)) @ chol.T)
-    X = np.concatenate(blocks)
-    return X[rng.permutation(n)]
 
 
 # -- label alignment and diagnostics -------------------------------------------------------
