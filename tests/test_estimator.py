@@ -59,7 +59,7 @@ def test_posterior_near_mle_on_faithful(faithful_fit):
     order = np.argsort(post["means"].mean(("chain", "draw")).values[:, 0])
     mle_order = np.argsort(mle.means[:, 0])
     for name, mle_value in (("weights", mle.weights), ("means", mle.means)):
-        draws = post[name].values[:, :, order].reshape(-1, *post[name].shape[3:])
+        draws = post[name].values[:, :, order].reshape(-1, *post[name].shape[2:])
         z = np.abs(draws.mean(0) - mle_value[mle_order]) / draws.std(0)
         assert np.all(z < 2), (name, z)
 
@@ -102,7 +102,13 @@ def test_not_fitted_and_bad_settings():
 
 @pytest.mark.slow
 def test_recovers_known_parameters():
-    """Well separated K=3, D=2: truth inside the 94% intervals, R-hat <= 1.01 on 4 chains."""
+    """Well separated K=3, D=2: truths inside the posterior intervals, R-hat <= 1.01 on 4 chains.
+
+    There are 18 distinct scalar truths (3 weights, 6 means, 9 covariance entries); even a
+    perfectly calibrated posterior puts all 18 inside their 94% intervals only about a third
+    of the time (0.94**18). So: every truth inside its 99.8% interval, and at least 80% of
+    them inside their 94% intervals (about 94% expected).
+    """
     rng = np.random.default_rng(2024)
     weights = np.array([0.5, 0.3, 0.2])
     means = np.array([[0.0, 0.0], [6.0, 1.0], [1.0, 7.0]])
@@ -122,11 +128,20 @@ def test_recovers_known_parameters():
         + 10 * post["means"].mean(("chain", "draw")).values[:, 1]
     )
     true_order = np.argsort(means[:, 0] + 10 * means[:, 1])
+    inside94, inside998 = [], []
     for name, truth in (("weights", weights), ("means", means), ("covariance", covs)):
-        draws = post[name].values[:, :, order].reshape(-1, *post[name].shape[3:])
-        lo, hi = np.quantile(draws, [0.03, 0.97], axis=0)
+        draws = post[name].values[:, :, order].reshape(-1, *post[name].shape[2:])
         t = truth[true_order]
-        assert np.all((lo <= t) & (t <= hi)), (name, lo, hi, t)
+        if name == "covariance":  # distinct entries only: the lower triangle
+            i, j = np.tril_indices(2)
+            draws, t = draws[..., i, j], t[..., i, j]
+        lo, hi = np.quantile(draws, [0.03, 0.97], axis=0)
+        inside94.extend(((lo <= t) & (t <= hi)).ravel())
+        lo, hi = np.quantile(draws, [0.001, 0.999], axis=0)
+        inside998.extend(((lo <= t) & (t <= hi)).ravel())
+    assert len(inside94) == 18
+    assert all(inside998), inside998
+    assert np.mean(inside94) >= 0.8, inside94
     import arviz as az
 
     rhat = az.rhat(post.to_dataset()[["weights", "means", "sds"]])
