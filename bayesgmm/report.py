@@ -136,7 +136,8 @@ def write_report(
         (out / "summary.txt").write_text(summary.to_string() + "\n")
 
     say("diagnostics")
-    diag = diagnose(g.idata_)
+    # fit() already diagnosed the relabelled posterior; recompute only for a fresh relabelling
+    diag = g.diagnostics_ if g is gmm and hasattr(g, "diagnostics_") else diagnose(g.idata_)
     diag.table.to_csv(out / "diagnostics.csv", index_label="check")
     (out / "diagnostics.txt").write_text(str(diag) + "\n")
 
