@@ -142,12 +142,9 @@ def _fit_task(X, params: dict[str, Any], estimator_kwargs: dict[str, Any]) -> Fi
 
 def _restore(result: FitResult) -> FitResult:
     """Rebuild the estimator's ``model_`` from its training data and spec."""
-    from bayesgmm.model import build_model
-
     gmm = result.estimator
     if gmm is not None and not hasattr(gmm, "model_"):
-        X_obs = gmm.idata_["observed_data"]["x"].transpose("obs", "feature").to_numpy()
-        gmm.model_ = build_model(X_obs, spec=gmm.spec_)
+        gmm._rebuild_model()
     return result
 
 

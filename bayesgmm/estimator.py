@@ -238,8 +238,12 @@ class BayesianGMM:
     def _data_or_train(self, X) -> np.ndarray:
         if X is None:
             self._check_fitted()
-            return self.idata_["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+            return _predict.training_data(self.idata_)
         return self._new_data(X)
+
+    def _rebuild_model(self) -> None:
+        """Rebuild ``model_`` from the training data and spec (after load or unpickling)."""
+        self.model_ = build_model(_predict.training_data(self.idata_), spec=self.spec_)
 
     def predict_proba(self, X, **kwargs: Any):
         """Posterior mean membership probabilities, shape (n_samples, n_components).

@@ -332,7 +332,7 @@ def load(path: str | os.PathLike):
     """
     from bayesgmm.em import EMResult
     from bayesgmm.estimator import BayesianGMM
-    from bayesgmm.model import build_model
+    from bayesgmm.predict import training_data
     from bayesgmm.sampling import SamplerConfig
 
     path = Path(path)
@@ -348,7 +348,8 @@ def load(path: str | os.PathLike):
         spec = _spec_from_dict(meta["spec"])
         em_result = EMResult.from_dict(meta["em_result"])
         sampler_config = SamplerConfig.from_dict(meta["sampler_config"])
-        X_obs = idata["observed_data"]["x"].transpose("obs", "feature").to_numpy()
+        if training_data(idata) is None:
+            raise KeyError("observed_data.x")
         # parameters this version's estimator knows (a newer one may have added some)
         valid = set(BayesianGMM().get_params())
         gmm = BayesianGMM(**{k: v for k, v in params.items() if k in valid})
@@ -361,7 +362,7 @@ def load(path: str | os.PathLike):
     gmm.feature_names_in_ = list(spec.feature_names)
     gmm.n_features_in_ = spec.n_features
     gmm.sampler_config_ = sampler_config
-    gmm.model_ = build_model(X_obs, spec=spec)
+    gmm._rebuild_model()
     gmm.relabel_info_ = relabel_info
     gmm.diagnostics_ = gmm.diagnose()  # recomputed: a deterministic function of the draws
     return gmm

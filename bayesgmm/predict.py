@@ -90,6 +90,30 @@ def draw_arrays(post: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return w, mu, cov
 
 
+def draw_log_densities(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
+    """Mixture log density of every point at every draw's parameters, (C, S, n_samples)."""
+    from bayesgmm._gaussian import log_mixture_density
+
+    w, mu, cov = draw_arrays(post)
+    C, S = w.shape[:2]
+    out = np.empty((C, S, X.shape[0]))
+    for c in range(C):
+        for s in range(S):
+            out[c, s] = log_mixture_density(X, w[c, s], mu[c, s], cov[c, s], "full")
+    return out
+
+
+def training_data(tree) -> np.ndarray | None:
+    """The training data of a DataTree (``observed_data`` variable ``x``) as (obs, feature).
+
+    ``None`` when ``tree`` is not a DataTree or holds no training data.
+    """
+    if not isinstance(tree, xr.DataTree) or "observed_data" not in tree.children:
+        return None
+    obs = tree["observed_data"].to_dataset()
+    return obs["x"].transpose("obs", "feature").to_numpy() if "x" in obs else None
+
+
 def _posterior_dataset(posterior) -> xr.Dataset:
     if posterior is None:
         raise DataError("no posterior given; fit the model first (BayesianGMM.fit).")
@@ -223,17 +247,12 @@ def _draws_and_data(posterior, X, max_draws) -> tuple[_Draws, np.ndarray]:
     ds = _posterior_dataset(posterior)
     draws = _Draws.from_dataset(_thin(ds, max_draws))
     if X is None:
-        obs = (
-            posterior["observed_data"].to_dataset()
-            if isinstance(posterior, xr.DataTree) and "observed_data" in posterior.children
-            else None
-        )
-        if obs is None or "x" not in obs:
+        X = training_data(posterior)
+        if X is None:
             raise DataError(
                 "X is required: pass the points to predict, or a DataTree with an "
                 "'observed_data' group (variable 'x') to use the training data."
             )
-        X = obs["x"].transpose("obs", "feature").to_numpy()
     return draws, check_new_data(X, draws.shape[2], draws.feature_names)
 
 

@@ -34,10 +34,10 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm._gaussian import log_mixture_density, log_responsibilities
+from bayesgmm._gaussian import log_responsibilities
 from bayesgmm._validation import check_new_data
 from bayesgmm.exceptions import ConfigError, DataError
-from bayesgmm.predict import draw_arrays
+from bayesgmm.predict import draw_arrays, draw_log_densities, training_data
 
 __all__ = [
     "RELABEL_METHODS",
@@ -150,21 +150,15 @@ def _total_loglik(idata: xr.DataTree, post: xr.Dataset, X: np.ndarray | None) ->
         return ll.sum(other).transpose("chain", "draw").to_numpy()
     if X is None:
         raise DataError("no log_likelihood group; pass X to choose the pivot draw.")
-    w, mu, cov = draw_arrays(post)
-    C, S = w.shape[:2]
-    out = np.empty((C, S))
-    for c in range(C):
-        for s in range(S):
-            out[c, s] = log_mixture_density(X, w[c, s], mu[c, s], cov[c, s], "full").sum()
-    return out
+    return draw_log_densities(post, X).sum(axis=-1)
 
 
 def _observed_X(idata: xr.DataTree, X, post: xr.Dataset) -> np.ndarray:
     names = [str(f) for f in post["feature"].to_numpy()]
     if X is None:
-        if "observed_data" not in idata.children or "x" not in idata["observed_data"]:
+        X = training_data(idata)
+        if X is None:
             raise DataError("no observed_data group in the DataTree; pass X explicitly.")
-        X = idata["observed_data"]["x"].transpose(..., "feature").to_numpy()
     return check_new_data(X, len(names), names)
 
 

@@ -226,17 +226,10 @@ def pointwise_log_likelihood(model: pm.Model, posterior: xr.Dataset) -> xr.Datas
     -------
     Dataset with variable ``x``, dims (chain, draw, obs).
     """
-    from bayesgmm._gaussian import log_mixture_density
+    from bayesgmm.predict import draw_log_densities
 
     X = np.asarray(model["data"].get_value())
-    weights = posterior["weights"].values
-    means = posterior["means"].values
-    cov = posterior["covariance"].values
-    n_chain, n_draw = weights.shape[:2]
-    ll = np.empty((n_chain, n_draw, X.shape[0]))
-    for c in range(n_chain):
-        for d in range(n_draw):
-            ll[c, d] = log_mixture_density(X, weights[c, d], means[c, d], cov[c, d], "full")
+    ll = draw_log_densities(posterior, X)
     coords = {"chain": posterior["chain"], "draw": posterior["draw"], "obs": np.arange(len(X))}
     return xr.Dataset({"x": (("chain", "draw", "obs"), ll)}, coords=coords)
 
