@@ -34,3 +34,28 @@ def separated_fit(separated_X):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return gmm.fit(separated_X)
+
+
+def sample_from_starts(model, starts, *, draws, tune, random_seed):
+    """NumPyro NUTS with 4 chains started exactly at ``starts`` (no jitter), plus the
+    pointwise log-likelihood: for tests that put chains in chosen modes or labellings."""
+    import pymc as pm
+
+    from bayesgmm.sampling import pointwise_log_likelihood
+
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=len(starts),
+            nuts_sampler="numpyro",
+            initvals=starts,
+            nuts={"jitter": False, "chain_method": "sequential"},
+            random_seed=random_seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+    if "log_likelihood" not in idata.children:
+        idata["log_likelihood"] = pointwise_log_likelihood(model, idata["posterior"].to_dataset())
+    return idata

@@ -12,6 +12,7 @@ import xarray as xr
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from conftest import sample_from_starts
 
 from bayesgmm.diagnostics import diagnose
 from bayesgmm.exceptions import ConfigError, DataError
@@ -134,10 +135,9 @@ def test_chains_in_different_modes_are_detected(separated_X):
     Chains 0-1 start where one component covers the left and top clusters, chains 2-3
     where it covers the left cluster only: genuinely different modes, not permuted labels.
     """
-    import pymc as pm
 
     from bayesgmm import build_model, make_spec
-    from bayesgmm.sampling import em_start, pointwise_log_likelihood
+    from bayesgmm.sampling import em_start
 
     X, spec = make_spec(separated_X, 2)
     left, top, right = X[:50], X[50:100], X[100:]
@@ -152,21 +152,7 @@ def test_chains_in_different_modes_are_detected(separated_X):
     modes = [solution(np.vstack([left, top]), right), solution(left, np.vstack([top, right]))]
     starts = [em_start(modes[c // 2], spec) for c in range(4)]
     model = build_model(X, spec=spec)
-    with model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = pm.sample(
-            draws=300,
-            tune=300,
-            chains=4,
-            nuts_sampler="numpyro",
-            initvals=starts,
-            nuts={"jitter": False, "chain_method": "sequential"},
-            random_seed=5,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
-    if "log_likelihood" not in idata.children:
-        idata["log_likelihood"] = pointwise_log_likelihood(model, idata["posterior"].to_dataset())
+    idata = sample_from_starts(model, starts, draws=300, tune=300, random_seed=5)
     for method in ("pivot", "stephens"):
         tree, _ = relabel(idata, method=method)
         report = diagnose(tree)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import sample_from_starts
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -118,10 +117,9 @@ def test_default_reference_is_max_likelihood_draw(scrambled):
 @pytest.mark.slow
 def test_chains_started_from_permuted_em_solutions(separated_X):
     """Real label switching: 4 NUTS chains started at differently permuted EM solutions."""
-    import pymc as pm
 
     from bayesgmm import build_model, fit_em, make_spec
-    from bayesgmm.sampling import em_start, pointwise_log_likelihood
+    from bayesgmm.sampling import em_start
 
     X, spec = make_spec(separated_X, 3)
     em = fit_em(X, 3, prior=spec.priors.to_em_prior("full"), random_seed=0, n_init=3)
@@ -131,21 +129,7 @@ def test_chains_started_from_permuted_em_solutions(separated_X):
         {k: (v[list(p)] if v.shape[:1] == (3,) else v) for k, v in start.items()}
         for p in [(0, 1, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
     ]
-    with model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = pm.sample(
-            draws=1000,
-            tune=500,
-            chains=4,
-            nuts_sampler="numpyro",
-            initvals=inits,
-            nuts={"jitter": False, "chain_method": "sequential"},
-            random_seed=3,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
-    if "log_likelihood" not in idata.children:
-        idata["log_likelihood"] = pointwise_log_likelihood(model, idata["posterior"].to_dataset())
+    idata = sample_from_starts(model, inits, draws=1000, tune=500, random_seed=3)
     assert _max_rhat(idata["posterior"].to_dataset()) > 1.5
     for method in ("pivot", "stephens"):
         out, info = relabel(idata, reference=em, method=method)
