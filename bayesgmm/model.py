@@ -179,10 +179,55 @@ def _tril_inverse(chol, D: int):
     return pt.stack([pt.stack(row, axis=-1) for row in inv], axis=-2)
 
 
-def _sd_prior(name: str, rp: ResolvedPriors, scale, dims):
+def _sd_prior(name: str, rp: ResolvedPriors, scale, nu, dims):
     if rp.sds_dist == "HalfNormal":
         return pm.HalfNormal(name, sigma=scale, dims=dims)
-    return pm.HalfStudentT(name, nu=rp.sds_nu, sigma=scale, dims=dims)
+    return pm.HalfStudentT(name, nu=nu, sigma=scale, dims=dims)
+
+
+# pm.Data holding the data-dependent constants of the model (see build_model)
+CONSTANT_DATA = (
+    "loc",
+    "scale",
+    "weights_a",
+    "means_mu_z",
+    "means_sigma_z",
+    "sds_sigma_z",
+    "sds_nu",
+    "corr_eta",
+)
+
+
+def constant_values(spec: GMMSpec) -> dict[str, np.ndarray]:
+    """Values of the model's constant data (:data:`CONSTANT_DATA`) for ``spec``.
+
+    Locations and scales of the priors are given on the standardised scale
+    ``z = (x - loc) / scale``, where the model samples.
+    """
+    rp, loc, scale = spec.priors, spec.loc, spec.scale
+    D = spec.n_features
+    return {
+        "loc": np.broadcast_to(np.asarray(loc, dtype=float), (D,)).copy(),
+        "scale": np.broadcast_to(np.asarray(scale, dtype=float), (D,)).copy(),
+        "weights_a": np.broadcast_to(
+            np.asarray(rp.weights_a, dtype=float), (spec.n_components,)
+        ).copy(),
+        "means_mu_z": np.broadcast_to((rp.means_mu - loc) / scale, (D,)).copy(),
+        "means_sigma_z": np.broadcast_to(rp.means_sigma / scale, (D,)).copy(),
+        "sds_sigma_z": np.broadcast_to(rp.sds_sigma / scale, (D,)).copy(),
+        "sds_nu": np.asarray(float(rp.sds_nu)),
+        "corr_eta": np.asarray(float(rp.corr_eta)),
+    }
+
+
+_DIMS = {"loc": "feature", "scale": "feature", "weights_a": "component"}
+
+
+def _constant_data(spec: GMMSpec) -> dict:
+    return {
+        name: pm.Data(name, value, dims=_DIMS.get(name, "feature" if value.ndim else None))
+        for name, value in constant_values(spec).items()
+    }
 
 
 def build_model(
@@ -193,6 +238,7 @@ def build_model(
     *,
     feature_names: Sequence[str] | None = None,
     spec: GMMSpec | None = None,
+    batch_size: int | None = None,
 ) -> pm.Model:
     """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
 
@@ -207,6 +253,11 @@ def build_model(
     feature_names : sequence of str, optional
     spec : GMMSpec, optional
         A ready specification (from :func:`make_spec`); then ``X`` must be validated data.
+    batch_size : int, optional
+        For minibatch ADVI (:mod:`bayesgmm.advi`): when smaller than the number of
+        points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
+        per evaluation, with ``total_size`` set so its log-likelihood is scaled to the
+        full data. ``None`` (the default, and what NUTS uses) observes all the data.
 
     Returns
     -------
@@ -214,7 +265,8 @@ def build_model(
         Free variables ``weights`` (component), ``means_z`` (component, feature) and, by
         family, ``sds_z`` / ``chol_corr``; deterministics in the data's units ``means``,
         ``sds``, ``covariance`` (component, feature, feature_bis) and, for full/tied,
-        ``correlation``; observed ``x`` holding ``pm.Data("data")`` (obs, feature).
+        ``correlation``; observed ``x`` holding ``pm.Data("data")`` (obs, feature), or a
+        minibatch of it when ``batch_size`` is given.
 
     Examples
     --------
@@ -233,42 +285,44 @@ def build_model(
         X = np.asarray(X, dtype=float)
     K, D, cov_type = spec.n_components, spec.n_features, spec.covariance_type
     rp = spec.priors
-    loc, scale = spec.loc, spec.scale
-    log_scale_sum = float(np.sum(np.log(scale)))
 
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
         X_data = pm.Data("data", X, dims=("obs", "feature"))
-        weights = pm.Dirichlet("weights", a=rp.weights_a, dims="component")
+        # Everything that depends on the data's values (standardisation and priors on the
+        # standardised scale) is pm.Data, not a graph constant: models of the same
+        # structure then share one graph, and a compiled sampler can be reused across
+        # datasets (bayesgmm.jaxnuts).
+        c = _constant_data(spec)
+        loc, scale = c["loc"], c["scale"]
+        log_scale_sum = pt.sum(pt.log(scale))
+        weights = pm.Dirichlet("weights", a=c["weights_a"], dims="component")
         means_z = pm.Normal(
-            "means_z",
-            mu=(rp.means_mu - loc) / scale,
-            sigma=rp.means_sigma / scale,
-            dims=("component", "feature"),
+            "means_z", mu=c["means_mu_z"], sigma=c["means_sigma_z"], dims=("component", "feature")
         )
-        sd_scale = rp.sds_sigma / scale
+        sd_scale, nu = c["sds_sigma_z"], c["sds_nu"]
         if cov_type == "spherical":
-            sds_z = _sd_prior("sds_z", rp, float(sd_scale[0]), dims="component")
+            sds_z = _sd_prior("sds_z", rp, sd_scale[0], nu, dims="component")
             cov_param = sds_z
             sds = pm.Deterministic(
                 "sds", sds_z[:, None] * scale[None, :], dims=("component", "feature")
             )
         elif cov_type == "diag":
-            sds_z = _sd_prior("sds_z", rp, sd_scale, dims=("component", "feature"))
+            sds_z = _sd_prior("sds_z", rp, sd_scale, nu, dims=("component", "feature"))
             cov_param = sds_z
             sds = pm.Deterministic("sds", sds_z * scale, dims=("component", "feature"))
         elif cov_type == "full":
-            sds_z = _sd_prior("sds_z", rp, sd_scale, dims=("component", "feature"))
+            sds_z = _sd_prior("sds_z", rp, sd_scale, nu, dims=("component", "feature"))
             if spec.has_corr:
-                chol_corr = pm.LKJCorr("chol_corr", n=D, eta=rp.corr_eta, shape=(K, D, D))
+                chol_corr = pm.LKJCorr("chol_corr", n=D, eta=c["corr_eta"], shape=(K, D, D))
                 model.named_vars_to_dims["chol_corr"] = ("component", "feature", "feature_bis")
                 cov_param = sds_z[:, :, None] * chol_corr
             else:
                 cov_param = sds_z[:, :, None]
             sds = pm.Deterministic("sds", sds_z * scale, dims=("component", "feature"))
         else:  # tied
-            sds_z = _sd_prior("sds_z", rp, sd_scale, dims="feature")
+            sds_z = _sd_prior("sds_z", rp, sd_scale, nu, dims="feature")
             if spec.has_corr:
-                chol_corr = pm.LKJCorr("chol_corr", n=D, eta=rp.corr_eta, shape=(D, D))
+                chol_corr = pm.LKJCorr("chol_corr", n=D, eta=c["corr_eta"], shape=(D, D))
                 model.named_vars_to_dims["chol_corr"] = ("feature", "feature_bis")
                 cov_param = sds_z[:, None] * chol_corr
             else:
@@ -293,6 +347,10 @@ def build_model(
             pm.Deterministic("covariance", cov, dims=("component", "feature", "feature_bis"))
 
         core_ndim = (1, 2, cov_param.ndim)
+        observed = {"observed": X_data, "dims": ("obs", "feature")}
+        if batch_size is not None and batch_size < X.shape[0]:
+            batch = pm.Minibatch(X_data, batch_size=int(batch_size))
+            observed = {"observed": batch, "total_size": X.shape[0]}
 
         def logp(value, *params):
             # PyMC broadcasts parameters to the observations' batch dims; drop those
@@ -311,9 +369,8 @@ def build_model(
             means_z,
             cov_param,
             logp=logp,
-            observed=X_data,
             signature=_SIGNATURES[cov_type],
-            dims=("obs", "feature"),
+            **observed,
         )
     return model
 

@@ -190,26 +190,38 @@ def jittered_starts(
 ) -> list[dict[str, np.ndarray]]:
     """Per-chain starts: ``start`` plus N(0, jitter²) noise on the unconstrained scale."""
     out = []
-    transforms = {}
+    for point in jittered_unconstrained_starts(model, start, chains, jitter, rng):
+        constrained = {}
+        for rv in model.free_RVs:
+            value = model.rvs_to_values[rv]
+            tr = model.rvs_to_transforms.get(rv)
+            u = point[value.name]
+            if tr is None:
+                constrained[rv.name] = u
+            else:
+                constrained[rv.name] = tr.backward(pt.as_tensor(u), *rv.owner.inputs).eval()
+        out.append(constrained)
+    return out
+
+
+def jittered_unconstrained_starts(
+    model: pm.Model, start: Mapping[str, np.ndarray], chains: int, jitter: float, rng
+) -> list[dict[str, np.ndarray]]:
+    """As :func:`jittered_starts`, keyed by value-variable name on the unconstrained scale.
+
+    (``weights_simplex__``, ``sds_z_log__``, ...: what a sampler's state holds.)
+    """
+    unconstrained = {}
     for rv in model.free_RVs:
         tr = model.rvs_to_transforms.get(rv)
-        value = pt.as_tensor(np.asarray(start[rv.name], dtype=float))
-        if tr is None:
-            transforms[rv.name] = (value.eval(), None)
-        else:
-            unconstrained = tr.forward(value, *rv.owner.inputs).eval()
-            transforms[rv.name] = (unconstrained, (tr, rv))
-    for _ in range(chains):
-        point = {}
-        for name, (u, tr) in transforms.items():
-            noisy = u + jitter * rng.standard_normal(np.shape(u))
-            if tr is None:
-                point[name] = noisy
-            else:
-                transform, rv = tr
-                point[name] = transform.backward(pt.as_tensor(noisy), *rv.owner.inputs).eval()
-        out.append(point)
-    return out
+        value = np.asarray(start[rv.name], dtype=float)
+        if tr is not None:
+            value = tr.forward(pt.as_tensor(value), *rv.owner.inputs).eval()
+        unconstrained[model.rvs_to_values[rv].name] = np.asarray(value, dtype=float)
+    return [
+        {name: u + jitter * rng.standard_normal(np.shape(u)) for name, u in unconstrained.items()}
+        for _ in range(chains)
+    ]
 
 
 def pointwise_log_likelihood(model: pm.Model, posterior: xr.Dataset) -> xr.Dataset:
@@ -244,12 +256,29 @@ def sample_posterior(model: pm.Model, spec: GMMSpec, em, config: SamplerConfig) 
     sampler = config.resolved_sampler()
     rng = np.random.default_rng(config.random_seed)
     start = em_start(em, spec)
+    if sampler == "numpyro":
+        from bayesgmm.jaxnuts import sample_numpyro
+
+        points = jittered_unconstrained_starts(model, start, config.chains, config.jitter, rng)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+            idata = sample_numpyro(
+                model,
+                spec,
+                points,
+                draws=config.draws,
+                tune=config.tune,
+                target_accept=config.target_accept,
+                random_seed=int(rng.integers(2**31 - 1)),
+                progressbar=config.progressbar,
+            )
+        return _finish(idata, model, sampler)
     starts = jittered_starts(model, start, config.chains, config.jitter, rng)
     seed = int(rng.integers(2**31 - 1))
     kwargs: dict[str, Any] = {}
     if sampler == "pymc":
         kwargs.update(init="adapt_diag", initvals=starts, cores=config.cores)
-    elif sampler in ("numpyro", "blackjax"):
+    elif sampler == "blackjax":
         kwargs.update(initvals=starts, nuts={"jitter": False, **_JAX_NUTS_KWARGS})
     else:  # nutpie takes one start for all chains
         kwargs.update(initvals=starts[0], compile_kwargs={"jitter_rvs": set(), **_NUTPIE_COMPILE})
@@ -277,6 +306,10 @@ def sample_posterior(model: pm.Model, spec: GMMSpec, em, config: SamplerConfig) 
                 if group in idata.children:
                     ds = idata[group].to_dataset()
                     idata[group] = ds.rename({k: v for k, v in renamed.items() if k in ds})
+    return _finish(idata, model, sampler)
+
+
+def _finish(idata: xr.DataTree, model: pm.Model, sampler: str) -> xr.DataTree:
     if "log_likelihood" not in idata.children:
         idata["log_likelihood"] = pointwise_log_likelihood(model, idata["posterior"].to_dataset())
     idata.attrs["nuts_sampler"] = sampler
