@@ -6,6 +6,7 @@ cluster assignments, with results as ``xarray.DataTree``.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from bayesgmm.advi import ADVIConfig, fit_advi
 from bayesgmm.datasets import load_faithful, load_penguins
 from bayesgmm.diagnostics import DiagnosticsReport, diagnose
 from bayesgmm.em import EMPrior, EMResult, fit_em
@@ -18,6 +19,7 @@ from bayesgmm.exceptions import (
     DegenerateFitError,
     NotFittedError,
     SamplingWarning,
+    VariationalFitError,
 )
 from bayesgmm.model import GMMSpec, build_model, make_spec
 from bayesgmm.plots import plot_rank, plot_trace
@@ -53,6 +55,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "ADVIConfig",
     "BayesGMMError",
     "BayesianGMM",
     "ConfigError",
@@ -71,6 +74,7 @@ __all__ = [
     "SamplerConfig",
     "SamplingWarning",
     "SparseMixtureResult",
+    "VariationalFitError",
     "__version__",
     "assignments_table",
     "available_samplers",
@@ -83,6 +87,7 @@ __all__ = [
     "default_priors",
     "degeneracy_reason",
     "diagnose",
+    "fit_advi",
     "fit_em",
     "flag_anomalies",
     "load_faithful",

@@ -27,6 +27,21 @@ the median of the chain means, in units of the pooled within-chain sd, over the 
 log-likelihood and every relabelled parameter. Chains exploring one posterior give
 ``z`` of order ``1 / sqrt(ESS per chain)``; a chain that merged two clusters or sits in
 another local mode gives ``z`` of many units.
+
+An approximate fit (minibatch ADVI, :mod:`bayesgmm.advi`; ``attrs["inference"] ==
+"advi"``) has independent draws from a fitted approximation, for which R-hat, ESS and
+MCSE mean nothing. Its report checks the optimisation's loss (the negative ELBO per
+step, group ``variational``) instead, comparing the mean loss over tenths of the run
+(``se``: standard error of the difference of two tenths' means):
+
+=============== ===================================== ==================================
+check           ok                                    fail
+=============== ===================================== ==================================
+elbo_trend      last two tenths differ by             by more than 5 x that
+                <= max(3 se, 1 nat)                   (warn in between)
+elbo_progress   last tenth not worse than the first   worse by more than 5 x that
+                by more than max(3 se, 1 nat)         (warn in between)
+=============== ===================================== ==================================
 """
 
 from __future__ import annotations
@@ -63,6 +78,11 @@ ADVICE = {
     "exploration): more tuning, a stronger prior, or fewer components.",
     "e_bfmi": "Low E-BFMI: the sampler explores the energy distribution poorly. More tuning; a "
     "stronger prior or fewer components often fixes the geometry.",
+    "elbo_trend": "The ELBO was still changing at the end of the optimisation: raise n_steps "
+    "(advi={'n_steps': ...}); if it oscillates, lower learning_rate or raise batch_size.",
+    "elbo_progress": "The ELBO ended worse than it started at the EM solution: the optimisation "
+    "diverged or left the mode. Lower learning_rate, raise batch_size, use more EM restarts, or "
+    "use NUTS (inference='nuts').",
     "modes": "Chains sit in genuinely different modes (e.g. one chain merged two clusters), not "
     "just permuted labels: the pooled posterior is not trustworthy. Compare per-chain summaries "
     "(az.summary(idata.posterior.sel(chain=c))), use more EM restarts (em={'n_init': 50}), fewer "
@@ -86,6 +106,10 @@ class DiagnosticsReport:
     n_chains, n_draws : int
     relabelled : bool
         Whether the checked posterior was relabelled (has ``posterior_raw``).
+    notes : list of str
+    inference : {"nuts", "advi"}
+        ``"advi"``: an approximate variational fit, checked by its ELBO (no R-hat, ESS
+        or MCSE; ``parameters`` then has ``mean`` and ``sd`` only).
     """
 
     table: pd.DataFrame
@@ -94,6 +118,7 @@ class DiagnosticsReport:
     n_draws: int
     relabelled: bool
     notes: list[str] = field(default_factory=list)
+    inference: str = "nuts"
 
     @property
     def verdict(self) -> str:
@@ -107,6 +132,11 @@ class DiagnosticsReport:
 
     def _header(self) -> str:
         what = "relabelled" if self.relabelled else "raw (NOT relabelled)"
+        if self.inference == "advi":
+            return (
+                f"bayesgmm diagnostics: {self.verdict.upper()} (approximate: variational fit, "
+                f"no MCMC diagnostics; {self.n_draws} independent draws, {what} parameters)"
+            )
         return (
             f"bayesgmm diagnostics: {self.verdict.upper()} "
             f"({self.n_chains} chains x {self.n_draws} draws, {what} parameters)"
@@ -235,6 +265,78 @@ def _mode_z(idata: xr.DataTree, flat: xr.DataArray) -> tuple[float, str, dict[st
     return worst, f"max z {worst:.2f} at {worst_what}; " + ", ".join(details), z_by
 
 
+def _diagnose_variational(
+    idata: xr.DataTree, flat: xr.DataArray, relabelled: bool
+) -> DiagnosticsReport:
+    """The report of an approximate (ADVI) fit: ELBO convergence, no MCMC checks."""
+    from bayesgmm.advi import describe
+
+    rows = []
+
+    def add(check, value, threshold, verdict, detail):
+        advice = ADVICE[check] if verdict != "ok" else _OK_ADVICE
+        rows.append((check, value, threshold, verdict, detail, advice))
+
+    loss = (
+        idata["variational"]["loss"].to_numpy()
+        if "variational" in idata.children and "loss" in idata["variational"]
+        else np.array([])
+    )
+    w = loss.size // 10
+    if w < 2:
+        add("elbo_trend", np.nan, "-", "warn", f"{loss.size} steps recorded: too few to judge")
+        rows[-1] = (*rows[-1][:5], ADVICE["elbo_trend"])
+    else:
+        first, prev, last = loss[:w], loss[-2 * w : -w], loss[-w:]
+
+        def se(a, b):
+            return float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+
+        change = float(last.mean() - prev.mean())
+        tol = max(3 * se(prev, last), 1.0)
+        add(
+            "elbo_trend",
+            change,
+            f"|change| <= {tol:,.1f} nats (warn <= {5 * tol:,.1f})",
+            _grade(abs(change), tol, 5 * tol, False),
+            f"-ELBO {last.mean():,.1f} over the last tenth of {loss.size:,} steps, "
+            f"{change:+,.1f} nats from the tenth before",
+        )
+        rise = float(last.mean() - first.mean())
+        tol = max(3 * se(first, last), 1.0)
+        add(
+            "elbo_progress",
+            rise,
+            f"rise <= {tol:,.1f} nats (warn <= {5 * tol:,.1f})",
+            _grade(rise, tol, 5 * tol, False),
+            f"-ELBO {first.mean():,.1f} (first tenth) -> {last.mean():,.1f} (last tenth)",
+        )
+    table = pd.DataFrame(
+        rows, columns=["check", "value", "threshold", "verdict", "detail", "advice"]
+    ).set_index("check")
+    params = pd.DataFrame(
+        {
+            "mean": flat.mean(("chain", "draw")).to_numpy(),
+            "sd": flat.std(("chain", "draw")).to_numpy(),
+        },
+        index=pd.Index(flat["param"].to_numpy(), name="param"),
+    )
+    notes = [
+        f"{describe(idata)}. R-hat, ESS and MCSE do not apply to independent draws from a "
+        "variational approximation; mean-field ADVI typically underestimates posterior "
+        "variances (use NUTS for calibrated intervals when it is affordable)."
+    ]
+    return DiagnosticsReport(
+        table=table,
+        parameters=params,
+        n_chains=flat.sizes["chain"],
+        n_draws=flat.sizes["draw"],
+        relabelled=relabelled,
+        notes=notes,
+        inference="advi",
+    )
+
+
 # --------------------------------------------------------------------------- #
 # public API
 # --------------------------------------------------------------------------- #
@@ -298,6 +400,8 @@ def diagnose(
     C, S = flat.sizes["chain"], flat.sizes["draw"]
     notes: list[str] = []
     relabelled = "posterior_raw" in idata.children
+    if idata.attrs.get("inference") == "advi":
+        return _diagnose_variational(idata, flat, relabelled)
     if not relabelled and "component" in post.dims:
         notes.append(
             "the posterior was not relabelled: per-component R-hat and ESS are meaningless if "

@@ -13,6 +13,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from bayesgmm import advi as _advi
 from bayesgmm import ppc as _ppc
 from bayesgmm import predict as _predict
 from bayesgmm._validation import check_n_components, check_new_data
@@ -32,10 +33,11 @@ __all__ = ["BayesianGMM"]
 
 _EM_KEYS = ("n_init", "init", "max_iter", "tol")
 SUMMARY_VARS = ("weights", "means", "sds", "correlation")
+INFERENCE_METHODS = ("nuts", "advi")
 
 
 class BayesianGMM:
-    """Fully Bayesian Gaussian mixture: EM MAP start, then NUTS through PyMC.
+    """Fully Bayesian Gaussian mixture: EM MAP start, then NUTS (or minibatch ADVI) via PyMC.
 
     Parameters
     ----------
@@ -55,6 +57,17 @@ class BayesianGMM:
         started from pivot alignment to the EM solution. ``idata_["posterior"]`` is then
         relabelled and ``idata_["posterior_raw"]`` keeps the sampler's draws. ``None``
         keeps the sampler's labels.
+    inference : {"nuts", "advi"}, default="nuts"
+        ``"nuts"``: MCMC with the ``sampler`` settings. ``"advi"``: a fast *approximate*
+        posterior for data too large for NUTS, by minibatch ADVI from the EM solution
+        (:func:`bayesgmm.advi.fit_advi`, ``advi`` settings; ``sampler`` is then unused).
+        The result has the same layout (one chain of independent draws) and is labelled
+        approximate in ``summary()``, ``diagnose()`` and reports; mean-field ADVI
+        typically underestimates posterior variances.
+    advi : dict or ADVIConfig, optional
+        ``n_steps``, ``batch_size``, ``draws``, ``learning_rate``,
+        ``final_learning_rate``, ``method``, ``random_seed``, ``progressbar``; see
+        :class:`~bayesgmm.advi.ADVIConfig`. Used when ``inference="advi"``.
 
     Attributes
     ----------
@@ -67,7 +80,10 @@ class BayesianGMM:
     relabel_info_ : RelabelInfo or None
         How many draws were permuted per chain (and the permutations).
     diagnostics_ : DiagnosticsReport
-        Convergence checks of the relabelled posterior, made at the end of ``fit``.
+        Convergence checks of the relabelled posterior, made at the end of ``fit`` (for
+        ``inference="advi"``: the ELBO's convergence, no MCMC diagnostics).
+    advi_config_ : ADVIConfig or None
+        The ADVI settings used (``None`` for NUTS fits).
     feature_names_in_ : list of str
     n_features_in_ : int
 
@@ -79,6 +95,13 @@ class BayesianGMM:
     >>> gmm = gmm.fit(load_faithful())  # doctest: +SKIP
     >>> gmm.idata_.posterior["means"].dims  # doctest: +SKIP
     ('chain', 'draw', 'component', 'feature')
+
+    Approximate, for very large N:
+
+    >>> fast = BayesianGMM(2, inference="advi", advi={"n_steps": 5000, "random_seed": 1})
+    >>> fast = fast.fit(load_faithful())  # doctest: +SKIP
+    >>> fast.idata_.attrs["approximate"]  # doctest: +SKIP
+    True
     """
 
     def __init__(
@@ -89,6 +112,8 @@ class BayesianGMM:
         sampler: Mapping[str, Any] | SamplerConfig | None = None,
         em: Mapping[str, Any] | None = None,
         relabel: str | None = "stephens",
+        inference: str = "nuts",
+        advi: Mapping[str, Any] | _advi.ADVIConfig | None = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -96,6 +121,8 @@ class BayesianGMM:
         self.sampler = sampler
         self.em = em
         self.relabel = relabel
+        self.inference = inference
+        self.advi = advi
 
     # -- scikit-learn compatible parameter handling (clone works without sklearn) --------
     @classmethod
@@ -132,6 +159,12 @@ class BayesianGMM:
             raise ConfigError(
                 f"unknown covariance_type {self.covariance_type!r}; valid: {list(COVARIANCE_TYPES)}"
             )
+        if self.inference not in INFERENCE_METHODS:
+            raise ConfigError(
+                f"unknown inference {self.inference!r}; valid: {list(INFERENCE_METHODS)} "
+                "('advi' is a fast approximation for very large data)."
+            )
+        _advi.ADVIConfig.from_dict(self.advi)
         sampler = SamplerConfig.from_dict(self.sampler)
         em = dict(self.em or {})
         unknown = sorted(set(em) - set(_EM_KEYS))
@@ -146,7 +179,7 @@ class BayesianGMM:
         return sampler, em
 
     def fit(self, X, y=None, *, feature_names: Sequence[str] | None = None) -> BayesianGMM:
-        """Fit the posterior: EM MAP start, then NUTS from it.
+        """Fit the posterior: EM MAP start, then NUTS (or, approximately, ADVI) from it.
 
         Parameters
         ----------
@@ -160,22 +193,27 @@ class BayesianGMM:
         self
         """
         sampler, em_kwargs = self._validate_params()
+        advi = _advi.ADVIConfig.from_dict(self.advi) if self.inference == "advi" else None
+        seed = advi.random_seed if advi is not None else sampler.random_seed
         X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors, feature_names)
         em = fit_em(
             X,
             spec.n_components,
             covariance_type=spec.covariance_type,
             prior=spec.priors.to_em_prior(spec.covariance_type),
-            random_seed=sampler.random_seed,
+            random_seed=seed,
             feature_names=spec.feature_names,
             **em_kwargs,
         )
         model = build_model(X, spec=spec)
-        idata = sample_posterior(model, spec, em, sampler)
+        if advi is not None:
+            idata, _ = _advi.fit_advi(X, spec, em, advi, model=model)
+        else:
+            idata = sample_posterior(model, spec, em, sampler)
         self.relabel_info_ = None
         if self.relabel is not None:
             idata, self.relabel_info_ = _relabel(
-                idata, reference=em, method=self.relabel, X=X, random_seed=sampler.random_seed
+                idata, reference=em, method=self.relabel, X=X, random_seed=seed
             )
         self.spec_: GMMSpec = spec
         self.em_: EMResult = em
@@ -184,6 +222,7 @@ class BayesianGMM:
         self.feature_names_in_ = list(spec.feature_names)
         self.n_features_in_ = spec.n_features
         self.sampler_config_ = sampler
+        self.advi_config_ = advi
         self._warn_on_sampling_trouble()
         return self
 
@@ -203,8 +242,15 @@ class BayesianGMM:
         """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of the posterior.
 
         Defaults to the weights, means, sds and (full/tied) correlations in the data's units.
+        For an approximate (ADVI) fit the MCMC columns (MCSE, ESS, R-hat), meaningless for
+        independent variational draws, are left out (``kind="stats"`` unless ``kind`` is
+        given), the column header reads e.g. "approximate (minibatch ADVI)" and
+        ``attrs["approximate"]`` is True.
         """
         self._check_fitted()
+        approximate = _advi.is_approximate(self.idata_)
+        if approximate:
+            kwargs.setdefault("kind", "stats")
         post = self.posterior
         if var_names is None:
             var_names = [v for v in SUMMARY_VARS if v in post]
@@ -228,7 +274,11 @@ class BayesianGMM:
                 "feature_bis", errors="ignore"
             )
             post["correlation"] = stacked
-        return az.summary(post, **kwargs)
+        table = az.summary(post, **kwargs)
+        if approximate and isinstance(table, pd.DataFrame):
+            table.columns.name = f"approximate ({_advi.label(self.idata_)})"
+            table.attrs.update(approximate=True, inference="advi", note=_advi.describe(self.idata_))
+        return table
 
     # -- predictions (bayesgmm.predict / bayesgmm.ppc) -----------------------------------
     def _new_data(self, X) -> np.ndarray:
@@ -337,7 +387,10 @@ class BayesianGMM:
 
     # -- diagnostics and plots ----------------------------------------------------------
     def diagnose(self, var_names: Sequence[str] | None = None) -> DiagnosticsReport:
-        """Convergence diagnostics of the (relabelled) posterior; see bayesgmm.diagnostics."""
+        """Convergence diagnostics of the (relabelled) posterior; see bayesgmm.diagnostics.
+
+        For an approximate (ADVI) fit: the ELBO's convergence, no MCMC diagnostics.
+        """
         self._check_fitted()
         return _diagnose(self.idata_, var_names)
 
@@ -355,8 +408,9 @@ class BayesianGMM:
         report = self.diagnose()
         self.diagnostics_ = report
         if report.verdict != "ok":
+            what = "ADVI (approximate fit)" if report.inference == "advi" else "sampling"
             warnings.warn(
-                f"sampling diagnostics {report.verdict.upper()} on {report.failed}; treat the "
+                f"{what} diagnostics {report.verdict.upper()} on {report.failed}; treat the "
                 f"posterior with care.\n{report}",
                 SamplingWarning,
                 stacklevel=3,

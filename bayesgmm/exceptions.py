@@ -15,6 +15,7 @@ __all__ = [
     "DegenerateFitError",
     "NotFittedError",
     "SamplingWarning",
+    "VariationalFitError",
 ]
 
 
@@ -36,6 +37,10 @@ class NotFittedError(BayesGMMError, ValueError, AttributeError):
 
 class DegenerateFitError(BayesGMMError, RuntimeError):
     """A mixture component collapsed (too few points or a singular covariance)."""
+
+
+class VariationalFitError(BayesGMMError, RuntimeError):
+    """The variational (minibatch ADVI) optimisation failed: its ELBO became NaN or infinite."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -201,6 +201,9 @@ def save(gmm, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
                 f"{path} exists and is not a saved bayesgmm model; refusing to replace it."
             )
     params = gmm.get_params()
+    advi_config = getattr(gmm, "advi_config_", None)
+    if advi_config is not None:  # the full ADVI settings, like the sampler's
+        params["advi"] = advi_config.to_dict()
     meta: dict[str, Any] = {
         "format": _FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -219,6 +222,7 @@ def save(gmm, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         ),
         "spec": _spec_to_dict(gmm.spec_),
         "sampler_config": _plain(gmm.sampler_config_.to_dict()),
+        "advi_config": _plain(advi_config.to_dict()) if advi_config is not None else None,
         "em_result": _plain(gmm.em_.to_dict()),
         "relabel_info": _relabel_info_to_dict(getattr(gmm, "relabel_info_", None)),
     }
@@ -316,9 +320,9 @@ def load(path: str | os.PathLike):
     Returns
     -------
     BayesianGMM
-        With ``idata_``, ``spec_``, ``em_``, ``sampler_config_``, ``feature_names_in_``,
-        ``n_features_in_``, ``relabel_info_`` as saved; ``model_`` rebuilt from the
-        observed data and ``diagnostics_`` recomputed from the draws.
+        With ``idata_``, ``spec_``, ``em_``, ``sampler_config_``, ``advi_config_``,
+        ``feature_names_in_``, ``n_features_in_``, ``relabel_info_`` as saved; ``model_``
+        rebuilt from the observed data and ``diagnostics_`` recomputed from the draws.
 
     Raises
     ------
@@ -330,6 +334,7 @@ def load(path: str | os.PathLike):
         The directory is not a saved model, or a file in it is missing, truncated or
         altered.
     """
+    from bayesgmm.advi import ADVIConfig
     from bayesgmm.em import EMResult
     from bayesgmm.estimator import BayesianGMM
     from bayesgmm.predict import training_data
@@ -348,6 +353,8 @@ def load(path: str | os.PathLike):
         spec = _spec_from_dict(meta["spec"])
         em_result = EMResult.from_dict(meta["em_result"])
         sampler_config = SamplerConfig.from_dict(meta["sampler_config"])
+        advi_meta = meta.get("advi_config")  # absent in files saved before ADVI existed
+        advi_config = ADVIConfig.from_dict(advi_meta) if advi_meta is not None else None
         if training_data(idata) is None:
             raise KeyError("observed_data.x")
         # parameters this version's estimator knows (a newer one may have added some)
@@ -362,6 +369,7 @@ def load(path: str | os.PathLike):
     gmm.feature_names_in_ = list(spec.feature_names)
     gmm.n_features_in_ = spec.n_features
     gmm.sampler_config_ = sampler_config
+    gmm.advi_config_ = advi_config
     gmm._rebuild_model()
     gmm.relabel_info_ = relabel_info
     gmm.diagnostics_ = gmm.diagnose()  # recomputed: a deterministic function of the draws

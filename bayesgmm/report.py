@@ -17,6 +17,8 @@
 
 Everything is computed on the posterior relabelled to the EM solution's labelling
 (:func:`bayesgmm.relabel.relabel`), so per-component summaries mean one component each.
+An approximate fit (``BayesianGMM(inference="advi")``) is labelled so in the page's
+title, its first lines and ``summary.txt``; its diagnostics check the ELBO.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayesgmm import io
+from bayesgmm.advi import describe, is_approximate, label
 from bayesgmm.diagnostics import diagnose
 from bayesgmm.plots import plot_trace
 from bayesgmm.relabel import relabel
@@ -104,6 +107,8 @@ def write_report(
     out_dir : str or Path
         Created if needed; files of an earlier report there are replaced.
     title : str
+        For an approximate (ADVI) fit, e.g. " (approximate: minibatch ADVI)" is appended
+        unless the title already says "approximate".
     notes : sequence of str
         Lines shown at the top of the page (data source, dropped rows, ...).
     data : DataFrame, optional
@@ -128,12 +133,16 @@ def write_report(
 
     say("relabelling the posterior")
     g = relabelled(gmm)
+    approximate = is_approximate(g.idata_)
+    if approximate and "approximate" not in title.lower():
+        title = f"{title} (approximate: {label(g.idata_)})"
 
     say("posterior summary")
     summary = g.summary()  # rounded for reading
     g.summary(round_to="none").to_csv(out / "summary.csv", index_label="parameter")
+    head = f"{describe(g.idata_)}; no MCMC diagnostics\n\n" if approximate else ""
     with pd.option_context("display.width", 160, "display.max_columns", 30):
-        (out / "summary.txt").write_text(summary.to_string() + "\n")
+        (out / "summary.txt").write_text(head + summary.to_string() + "\n")
 
     say("diagnostics")
     # fit() already diagnosed the relabelled posterior; recompute only for a fresh relabelling
@@ -200,14 +209,27 @@ def _html_page(g, *, title, notes, summary, diag, assign, selection, out, second
     cfg = g.sampler_config_
     post = g.idata_["posterior"]
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    if is_approximate(g.idata_):
+        seed = g.idata_["variational"].attrs.get("random_seed")
+        how = [
+            f"{describe(g.idata_)[0].upper()}{describe(g.idata_)[1:]}, started at the EM "
+            f"solution; random_seed {seed}.",
+            "This is a variational approximation, not MCMC: mean-field ADVI typically "
+            "underestimates posterior variances (intervals are too narrow), and the "
+            "diagnostics check the ELBO's convergence (R-hat and ESS do not apply).",
+        ]
+    else:
+        how = [
+            f"NUTS ({g.idata_.attrs.get('nuts_sampler', cfg.nuts_sampler)}): {n_chain} chains "
+            f"x {n_draw} draws after {cfg.tune} tuning steps, started at the EM solution; "
+            f"random_seed {cfg.random_seed}."
+        ]
     facts = [
         f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}', "
         f"features {g.feature_names_in_}, {assign.shape[0]} points.",
-        f"NUTS ({g.idata_.attrs.get('nuts_sampler', cfg.nuts_sampler)}): {n_chain} chains x "
-        f"{n_draw} draws after {cfg.tune} tuning steps, started at the EM solution; "
-        f"random_seed {cfg.random_seed}.",
+        *how,
         "Component labels: relabelled to the EM solution's labelling (posterior_raw holds "
-        "the sampler's draws).",
+        "the raw draws).",
         *notes,
     ]
     n_uncertain = int((assign["uncertainty"] > 0.2).sum())
