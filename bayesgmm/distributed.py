@@ -244,7 +244,9 @@ def fit_many(
     * BLAS/OpenMP pools (numpy, scipy: EM, relabelling, log-likelihood) are limited to one
       thread with ``threadpoolctl.threadpool_limits(1)`` while the task runs.
     * The chains of one fit run one after the other: the sampler's ``cores`` is set to 1
-      (PyMC's own NUTS), and the JAX samplers (NumPyro, BlackJAX) ask for
+      (PyMC's own NUTS), NumPyro's chains always run one after the other
+      (:mod:`bayesgmm.jaxnuts`; each worker process compiles a model structure once and
+      reuses it for every later task of that shape), and BlackJAX asks for
       ``chain_method="parallel"``, which on a single CPU device (the default, without
       ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) falls back to sequential
       chains. XLA's own intra-op thread pool is not limited; start workers with

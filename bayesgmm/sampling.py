@@ -2,9 +2,12 @@
 
 Every chain starts at the EM MAP solution, jittered per chain by a small Gaussian on
 the *unconstrained* scale (log sds, simplex-transformed weights, ...), and the start
-reaches the sampler for each backend: per-chain ``initvals`` without PyMC's own
-uniform(-1, 1) jitter for ``pymc``, ``numpyro`` and ``blackjax``; one shared start for
-``nutpie`` (which takes a single start and adds no jitter of its own here).
+reaches the sampler for each backend: ``numpyro`` runs through :mod:`bayesgmm.jaxnuts`
+(NumPyro's NUTS on PyMC's log density, started at the per-chain unconstrained points,
+with one compiled sampler reused for every model of the same structure); ``pymc`` and
+``blackjax`` take per-chain ``initvals`` in ``pm.sample`` without PyMC's own
+uniform(-1, 1) jitter; ``nutpie`` takes one shared start (it adds no jitter of its own
+here).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ _MODULE_OF = {"pymc": "pymc", "nutpie": "nutpie", "numpyro": "numpyro", "blackja
 # R-hat <= 1.003 for all). The model compiles in seconds with JAX; numba took minutes.
 _AUTO_ORDER = ("numpyro", "pymc", "nutpie")
 _NUTPIE_COMPILE: dict[str, Any] = {"backend": "numba"}
-_JAX_NUTS_KWARGS: dict[str, Any] = {"chain_method": "parallel"}
+_JAX_NUTS_KWARGS: dict[str, Any] = {"chain_method": "parallel"}  # blackjax via pm.sample
 
 
 def available_samplers() -> list[str]:
