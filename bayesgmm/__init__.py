@@ -36,6 +36,7 @@ from bayesgmm.priors import Prior, default_priors, resolve_priors
 from bayesgmm.relabel import RelabelInfo, relabel
 from bayesgmm.report import write_report
 from bayesgmm.sampling import SamplerConfig, available_samplers, sample_posterior
+from bayesgmm.sbc import SBCResult, run_sbc
 from bayesgmm.selection import (
     LOOComparison,
     SparseMixtureResult,
@@ -71,6 +72,7 @@ __all__ = [
     "NotFittedError",
     "Prior",
     "RelabelInfo",
+    "SBCResult",
     "SamplerConfig",
     "SamplingWarning",
     "SparseMixtureResult",
@@ -105,6 +107,7 @@ __all__ = [
     "predict_proba",
     "relabel",
     "resolve_priors",
+    "run_sbc",
     "sample_posterior",
     "score_samples",
     "sparse_mixture",
