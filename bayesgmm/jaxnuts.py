@@ -29,7 +29,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-__all__ = ["clear_cache", "sample_numpyro"]
+__all__ = ["cache_info", "clear_cache", "sample_numpyro"]
 
 _CHUNK = 50  # NUTS iterations per compiled call (the progress bar's granularity)
 _CACHE_SIZE = 16
@@ -46,7 +46,6 @@ class _Compiled:
     init_fn: Any  # (rng_key, init_params, shared) -> HMCState
     advance_fn: Any  # (state, shared) -> (state, (z, stats)) over _CHUNK iterations
     post_fn: Any  # (z batched over draws, shared) -> constrained outputs
-    n_compiled: int = 0
 
 
 def clear_cache() -> None:
