@@ -1,11 +1,23 @@
-"""Shared, session-scoped fixtures: a small well-separated dataset and one cached fit."""
+"""Shared, session-scoped fixtures: a small well-separated dataset and one cached fit.
+
+Also points JAX's persistent compilation cache at the virtual environment (before JAX is
+imported), so that the processes a test run starts (notebook kernels, Dask workers, fresh
+reference processes) load the programs another process already compiled. bayesgmm's
+NumPyro sampler takes data and priors as arguments, so one compiled program per model
+structure serves them all. A fresh environment starts with an empty cache.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import numpy as np
 import pytest
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(sys.prefix, "jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 SEPARATED_CENTERS = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]])
 

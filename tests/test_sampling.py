@@ -18,7 +18,11 @@ def separated():
     return X, spec, em, build_model(X, spec=spec)
 
 
-@pytest.mark.parametrize("nuts_sampler", [s for s in ("pymc", "nutpie", "numpyro", "blackjax")])
+# nutpie compiles with numba for ~40 s, so its check runs with the slow tests
+@pytest.mark.parametrize(
+    "nuts_sampler",
+    ["pymc", pytest.param("nutpie", marks=pytest.mark.slow), "numpyro", "blackjax"],
+)
 def test_em_start_reaches_sampler(separated, nuts_sampler):
     if nuts_sampler not in available_samplers():
         pytest.skip(f"{nuts_sampler} not installed")
