@@ -78,6 +78,8 @@ def _assert_same_posteriors(a, b):
         np.testing.assert_allclose(ra.estimator.em_.means, rb.estimator.em_.means, rtol=0)
 
 
+# about 60 s: runs with the slow tests; the 4-dataset batch test keeps a cluster in the default run
+@pytest.mark.slow
 def test_sweep_on_cluster_equals_inprocess(client):
     X = _data(0)
     on_cluster = sweep(X, [1, 2, 3], client=client, random_seed=7, **FAST)
