@@ -41,7 +41,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ import xarray as xr
 
 from bayesgmm.exceptions import ConfigError, VariationalFitError
 from bayesgmm.model import GMMSpec, build_model
-from bayesgmm.sampling import em_start, pointwise_log_likelihood
+from bayesgmm.sampling import config_from_mapping, em_start, pointwise_log_likelihood
 
 __all__ = [
     "ADVI_METHODS",
@@ -121,15 +121,7 @@ class ADVIConfig:
         if isinstance(d, ADVIConfig):
             d.validate()
             return d
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"ADVI settings must be a dict; got {type(d).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown ADVI setting(s) {unknown}; valid: {valid}")
-        cfg = cls(**{**asdict(cls()), **dict(d)})
-        cfg.validate()
-        return cfg
+        return config_from_mapping(cls, d, "ADVI")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain serialisable form."""

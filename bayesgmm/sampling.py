@@ -57,6 +57,20 @@ def available_samplers() -> list[str]:
     return [s for s, mod in _MODULE_OF.items() if importlib.util.find_spec(mod) is not None]
 
 
+def config_from_mapping(cls, d, what: str):
+    """``cls`` (a settings dataclass with ``validate()``) from a mapping merged over its
+    defaults; unknown keys and bad values raise ConfigError naming ``what`` settings."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{what} settings must be a dict; got {type(d).__name__}.")
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(d) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s) {unknown}; valid: {valid}")
+    cfg = cls(**{**asdict(cls()), **dict(d)})
+    cfg.validate()
+    return cfg
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """Sampler settings.
@@ -101,15 +115,7 @@ class SamplerConfig:
             return cls()
         if isinstance(d, SamplerConfig):
             return d
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"sampler settings must be a dict; got {type(d).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown sampler setting(s) {unknown}; valid: {valid}")
-        cfg = cls(**{**asdict(cls()), **dict(d)})
-        cfg.validate()
-        return cfg
+        return config_from_mapping(cls, d, "sampler")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain serialisable form."""
