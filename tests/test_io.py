@@ -4,10 +4,12 @@ clear errors for missing, damaged and incompatible files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from bayesgmm.io import (
     IncompatibleVersionError,
     SavedModelError,
     SavedModelNotFoundError,
+    SavePathError,
+    _meta_checksum,
     load,
     save,
 )
@@ -99,7 +103,9 @@ def test_loaded_estimator_has_every_fitted_attribute(separated_fit, saved):
         assert np.array_equal(info.reference["means"], ref_info.reference["means"])
     assert gmm.diagnostics_.table.equals(gmm.diagnose().table)
     meta = json.loads((saved / META_FILE).read_text())
-    assert meta["bayesgmm_version"] and meta["format_version"] == "1"
+    assert meta["bayesgmm_version"] and meta["format_version"] == "2"
+    assert "sampler" not in meta["params"]  # stored once, in sampler_config
+    assert gmm.get_params()["sampler"] == separated_fit.sampler_config_.to_dict()
 
 
 def test_missing_path_is_a_file_not_found_error_naming_it(tmp_path):
@@ -146,7 +152,7 @@ def test_incompatible_format_version_names_both_versions(copy_of):
     with pytest.raises(IncompatibleVersionError) as info:
         load(copy_of)
     msg = str(info.value)
-    assert "'99'" in msg and "9.0.0" in msg and "['1']" in msg
+    assert "'99'" in msg and "9.0.0" in msg and "['1', '2']" in msg
 
 
 def test_a_directory_that_is_not_a_saved_model_is_refused(tmp_path):
@@ -169,7 +175,124 @@ def test_save_refuses_unfitted_and_foreign_paths(separated_fit, saved, tmp_path)
 
 
 def test_overwrite_replaces_an_earlier_save(separated_fit, copy_of):
-    (copy_of / IDATA_DIR / "stale").write_text("left over")
     save(separated_fit, copy_of, overwrite=True)
-    assert not (copy_of / IDATA_DIR / "stale").exists()
     assert load(copy_of).idata_.identical(separated_fit.idata_)
+    assert not [p for p in copy_of.parent.iterdir() if p.name.startswith(".copy.")]  # no temps
+
+
+def test_overwrite_refuses_a_save_holding_files_it_does_not_list(separated_fit, copy_of):
+    (copy_of / IDATA_DIR / "stale").write_text("not written by bayesgmm")
+    with pytest.raises(SavePathError, match=r"did not write there \(idata.zarr/stale\)"):
+        save(separated_fit, copy_of, overwrite=True)
+    assert (copy_of / IDATA_DIR / "stale").read_text() == "not written by bayesgmm"
+
+
+def test_overwrite_never_deletes_a_users_files(separated_fit, tmp_path, monkeypatch):
+    """The reproduction of the data-loss report: a project folder that happens to hold a
+    file named bayesgmm.json must survive save(..., overwrite=True)."""
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("proj/src")
+    Path("proj/src/work.py").write_text("x")
+    Path("proj/bayesgmm.json").write_text("{}")
+    with pytest.raises(SavePathError, match="not a readable saved bayesgmm model"):
+        separated_fit.save("proj", overwrite=True)
+    assert Path("proj/src/work.py").read_text() == "x"
+    assert Path("proj/bayesgmm.json").read_text() == "{}"
+    # a real earlier save beside the user's files: refused, and nothing removed
+    save(separated_fit, "proj2")
+    Path("proj2/src").mkdir()
+    Path("proj2/src/work.py").write_text("y")
+    with pytest.raises(SavePathError, match="src/"):
+        save(separated_fit, "proj2", overwrite=True)
+    assert Path("proj2/src/work.py").read_text() == "y"
+    assert load("proj2").idata_.identical(separated_fit.idata_)
+
+
+def test_save_below_a_file_names_the_file(separated_fit, tmp_path):
+    (tmp_path / "afile.txt").write_text("mine")
+    with pytest.raises(SavePathError, match=r"afile\.txt is a file, not a directory"):
+        save(separated_fit, tmp_path / "afile.txt" / "sub")
+    assert (tmp_path / "afile.txt").read_text() == "mine"
+
+
+def _edit(path, change, rehash):
+    meta = json.loads((path / META_FILE).read_text())
+    change(meta)
+    if rehash:  # as a careless tool (or a deliberate editor) would
+        meta["checksum"] = _meta_checksum(meta)
+    (path / META_FILE).write_text(json.dumps(meta))
+
+
+def _set(*keys, value):
+    def change(meta):
+        d = meta
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+
+    return change
+
+
+METADATA_EDITS = {
+    "feature_names swapped": (_set("spec", "feature_names", value=["b", "a"]), "disagree"),
+    "params.n_components": (_set("params", "n_components", value=5), "params.n_components=5"),
+    "spec.n_features": (_set("spec", "n_features", value=3), "feature_names is not a list of 3"),
+    "manifest emptied": (_set("manifest", value={}), "not a non-empty table"),
+    "manifest as a list": (lambda m: m.update(manifest=list(m["manifest"])), "not a non-empty"),
+    "entry as a string": (
+        lambda m: m["manifest"].update({next(iter(m["manifest"])): "x"}),
+        "is not {size, sha256}",
+    ),
+    "spec as a list": (_set("spec", value=[1, 2]), "are not tables"),
+}
+
+
+@pytest.mark.parametrize("rehash", [False, True], ids=["edited", "edited-and-rehashed"])
+@pytest.mark.parametrize("edit", list(METADATA_EDITS), ids=list(METADATA_EDITS))
+def test_edited_metadata_is_detected(copy_of, edit, rehash):
+    change, fragment = METADATA_EDITS[edit]
+    _edit(copy_of, change, rehash)
+    with pytest.raises(SavedModelError, match="damaged") as info:
+        load(copy_of)
+    assert ("does not match its checksum" if not rehash else fragment) in str(info.value)
+
+
+def test_a_swapped_posterior_array_is_detected_even_with_an_emptied_manifest(copy_of):
+    chunk = next(p for p in sorted((copy_of / IDATA_DIR / "posterior").rglob("*")) if p.is_file())
+    chunk.write_bytes(chunk.read_bytes()[::-1])
+    _edit(copy_of, _set("manifest", value={}), rehash=False)
+    with pytest.raises(SavedModelError, match="checksum"):
+        load(copy_of)
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink"])
+def test_manifest_paths_are_confined_to_the_model(copy_of, tmp_path, where):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 12345)
+    if where == "symlink":
+        (copy_of / IDATA_DIR / "link").symlink_to(outside)
+        rel = f"{IDATA_DIR}/link"
+    else:
+        rel = str(outside) if where == "absolute" else f"{IDATA_DIR}/../../outside.bin"
+    entry = {"size": 12345, "sha256": "0" * 64}
+    _edit(copy_of, lambda m: m["manifest"].update({rel: entry}), rehash=True)
+    with pytest.raises(SavedModelError, match="outside") as info:
+        load(copy_of)
+    assert "12345" not in str(info.value)  # nothing about the outside file is told
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_model_saved_by_bayesgmm_0_1_0_still_loads(tmp_path):
+    """tests/data/saved_v1 was written by bayesgmm 0.1.0 (save format 1: no checksum of the
+    metadata, settings stored twice), with the predictions it gave then."""
+    copy = tmp_path / "v1"
+    shutil.copytree(DATA / "saved_v1", copy)
+    gmm = load(copy)
+    assert json.loads((copy / META_FILE).read_text())["format_version"] == "1"
+    X = np.load(DATA / "saved_v1_X.npy")
+    np.testing.assert_allclose(
+        gmm.predict_proba(X), np.load(DATA / "saved_v1_proba.npy"), rtol=1e-12
+    )
+    assert gmm.get_params()["sampler"]["draws"] == 8
