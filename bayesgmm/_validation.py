@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from bayesgmm.exceptions import ConfigError, DataError
 
-__all__ = ["check_data", "check_n_components", "check_new_data"]
+__all__ = ["ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data"]
 
 
 def _feature_names_of(X, n_features: int, feature_names: Sequence[str] | None) -> list[str]:
+    if isinstance(feature_names, str | bytes):
+        raise ConfigError(
+            f"feature_names must be a sequence of names, one per column; got the string "
+            f"{feature_names!r}."
+        )
     if feature_names is not None:
         names = [str(f) for f in feature_names]
         if len(names) != n_features:
@@ -28,8 +35,44 @@ def _feature_names_of(X, n_features: int, feature_names: Sequence[str] | None) -
     return names
 
 
+def _is_sparse(X) -> bool:
+    """A scipy.sparse matrix or array (or anything shaped like one), without importing it."""
+    return hasattr(X, "toarray") and hasattr(X, "nnz") and hasattr(X, "format")
+
+
+def _has_numpy_dtypes(X) -> bool:
+    try:
+        return all(hasattr(dt, "kind") for dt in X.dtypes)
+    except TypeError:
+        return False
+
+
 def _as_float_matrix(X, name: str) -> np.ndarray:
-    if hasattr(X, "dtypes") and hasattr(X, "columns"):  # pandas DataFrame
+    if _is_sparse(X):
+        raise DataError(
+            f"{name} is a sparse {type(X).__name__} ({X.shape[0]} x {X.shape[1]}); Gaussian "
+            f"mixtures need dense data. Convert it with {name}.toarray() (mind the memory: "
+            "every zero becomes a stored float)."
+        )
+    if X is None:
+        raise DataError(
+            f"{name} is None; pass the data as an array of shape "
+            "(n_samples, n_features) or a DataFrame."
+        )
+    if np.ma.isMaskedArray(X) and np.ma.getmaskarray(X).any():
+        raise DataError(
+            f"{name} is a masked array with {int(np.ma.getmaskarray(X).sum())} masked values; "
+            "their underlying numbers would be used as data. Drop those rows (or fill them, "
+            f"e.g. {name}.filled(np.nan), and drop the NaN rows) first."
+        )
+    if hasattr(X, "dtypes") and hasattr(X, "columns") and _has_numpy_dtypes(X):  # pandas
+        complex_cols = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if dt.kind == "c"]
+        if complex_cols:
+            raise DataError(
+                f"{name} has complex-valued columns {complex_cols}; a Gaussian mixture needs "
+                "real numbers. Split them into real and imaginary parts (np.real / np.imag) "
+                "or take their modulus first."
+            )
         bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if dt.kind not in "biuf"]
         if bad:
             raise DataError(
@@ -39,7 +82,29 @@ def _as_float_matrix(X, name: str) -> np.ndarray:
         X = X.to_numpy(dtype=float)
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # Series, xarray
         X = X.to_numpy()
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except ValueError:  # ragged nested lists
+        raise DataError(
+            f"{name} could not be read as a matrix: its rows have different lengths (or it "
+            "nests sequences unevenly). Every row needs one value per feature."
+        ) from None
+    if arr.dtype.kind in "USa" or (
+        arr.dtype.kind == "O" and any(isinstance(v, str | bytes) for v in arr.flat)
+    ):
+        raise DataError(
+            f"{name} holds text (dtype {arr.dtype}), not numbers. Convert it first (e.g. "
+            f"np.asarray({name}, dtype=float) if the texts are numbers), or drop or encode "
+            "text columns."
+        )
+    if arr.dtype.kind == "O" and any(isinstance(v, complex | np.complexfloating) for v in arr.flat):
+        arr = arr.astype(complex)
+    if arr.dtype.kind == "c":
+        raise DataError(
+            f"{name} must be real-valued; got complex numbers (dtype {arr.dtype}). Split them "
+            "into real and imaginary parts (np.real / np.imag) or take their modulus first; "
+            "bayesgmm never drops imaginary parts silently."
+        )
     if arr.dtype.kind not in "biuf":
         try:
             arr = arr.astype(float)
@@ -48,12 +113,10 @@ def _as_float_matrix(X, name: str) -> np.ndarray:
                 f"{name} must be numeric; got values of dtype {arr.dtype} that are not numbers. "
                 "Drop or encode non-numeric columns first."
             ) from None
-    if arr.dtype.kind == "c":
-        raise DataError(f"{name} must be real-valued; got complex numbers.")
     return arr.astype(np.float64, copy=False)
 
 
-def _check_matrix(arr: np.ndarray, name: str) -> None:
+def _check_matrix(arr: np.ndarray, name: str, when: str = "fitting", row_offset: int = 0) -> None:
     if arr.ndim != 2:
         hint = (
             "reshape a single feature with X.reshape(-1, 1), or a single point with "
@@ -75,8 +138,22 @@ def _check_matrix(arr: np.ndarray, name: str) -> None:
         n_nan = int(np.isnan(arr).sum())
         n_inf = int((~finite).sum()) - n_nan
         raise DataError(
-            f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at row {rows[0]}, "
-            f"column {cols[0]}). Drop or impute those rows before fitting."
+            f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at row "
+            f"{rows[0] + row_offset}, column {cols[0]}). Drop or impute those rows before {when}."
+        )
+
+
+def _check_scale(arr: np.ndarray, name: str) -> None:
+    """Refuse data whose spread overflows float64 (the variance of values past ~1e154)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        var = arr.var(axis=0)
+    if not np.isfinite(var).all():
+        big = float(np.abs(arr).max())
+        raise DataError(
+            f"{name}'s scale overflows float64: values reach {big:.3g}, so their variance "
+            f"(about {big:.1g} squared) is beyond the largest double, 1.8e308. Rescale the data "
+            f"first, e.g. {name} / 1e{math.floor(math.log10(big))} (or standardise "
+            "each column); the fit is scale-equivariant, so only the units change."
         )
 
 
@@ -120,6 +197,7 @@ def check_data(
     """
     arr = _as_float_matrix(X, name)
     _check_matrix(arr, name)
+    _check_scale(arr, name)
     names = _feature_names_of(X, arr.shape[1], feature_names)
     n_samples = arr.shape[0]
     if n_components is not None:
@@ -154,30 +232,67 @@ def check_data(
     return arr, names
 
 
-def check_new_data(X, n_features: int, feature_names: Sequence[str], name: str = "X") -> np.ndarray:
+class ExtraColumnsWarning(UserWarning):
+    """New data had columns the model was not fitted on; they were left out."""
+
+
+def _select_columns(X, feature_names: Sequence[str], name: str):
+    """The fitted columns of a DataFrame, by name, in the fitted order.
+
+    Column labels are compared as strings (a model fitted on integer labels stores
+    ``"0", "1", ...``). Columns the model was not fitted on are left out with an
+    :class:`ExtraColumnsWarning` naming them, rather than an error: a DataFrame of new
+    points often carries an id or a label column. A missing fitted column is an error.
+    """
+    labels = list(X.columns)
+    by_name: dict[str, object] = {}
+    for label in labels:
+        by_name.setdefault(str(label), label)
+    wanted = [str(f) for f in feature_names]
+    missing = [f for f in wanted if f not in by_name]
+    if missing or len(by_name) != len(labels):
+        raise DataError(
+            f"{name} has columns {[str(c) for c in labels]}, but the model was fitted on "
+            f"{wanted}" + (f" (missing: {missing})" if missing else " (repeated names)") + "."
+        )
+    extra = [str(c) for c in labels if str(c) not in set(wanted)]
+    if extra:
+        warnings.warn(
+            f"{name} has columns the model was not fitted on, left out: {extra}. The model "
+            f"uses {wanted}, matched by name; select them yourself to silence this warning.",
+            ExtraColumnsWarning,
+            stacklevel=4,
+        )
+    if [str(c) for c in labels] == wanted:
+        return X
+    return X[[by_name[f] for f in wanted]]
+
+
+def check_new_data(
+    X, n_features: int, feature_names: Sequence[str], name: str = "X", *, row_offset: int = 0
+) -> np.ndarray:
     """Validate data passed to a fitted model (predict, score, ...).
 
-    Checks shape, finiteness and, for DataFrames, that the columns match those seen in ``fit``.
+    Checks shape and finiteness. A DataFrame's columns are matched to the fitted ones by
+    name (reordered if needed); columns the model was not fitted on are left out with an
+    :class:`ExtraColumnsWarning` naming them, and a missing one is a ``DataError``.
+    ``row_offset`` is added to row numbers in messages (for blocks of a larger array).
 
     Examples
     --------
     >>> import numpy as np
     >>> check_new_data(np.zeros((3, 2)), 2, ["a", "b"]).shape
     (3, 2)
+    >>> import pandas as pd
+    >>> check_new_data(pd.DataFrame({"b": [2.0], "a": [1.0]}), 2, ["a", "b"])
+    array([[1., 2.]])
     """
-    if hasattr(X, "columns"):
-        cols = [str(c) for c in X.columns]
-        if set(cols) >= set(feature_names) and cols != list(feature_names):
-            X = X[list(feature_names)]
-            cols = list(feature_names)
-        if cols != list(feature_names):
-            raise DataError(
-                f"{name} has columns {cols}, but the model was fitted on {list(feature_names)}."
-            )
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        X = _select_columns(X, feature_names, name)
     arr = _as_float_matrix(X, name)
     if arr.ndim == 1 and n_features == 1:
         arr = arr.reshape(-1, 1)
-    _check_matrix(arr, name)
+    _check_matrix(arr, name, when="predicting", row_offset=row_offset)
     if arr.shape[1] != n_features:
         raise DataError(
             f"{name} has {arr.shape[1]} features, but the model was fitted on {n_features} "

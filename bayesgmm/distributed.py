@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesgmm import predict as _predict
+from bayesgmm._validation import check_new_data
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = [
@@ -65,10 +66,10 @@ class FitResult:
     status : str
         ``"ok"``, or ``"<ExceptionType>: <message>"`` when the fit raised.
     estimator : BayesianGMM or None
-        The fitted estimator (``idata_``, ``em_``, ``diagnostics_``, ...). ``model_`` (a
-        ``pm.Model``, which does not pickle) is dropped in the worker and rebuilt from
-        ``idata_["observed_data"]`` and ``spec_`` on the client, as :func:`bayesgmm.io.load`
-        does. ``None`` when the fit failed.
+        The fitted estimator (``idata_``, ``em_``, ``diagnostics_``, ...). It pickles
+        without its ``model_`` (a ``pm.Model`` does not pickle), which is rebuilt from
+        ``idata_["observed_data"]`` and ``spec_`` when first used, as after
+        :func:`bayesgmm.io.load`. ``None`` when the fit failed.
     error : str or None
         The worker's traceback when the fit failed.
     warnings : list of str
@@ -130,7 +131,6 @@ def _fit_task(X, params: dict[str, Any], estimator_kwargs: dict[str, Any]) -> Fi
                 warnings=[str(w.message) for w in caught],
                 elapsed=time.perf_counter() - start,
             )
-    gmm.__dict__.pop("model_", None)  # a pm.Model does not pickle; rebuilt on the client
     return FitResult(
         params,
         status="ok",
@@ -138,14 +138,6 @@ def _fit_task(X, params: dict[str, Any], estimator_kwargs: dict[str, Any]) -> Fi
         warnings=[str(w.message) for w in caught],
         elapsed=time.perf_counter() - start,
     )
-
-
-def _restore(result: FitResult) -> FitResult:
-    """Rebuild the estimator's ``model_`` from its training data and spec."""
-    gmm = result.estimator
-    if gmm is not None and not hasattr(gmm, "model_"):
-        gmm._rebuild_model()
-    return result
 
 
 @contextmanager
@@ -186,7 +178,7 @@ def _run(tasks: list[tuple[Any, dict[str, Any]]], client, estimator_kwargs) -> l
     if isinstance(client, str):
         if client != _INPROCESS:
             raise ConfigError(f"client must be a distributed.Client, None or {_INPROCESS!r}.")
-        return [_restore(_fit_task(X, params, estimator_kwargs)) for X, params in tasks]
+        return [_fit_task(X, params, estimator_kwargs) for X, params in tasks]
     with _client_for(client) as c:
         futures = [
             c.submit(_fit_task, X, params, estimator_kwargs, pure=False) for X, params in tasks
@@ -194,7 +186,7 @@ def _run(tasks: list[tuple[Any, dict[str, Any]]], client, estimator_kwargs) -> l
         results = []
         for fut, (_, params) in zip(futures, tasks, strict=True):
             try:  # the task catches fit errors itself; this catches lost workers etc.
-                results.append(_restore(fut.result()))
+                results.append(fut.result())
             except Exception as exc:
                 results.append(
                     FitResult(params, status=f"{type(exc).__name__}: {exc}", error=repr(exc))
@@ -349,6 +341,8 @@ def _as_rows(X, n_features: int):
     import dask.array as da
 
     X = da.asarray(X)
+    if X.dtype.kind not in "biuf":  # checked now, not when the first block is computed
+        check_new_data(np.zeros((1, n_features), dtype=X.dtype), n_features, ["?"] * n_features)
     if X.ndim != 2 or X.shape[1] != n_features:
         raise DataError(
             f"X must be a 2-D dask array of shape (n_samples, {n_features}); got shape {X.shape}."
@@ -356,16 +350,23 @@ def _as_rows(X, n_features: int):
     return X.rechunk({1: -1})  # features in one chunk: each block is whole points
 
 
-def _block_proba(block, *, posterior, kwargs):
-    return _predict.predict_proba(posterior, block, **kwargs)
+def _checked_block(block, posterior, block_info):
+    """The block validated with row numbers of the whole array in any message."""
+    start = block_info[0]["array-location"][0][0] if block_info else 0
+    names = [str(f) for f in posterior["feature"].to_numpy()]
+    return check_new_data(block, len(names), names, row_offset=start)
 
 
-def _block_predict(block, *, posterior, kwargs):
-    return _predict.predict(posterior, block, **kwargs)
+def _block_proba(block, *, posterior, kwargs, block_info=None):
+    return _predict.predict_proba(posterior, _checked_block(block, posterior, block_info), **kwargs)
 
 
-def _block_score(block, *, posterior, kwargs):
-    return _predict.score_samples(posterior, block, **kwargs)
+def _block_predict(block, *, posterior, kwargs, block_info=None):
+    return _predict.predict(posterior, _checked_block(block, posterior, block_info), **kwargs)
+
+
+def _block_score(block, *, posterior, kwargs, block_info=None):
+    return _predict.score_samples(posterior, _checked_block(block, posterior, block_info), **kwargs)
 
 
 def _map_rows(func, gmm_or_posterior, X, kwargs, *, out_cols: int | None, dtype):

@@ -46,6 +46,9 @@ _ALLOWED: dict[str, dict[str, tuple[tuple[str, ...], dict[str, Any]]]] = {
 }
 # parameters that must be strictly positive
 _POSITIVE = {"a", "sigma", "nu", "eta"}
+# parameters that may be "auto" (filled from the data)
+_AUTO_KEYS = (("means", "mu"), ("means", "sigma"), ("sds", "sigma"))
+_AUTO_PARAMS = tuple(f"{k}.{n}" for k, n in _AUTO_KEYS)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,17 @@ def _param_array(key, name, value, shape, auto, errors) -> np.ndarray | None:
     if isinstance(value, str):
         if value == "auto" and auto is not None:
             return np.broadcast_to(np.asarray(auto, dtype=float), shape).copy()
-        errors.append(f"{key}.{name} must be a number, a list or 'auto'; got {value!r}")
+        if value == "auto":
+            errors.append(
+                f"{key}.{name} cannot be 'auto' (read from the data); give a number"
+                + (" or a list" if shape else "")
+                + f". 'auto' is available for {', '.join(_AUTO_PARAMS)}"
+            )
+        else:
+            allowed = "a number, a list or 'auto'" if (key, name) in _AUTO_KEYS else "a number"
+            if shape and (key, name) not in _AUTO_KEYS:
+                allowed = "a number or a list"
+            errors.append(f"{key}.{name} must be {allowed}; got {value!r}")
         return None
     try:
         arr = np.asarray(value, dtype=float)
