@@ -41,9 +41,11 @@ from bayesgmm.exceptions import ConfigError, DegenerateFitError
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "FAR_LOG_DENSITY",
     "check_covariance_type",
     "chol_from_cov",
     "full_covariances",
+    "limit_memberships",
     "log_gaussian_prob",
     "log_mixture_density",
     "log_responsibilities",
@@ -57,6 +59,12 @@ _CHUNK_ELEMS = 1 << 17  # float64 elements per work buffer (1 MB): stays in cach
 # it: invisible in double precision, and it keeps exp() off numpy's very slow underflow
 # path and keeps subnormal numbers out of the later matrix products (2-15x faster E-steps).
 _LOG_FLOOR = -600.0
+
+#: Points whose best component log density is below minus this are "far": the spacing of
+#: float64 numbers there (2**40 * 2**-52 = 2.4e-4 nats) is too coarse for the differences
+#: between components' log densities, so their memberships come from
+#: :func:`limit_memberships` instead of a logsumexp of rounded values.
+FAR_LOG_DENSITY = float(2**40)
 
 _REMEDIES = (
     "Try fewer components, a larger reg_covar or the default prior (prior='default'), "
@@ -241,10 +249,11 @@ def _design_T(X: np.ndarray, covariance_type: str) -> np.ndarray:
     ZT = np.empty((1 + d + extra, n))
     ZT[0] = 1.0
     ZT[1 : 1 + d] = X.T
-    if covariance_type == "diag":
-        np.square(ZT[1 : 1 + d], out=ZT[1 + d :])
-    elif covariance_type == "spherical":
-        np.sum(np.square(ZT[1 : 1 + d]), axis=0, out=ZT[1 + d])
+    with np.errstate(over="ignore"):  # far points: see FAR_LOG_DENSITY
+        if covariance_type == "diag":
+            np.square(ZT[1 : 1 + d], out=ZT[1 + d :])
+        elif covariance_type == "spherical":
+            np.sum(np.square(ZT[1 : 1 + d]), axis=0, out=ZT[1 + d])
     return ZT
 
 
@@ -264,6 +273,7 @@ class _Kernel:
     ) -> None:
         K, D = means.shape
         self.K, self.D, self.covariance_type = K, D, covariance_type
+        self.means, self.prec_chol = means, prec_chol
         if covariance_type in ("full", "tied"):
             U = prec_chol if covariance_type == "full" else np.broadcast_to(prec_chol, (K, D, D))
             log_det = np.log(np.diagonal(U, axis1=1, axis2=2)).sum(axis=1)
@@ -287,11 +297,34 @@ class _Kernel:
                 linear, square = means * prec[:, None], -0.5 * prec[:, None]
                 quad = -0.5 * prec * np.sum(means**2, axis=1)
         const = log_det - 0.5 * D * _LOG_2PI + quad
+        self.log_norm_const = log_det - 0.5 * D * _LOG_2PI
         if log_weights is not None:
             const = const + log_weights
+            self.log_norm_const = self.log_norm_const + log_weights
         self.const = const.reshape(K, 1)
         if covariance_type in ("diag", "spherical"):  # one product with rows [1, x, x**2]
             self.A = np.hstack([self.const, linear, square])
+
+    def far_memberships(self, X: np.ndarray) -> np.ndarray:
+        """:func:`limit_memberships` of the points ``X`` (n, D), shape (K, n)."""
+        K, D = self.K, self.D
+        if self.covariance_type == "full":
+            U = self.prec_chol
+        elif self.covariance_type == "tied":
+            U = np.broadcast_to(self.prec_chol, (K, D, D))
+        elif self.covariance_type == "diag":
+            U = np.zeros((K, D, D))
+            U[:, np.arange(D), np.arange(D)] = self.prec_chol
+        elif self.covariance_type == "spherical":
+            U = self.prec_chol[:, None, None] * np.eye(D)
+        scale = np.maximum(1.0, np.abs(X).max(axis=1))
+        u = X / scale[:, None]
+        Uu = np.einsum("kde,nd->ken", U, u)  # U_k^T u, (K, D, n)
+        Um = np.einsum("kde,kd->ke", U, self.means)  # U_k^T mu_k, (K, D)
+        a = np.square(Uu).sum(axis=1)
+        b = np.einsum("ken,ke->kn", Uu, Um)
+        c = self.log_norm_const - 0.5 * np.square(Um).sum(axis=1)
+        return limit_memberships(a, b, np.broadcast_to(c[:, None], a.shape))
 
     def chunk_size(self, n: int) -> int:
         width = self.K * self.D if self.covariance_type in ("full", "tied") else self.K
@@ -315,6 +348,48 @@ class _Kernel:
             np.matmul(self.A, ZT[:rows, start:stop], out=out)
 
 
+def limit_memberships(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Membership probabilities of a point far from every component, exactly in the limit.
+
+    With the point written ``x = s u`` (``s`` its size, ``u`` its direction), component
+    ``k``'s weighted log density is ``c_k - s**2 a_k / 2 + s b_k`` with
+    ``a_k = u^T P_k u``, ``b_k = u^T P_k mu_k`` and ``c_k`` what is left (log weight,
+    log determinant, ``-mu_k^T P_k mu_k / 2``), ``P_k`` the precision. Far away (large
+    ``s``) the component with the smallest ``a_k`` -- the widest along ``u`` -- takes
+    the point; ties in ``a`` (equal covariances, as in the tied family) are broken by the
+    largest ``b_k`` and then shared in proportion to ``exp(c_k)``. These are the limits of
+    the memberships as the point moves away, computed without forming ``s**2``, so they
+    are well defined where float64 cannot resolve (or overflows on) the log densities.
+
+    Parameters
+    ----------
+    a, b, c : ndarray of shape (..., n_components, n_points)
+
+    Returns
+    -------
+    ndarray of the same shape, summing to 1 over components.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1.0], [0.25]])      # component 1 is twice as wide along u
+    >>> limit_memberships(a, np.zeros_like(a), np.zeros_like(a)).ravel().tolist()
+    [0.0, 1.0]
+    >>> limit_memberships(np.ones((2, 1)), np.array([[0.0], [1.0]]), np.zeros((2, 1))).ravel()
+    array([0., 1.])
+    """
+    rtol = 1e-9
+    a_min = a.min(axis=-2, keepdims=True)
+    keep = a <= a_min + rtol * np.abs(a).max(axis=-2, keepdims=True)
+    b = np.where(keep, b, -np.inf)
+    b_max = b.max(axis=-2, keepdims=True)
+    keep &= b >= b_max - rtol * np.abs(np.where(keep, b, 0.0)).max(axis=-2, keepdims=True)
+    lp = np.where(keep, c, -np.inf)
+    lp = lp - lp.max(axis=-2, keepdims=True)
+    p = np.exp(lp)
+    return p / p.sum(axis=-2, keepdims=True)
+
+
 def _logsumexp_rows_inplace(A: np.ndarray) -> np.ndarray:
     """Column-wise logsumexp of ``A`` (K, c); ``A`` is overwritten with ``exp(A - lse)``.
 
@@ -323,16 +398,20 @@ def _logsumexp_rows_inplace(A: np.ndarray) -> np.ndarray:
     everywhere give ``-inf`` and NaN responsibilities.
     """
     m = A.max(axis=0)
-    if not np.isfinite(m).all():
-        m = np.where(np.isfinite(m), m, 0.0)
+    overflowed = ~np.isfinite(m)
+    if overflowed.any():
+        m = np.where(overflowed, 0.0, m)
     A -= m
-    np.maximum(A, _LOG_FLOOR, out=A)
+    with np.errstate(invalid="ignore"):
+        np.maximum(A, _LOG_FLOOR, out=A)
     np.exp(A, out=A)
     s = A.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         A /= s
         np.log(s, out=s)
     s += m
+    if overflowed.any():
+        s[overflowed] = -np.inf  # every component's log density is below float64's range
     return s
 
 
@@ -347,8 +426,13 @@ def _mixture_pass(
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         block = resp[:, start:stop]
-        kernel.fill(ZT, start, stop, block, work)
+        with np.errstate(over="ignore", invalid="ignore"):
+            kernel.fill(ZT, start, stop, block, work)
         log_norm[start:stop] = _logsumexp_rows_inplace(block)
+    far = ~(log_norm > -FAR_LOG_DENSITY)
+    if far.any():
+        X = ZT[1 : 1 + kernel.D, far].T
+        resp[:, far] = kernel.far_memberships(X)
     return log_norm, resp
 
 

@@ -31,6 +31,7 @@ chunk by chunk over points (memory ``n_draws * n_components * chunk`` floats), a
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from bayesgmm._gaussian import FAR_LOG_DENSITY, limit_memberships
 from bayesgmm._validation import check_new_data
 from bayesgmm.exceptions import ConfigError, DataError, DegenerateFitError
 
@@ -295,7 +297,8 @@ class _Stream:
 
     def chunks(self) -> Iterator[tuple[int, int, Iterator]]:
         """Yield ``(start, stop, blocks)`` per point chunk; ``blocks`` yields
-        ``(lo, hi, log_prob)`` with ``log_prob`` of shape (hi - lo, K, stop - start)."""
+        ``(lo, hi, resp, log_dens)``: membership probabilities of shape
+        (hi - lo, K, stop - start) and mixture log densities (hi - lo, stop - start)."""
         n = self.X.shape[0]
         for start in range(0, n, self.point_chunk):
             stop = min(n, start + self.point_chunk)
@@ -305,26 +308,62 @@ class _Stream:
         _, K, D = self.draws.shape
         ZT = np.empty((1 + D, stop - start))
         ZT[0] = 1.0
-        ZT[1:] = (self.X[start:stop] - self.draws.center).T
+        with np.errstate(over="ignore", invalid="ignore"):
+            ZT[1:] = (self.X[start:stop] - self.draws.center).T
         for lo, hi in self.blocks:
             A, const = self._kernel(lo, hi)
-            g = A @ ZT
-            np.square(g, out=g)
+            with np.errstate(over="ignore", invalid="ignore"):
+                g = A @ ZT
+                np.square(g, out=g)
             lp = g.reshape(hi - lo, K, D, stop - start).sum(axis=2)
             np.subtract(const[:, :, None], lp, out=lp)
-            yield lo, hi, lp
+            log_dens, far = _normalise_inplace(lp)
+            if far.any():
+                self._far_points(A, const, start, stop, lp, far)
+            yield lo, hi, lp, log_dens
+
+    def _far_points(self, A, const, start, stop, resp, far) -> None:
+        """Memberships of points too far from every component for float64 to resolve.
+
+        See :func:`bayesgmm._gaussian.limit_memberships`: with ``x - center = s u``,
+        ``A @ [0, u]`` is ``U^T u / sqrt(2)`` and ``A @ [1, 0]`` is
+        ``-U^T (mu - center) / sqrt(2)``, which give the expansion's terms.
+        """
+        _, K, D = self.draws.shape
+        cols = np.flatnonzero(far.any(axis=0))
+        x = self.X[start:stop][cols]
+        scale = np.maximum(1.0, np.abs(x).max(axis=1))
+        u = np.empty((1 + D, cols.size))
+        u[0] = 0.0
+        u[1:] = (x / scale[:, None] - self.draws.center / scale[:, None]).T
+        g1 = (A @ u).reshape(-1, K, D, cols.size)  # U^T u / sqrt(2)
+        g0 = A[:, 0].reshape(-1, K, D)  # -U^T (mu - center) / sqrt(2)
+        a = 2.0 * np.square(g1).sum(axis=2)
+        b = -2.0 * np.einsum("skdc,skd->skc", g1, g0)
+        c = (const - np.square(g0).sum(axis=2))[:, :, None]
+        lim = limit_memberships(a, b, np.broadcast_to(c, a.shape))
+        rows, where = np.nonzero(far[:, cols])
+        resp[rows, :, cols[where]] = lim[rows, :, where]
 
 
-def _normalise_inplace(lp: np.ndarray) -> np.ndarray:
-    """Turn ``lp`` (s, K, n) into responsibilities in place; return log densities (s, n)."""
+def _normalise_inplace(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turn ``lp`` (s, K, n) into responsibilities in place; return the log densities
+    (s, n) and a mask (s, n) of points too far from every component for float64 to
+    resolve their memberships (see :data:`bayesgmm._gaussian.FAR_LOG_DENSITY`): those
+    responsibilities are left undefined here (see :meth:`_Stream._far_points`)."""
     m = lp.max(axis=1, keepdims=True)
-    m[~np.isfinite(m)] = 0.0
+    far = ~(m > -FAR_LOG_DENSITY)  # also NaN: every term overflowed
+    overflowed = ~np.isfinite(m)
+    m[overflowed] = 0.0
     lp -= m
-    np.maximum(lp, _LOG_FLOOR, out=lp)
+    with np.errstate(invalid="ignore"):
+        np.maximum(lp, _LOG_FLOOR, out=lp)
     np.exp(lp, out=lp)
     total = lp.sum(axis=1, keepdims=True)
     lp /= total
-    return (np.log(total) + m)[:, 0, :]
+    log_dens = np.log(total) + m
+    log_dens[overflowed] = -np.inf  # below float64's range for every component
+    return log_dens[:, 0, :], far[:, 0, :]
 
 
 def _check_interval(prob, kind) -> None:
@@ -337,14 +376,19 @@ def _check_interval(prob, kind) -> None:
 def _interval(values: np.ndarray, prob: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Interval over axis 0: equal-tailed, or highest-density (ArviZ's rule for HDI)."""
     n = values.shape[0]
+    # values may hold -inf (log densities of points far from every component): an
+    # interval end that interpolates towards -inf is -inf
     if kind == "eti":
-        lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-        return lo, hi
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), -np.inf, hi)
     x = np.sort(values, axis=0)
     inc = math.floor(prob * n)
     if inc == 0 or inc >= n:
         return x[0], x[-1]
-    widths = x[inc:] - x[: n - inc]
+    with np.errstate(invalid="ignore"):
+        widths = x[inc:] - x[: n - inc]
+    widths[np.isnan(widths)] = 0.0  # both ends -inf
     i = np.argmin(widths, axis=0)
     lower = np.take_along_axis(x, i[None], axis=0)[0]
     upper = np.take_along_axis(x, (i + inc)[None], axis=0)[0]
@@ -392,8 +436,7 @@ def _summarise(
         store_p = np.empty((S, K, n)) if proba_intervals else None
         store_d = np.empty((S, n)) if density_intervals else None
         acc = np.zeros((K, n))
-        for lo, hi, lp in blocks:
-            log_dens = _normalise_inplace(lp)
+        for lo, hi, lp, log_dens in blocks:
             acc += lp.sum(axis=0)
             if store_p is not None:
                 store_p[lo:hi] = lp
@@ -405,7 +448,9 @@ def _summarise(
                 ent[start:stop] -= plogp.sum(axis=(0, 1))
             if dens is not None:
                 m = log_dens.max(axis=0)
-                block_lse = np.log(np.exp(log_dens - m).sum(axis=0)) + m
+                m_safe = np.where(np.isfinite(m), m, 0.0)  # -inf everywhere: far points
+                with np.errstate(divide="ignore"):
+                    block_lse = np.log(np.exp(log_dens - m_safe).sum(axis=0)) + m_safe
                 dens[start:stop] = np.logaddexp(dens[start:stop], block_lse)
         proba[start:stop] = (acc / S).T
         if store_p is not None:
@@ -472,8 +517,7 @@ def membership_draws(
     out = np.empty((S, N, K))
     stream = _Stream(draws, X, 4096)
     for start, stop, blocks in stream.chunks():
-        for lo, hi, lp in blocks:
-            _normalise_inplace(lp)
+        for lo, hi, lp, _ in blocks:
             out[lo:hi, start:stop] = lp.transpose(0, 2, 1)
     return xr.DataArray(
         out.reshape(draws.n_chain, draws.n_draw, N, K),
@@ -652,8 +696,7 @@ def co_clustering(
     out = np.zeros((N, N))
     stream = _Stream(draws, X, N)
     for _, _, blocks in stream.chunks():
-        for lo, hi, lp in blocks:
-            _normalise_inplace(lp)
+        for lo, hi, lp, _ in blocks:
             G = lp.reshape((hi - lo) * lp.shape[1], N)
             out += G.T @ G
     out /= S
@@ -762,11 +805,15 @@ def flag_anomalies(
     if np.isnan(s).any():
         raise DataError("scores contain NaN; score the points with score_samples first.")
     if threshold is not None:
-        if not isinstance(threshold, float | int) or not np.isfinite(threshold):
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, numbers.Real)
+            or not np.isfinite(threshold)
+        ):
             raise ConfigError(f"threshold must be a finite number; got {threshold!r}.")
         thr = float(threshold)
     else:
-        if isinstance(quantile, bool) or not isinstance(quantile, float | int):
+        if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real):
             raise ConfigError(f"quantile must be a number in (0, 1); got {quantile!r}.")
         if not 0 < quantile < 1:
             raise ConfigError(f"quantile must be in (0, 1); got {quantile!r}.")
