@@ -3,7 +3,8 @@
 Every command that fits can write a report directory (see :mod:`bayesgmm.report`).
 User errors (bad path, column, spec or data) print one line to stderr and exit with
 code 2; other failures print one line and exit with 1 (``--traceback`` shows the
-traceback).
+traceback). With ``--strict``, a fit whose diagnostics verdict is FAIL also exits with 1
+(after writing its report).
 """
 
 from __future__ import annotations
@@ -105,6 +106,25 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
     return gmm, data, selection, caught_notes
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an output directory the report may not write to, before fitting."""
+    if out:
+        from bayesgmm.report import check_output_dir
+
+        check_output_dir(out)
+
+
+def _exit_code(verdict: str, strict: bool) -> int:
+    if strict and verdict == "fail":
+        print(
+            "bayesgmm: the diagnostics verdict is FAIL and --strict is set: exit code 1 "
+            "(see diagnostics.txt for what to do).",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def _report(gmm, data, selection, notes, title: str, out: str, progress: _Progress) -> None:
     from bayesgmm.report import write_report
 
@@ -130,23 +150,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
     spec = ModelSpec(
         name=Path(args.data).stem,
-        data=DataSpec(path=str(Path(args.data).resolve()), columns=columns, missing=args.missing),
+        data=DataSpec(
+            path=str(Path(args.data).resolve()),
+            columns=columns,
+            missing=args.missing,
+            origin="cli",
+        ),
         components=[args.components],
         covariance=args.covariance,
         source=str(args.data),
     )
+    _check_out(args.out)
     progress = _Progress(args.quiet)
     gmm, data, selection, notes = _fit_spec(spec, args, progress)
     _report(
         gmm, data, selection, data.notes + notes, f"bayesgmm fit: {spec.name}", args.out, progress
     )
-    return EXIT_OK
+    return _exit_code(gmm.diagnostics_.verdict, args.strict)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from bayesgmm.specs import load_spec
 
     spec = load_spec(args.spec)
+    _check_out(args.out)
     progress = _Progress(args.quiet)
     progress(f"model spec {args.spec}: {spec.description or spec.name}")
     gmm, data, selection, notes = _fit_spec(spec, args, progress)
@@ -154,7 +181,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _report(
         gmm, data, selection, [f"spec: {args.spec}", *data.notes, *notes], title, args.out, progress
     )
-    return EXIT_OK
+    return _exit_code(gmm.diagnostics_.verdict, args.strict)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -163,6 +190,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bayesgmm import BayesianGMM, load_faithful
     from bayesgmm.exceptions import SamplingWarning
 
+    _check_out(args.out)
     df = load_faithful()
     print(
         f"bayesgmm demo: Old Faithful ({df.shape[0]} eruptions x {df.shape[1]} features), "
@@ -216,7 +244,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _report(
             gmm, None, None, notes, "bayesgmm demo: Old Faithful", args.out, _Progress(args.quiet)
         )
-    return EXIT_OK
+    return _exit_code(gmm.diagnostics_.verdict, args.strict)
 
 
 def _add_sampler_args(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
@@ -230,6 +258,12 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: dict[str, Any] | Non
         "--sampler", default=None, help="NUTS backend: auto, pymc, nutpie, numpyro or blackjax"
     )
     g.add_argument("--quiet", action="store_true", help="no progress messages or bars")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with code 1 when the diagnostics verdict is FAIL (the report is still "
+        "written); without it a FAIL is reported but the exit code is 0",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -248,8 +282,11 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit",
         help="fit a CSV file and write a report",
-        description="Fit a Bayesian Gaussian mixture to the numeric columns of a CSV file and "
-        "write a report (tables, diagnostics, assignments, figures, report.html, saved model).",
+        description="Fit a Bayesian Gaussian mixture to numeric columns of a CSV file (with a "
+        "header row) and write a report (tables, diagnostics, assignments, figures, "
+        "report.html, saved model). Only numeric columns can be used: select them with "
+        "--columns. Exit codes: 0 done, 1 failure (or a FAIL verdict with --strict), 2 bad "
+        "input.",
     )
     fit.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     fit.add_argument("--components", "-k", type=int, required=True, help="number of components K")
@@ -257,7 +294,8 @@ def _parser() -> argparse.ArgumentParser:
         "--columns",
         nargs="+",
         metavar="COL",
-        help="columns to use (space- or comma-separated; default: all columns)",
+        help="columns to use, e.g. --columns a,b,c (space- or comma-separated; default: all "
+        "columns). Only numeric columns can be used",
     )
     fit.add_argument(
         "--covariance", default="full", choices=COVARIANCE_TYPES, help="covariance family"

@@ -112,7 +112,7 @@ def _per_feature_tree(idata: xr.DataTree, with_log_likelihood: bool) -> xr.DataT
     _require_tree(idata, groups)
     pp = idata["posterior_predictive"].to_dataset()["x"]
     obs = idata["observed_data"].to_dataset()["x"]
-    features = [str(f) for f in pp["feature"].to_numpy()]
+    features = _variable_names([str(f) for f in pp["feature"].to_numpy()])
     pieces: dict[str, xr.Dataset] = {
         "posterior_predictive": xr.Dataset(
             {f: pp.isel(feature=j, drop=True) for j, f in enumerate(features)}
@@ -129,6 +129,21 @@ def _per_feature_tree(idata: xr.DataTree, with_log_likelihood: bool) -> xr.DataT
             idata["posterior"].to_dataset()[["weights"]].sel(chain=pp["chain"], draw=pp["draw"])
         )
     return xr.DataTree.from_dict(pieces)
+
+
+def _variable_names(features: list[str]) -> list[str]:
+    """Feature names usable as DataTree variable names (which may not contain "/").
+
+    A "/" becomes the look-alike division slash U+2215, so plot titles still read as the
+    column's name; an empty name becomes its position; names stay distinct.
+    """
+    out: list[str] = []
+    for j, name in enumerate(features):
+        safe = name.replace("/", "\u2215") or f"feature {j}"
+        while safe in out:
+            safe = f"{safe} ({j})"
+        out.append(safe)
+    return out
 
 
 def _ensure_pp(idata, random_seed, max_draws) -> xr.DataTree:

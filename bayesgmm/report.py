@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import html
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,10 +37,18 @@ import pandas as pd
 from bayesgmm import io
 from bayesgmm.advi import describe, is_approximate, label
 from bayesgmm.diagnostics import diagnose
+from bayesgmm.exceptions import BayesGMMError
 from bayesgmm.plots import plot_trace
 from bayesgmm.relabel import relabel
 
-__all__ = ["REPORT_FILES", "relabelled", "write_report"]
+__all__ = [
+    "RECORD_FILE",
+    "REPORT_FILES",
+    "ReportPathError",
+    "check_output_dir",
+    "relabelled",
+    "write_report",
+]
 
 REPORT_FILES = (
     "summary.csv",
@@ -52,6 +62,12 @@ REPORT_FILES = (
     "report.html",
 )
 _DPI = 110
+#: Written last into a report directory: the files the report wrote, with their SHA-256.
+RECORD_FILE = ".bayesgmm-report.json"
+
+
+class ReportPathError(BayesGMMError, FileExistsError):
+    """The report may not be written where asked (nothing was written or replaced)."""
 
 
 def relabelled(gmm):
@@ -105,7 +121,9 @@ def write_report(
     gmm : BayesianGMM
         A fitted estimator (not modified: the report relabels a shallow copy).
     out_dir : str or Path
-        Created if needed; files of an earlier report there are replaced.
+        Created if needed. Files of an earlier report there are replaced, but no other
+        file: a directory holding a file of the same name that bayesgmm did not write
+        (or that changed since) is refused with :class:`ReportPathError`.
     title : str
         For an approximate (ADVI) fit, e.g. " (approximate: minibatch ADVI)" is appended
         unless the title already says "approximate".
@@ -128,66 +146,134 @@ def write_report(
         matplotlib.use("Agg")
     say = progress or (lambda msg: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    written = _claim(out)
     t0 = time.perf_counter()
 
-    say("relabelling the posterior")
-    g = relabelled(gmm)
-    approximate = is_approximate(g.idata_)
-    if approximate and "approximate" not in title.lower():
-        title = f"{title} (approximate: {label(g.idata_)})"
+    try:
+        say("relabelling the posterior")
+        g = relabelled(gmm)
+        approximate = is_approximate(g.idata_)
+        if approximate and "approximate" not in title.lower():
+            title = f"{title} (approximate: {label(g.idata_)})"
 
-    say("posterior summary")
-    summary = g.summary()  # rounded for reading
-    g.summary(round_to="none").to_csv(out / "summary.csv", index_label="parameter")
-    head = f"{describe(g.idata_)}; no MCMC diagnostics\n\n" if approximate else ""
-    with pd.option_context("display.width", 160, "display.max_columns", 30):
-        (out / "summary.txt").write_text(head + summary.to_string() + "\n")
+        say("posterior summary")
+        summary = g.summary()  # rounded for reading
+        g.summary(round_to="none").to_csv(out / "summary.csv", index_label="parameter")
+        head = f"{describe(g.idata_)}; no MCMC diagnostics\n\n" if approximate else ""
+        with pd.option_context("display.width", 160, "display.max_columns", 30):
+            (out / "summary.txt").write_text(head + summary.to_string() + "\n")
 
-    say("diagnostics")
-    # fit() already diagnosed the relabelled posterior; recompute only for a fresh relabelling
-    diag = g.diagnostics_ if g is gmm and hasattr(g, "diagnostics_") else diagnose(g.idata_)
-    diag.table.to_csv(out / "diagnostics.csv", index_label="check")
-    (out / "diagnostics.txt").write_text(str(diag) + "\n")
+        say("diagnostics")
+        # fit() already diagnosed the relabelled posterior; recompute only for a fresh relabelling
+        diag = g.diagnostics_ if g is gmm and hasattr(g, "diagnostics_") else diagnose(g.idata_)
+        diag.table.to_csv(out / "diagnostics.csv", index_label="check")
+        (out / "diagnostics.txt").write_text(str(diag) + "\n")
 
-    say("assignments")
-    assign = g.assignments()
-    if data is not None:
-        front = data.reset_index(names="row")
-        front.index = assign.index
-        assign = pd.concat([front, assign], axis=1)
-    assign.to_csv(out / "assignments.csv", index_label="obs")
+        say("assignments")
+        assign = g.assignments()
+        if data is not None:
+            front = data.reset_index(names="row")
+            front.index = assign.index
+            assign = pd.concat([front, assign], axis=1)
+        assign.to_csv(out / "assignments.csv", index_label="obs")
 
-    if selection is not None:
-        selection.to_csv(out / "selection.csv")
+        if selection is not None:
+            selection.to_csv(out / "selection.csv")
+        elif "selection.csv" in written:  # an earlier report's (unchanged, see _claim)
+            (out / "selection.csv").unlink()
 
-    say("saving the model")
-    io.save(g, out / "model", overwrite=True)
+        say("saving the model")
+        io.save(g, out / "model", overwrite=True)
 
-    say("trace plot")
-    _save_figure(plot_trace(g.idata_), out / "trace.png")
-    say("cluster plot")
-    _save_figure(g.plot_clusters(), out / "clusters.png")
-    say("posterior predictive check")
-    # on a copy of the tree: the posterior predictive draws are not part of the saved model
-    g_pp = copy.copy(g)
-    g_pp.idata_ = g.idata_.copy()
-    _save_figure(g_pp.plot_ppc(random_seed=random_seed), out / "ppc.png")
+        say("trace plot")
+        _save_figure(plot_trace(g.idata_), out / "trace.png")
+        say("cluster plot")
+        _save_figure(g.plot_clusters(), out / "clusters.png")
+        say("posterior predictive check")
+        # on a copy of the tree: the posterior predictive draws are not part of the saved model
+        g_pp = copy.copy(g)
+        g_pp.idata_ = g.idata_.copy()
+        _save_figure(g_pp.plot_ppc(random_seed=random_seed), out / "ppc.png")
 
-    say("report.html")
-    page = _html_page(
-        g,
-        title=title,
-        notes=list(notes),
-        summary=summary,
-        diag=diag,
-        assign=assign,
-        selection=selection,
-        out=out,
-        seconds=time.perf_counter() - t0,
-    )
-    (out / "report.html").write_text(page, encoding="utf-8")
+        say("report.html")
+        page = _html_page(
+            g,
+            title=title,
+            notes=list(notes),
+            summary=summary,
+            diag=diag,
+            assign=assign,
+            selection=selection,
+            out=out,
+            seconds=time.perf_counter() - t0,
+        )
+        (out / "report.html").write_text(page, encoding="utf-8")
+    finally:
+        _record(out)  # what was written, also when a step failed: a rerun may replace it
     return out / "report.html"
+
+
+def check_output_dir(out_dir: str | Path) -> None:
+    """Raise :class:`ReportPathError` if a report may not be written to ``out_dir``.
+
+    Nothing is created or written (the command line checks this before fitting).
+    """
+    _claim(Path(out_dir), create=False)
+
+
+def _claim(out: Path, create: bool = True) -> dict[str, str]:
+    """Make sure every file the report will write may be written; return the earlier
+    report's record (file name -> SHA-256).
+
+    A report only ever replaces files that an earlier bayesgmm report wrote and that are
+    unchanged since (the record, ``.bayesgmm-report.json``, holds their checksums); any
+    other file of the same name is the user's and is left alone.
+    """
+    if out.exists() and not out.is_dir():
+        raise ReportPathError(
+            f"cannot write a report to {out}: it is a file, not a directory. Choose a "
+            "directory (it is created if needed)."
+        )
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ReportPathError(f"cannot write a report to {out}: {parent} is a file.")
+    record = out / RECORD_FILE
+    earlier: dict[str, str] = {}
+    if record.is_file():
+        try:
+            loaded = json.loads(record.read_text())
+            earlier = {str(k): str(v) for k, v in loaded.get("files", {}).items()}
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            earlier = {}
+    ours = [*REPORT_FILES, "selection.csv"]
+    foreign = [
+        name
+        for name in ours
+        if (out / name).exists()
+        and (not (out / name).is_file() or earlier.get(name) != _sha256(out / name))
+    ]
+    if foreign:
+        raise ReportPathError(
+            f"refusing to write the report to {out}: it already holds {foreign}, which no "
+            "earlier bayesgmm report wrote there (or which were changed since). Reports only "
+            "replace their own files; choose another output directory or move those files."
+        )
+    io.check_save_path(out / "model", overwrite=True)  # the saved model's own rule
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
+    return {k: v for k, v in earlier.items() if (out / k).is_file()}
+
+
+def _record(out: Path) -> None:
+    files = {name: _sha256(out / name) for name in (*REPORT_FILES, "selection.csv")}
+    files = {k: v for k, v in files.items() if v is not None}
+    (out / RECORD_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 _CSS = """

@@ -120,6 +120,7 @@ class DataSpec:
     columns: list[str] | None = None
     missing: str = "error"
     base_dir: Path = field(default_factory=Path.cwd)
+    origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
 
     @property
     def source(self) -> str:
@@ -324,43 +325,69 @@ def _read_table(spec: DataSpec) -> pd.DataFrame:
             )
         return getattr(datasets, f"load_{name}")()
     path = spec.resolved_path
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a CSV file; give the path of the CSV file.")
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     try:
         return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path} as CSV: {' '.join(str(exc).split())}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: a CSV file with a header row is needed.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        # the parser's own message can quote the file; say what failed, not what it holds
+        raise DataError(
+            f"cannot read {path} as a CSV file ({type(exc).__name__}); check that it is a "
+            "comma-separated text file with a header row."
+        ) from None
+
+
+def _columns_hint(spec: DataSpec, names: list[str]) -> str:
+    """How to select ``names``, in the form the user gave the spec (CLI or TOML)."""
+    if spec.origin == "cli":
+        return "--columns " + ",".join(names)
+    return "columns = [" + ", ".join(f'"{n}"' for n in names) + "] in [data]"
 
 
 def read_data(spec: DataSpec) -> LoadedData:
     """Read the CSV, select the columns and apply the missing-value policy.
+
+    Error messages name the file's columns only when it holds numeric data (a data
+    table), so pointing ``data.path`` at some other file never echoes what it holds.
 
     Raises
     ------
     FileNotFoundError
         The CSV does not exist.
     DataError
-        Unknown or non-numeric columns, or missing values with ``missing = "error"``
-        (the message names the rows and columns, and how to drop them).
+        A directory or an unreadable or empty file; unknown or non-numeric columns; rows
+        with missing values with ``missing = "error"`` (the message names the rows and
+        columns, and how to drop them), or none left after dropping them.
     """
     df = _read_table(spec)
     n_rows = df.shape[0]
+    numeric = [str(c) for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+    if n_rows == 0:
+        raise DataError(f"{spec.source} has a header but no data rows; there is nothing to fit.")
+    if not numeric:
+        raise DataError(
+            f"{spec.source} has no numeric columns ({df.shape[1]} column(s), {n_rows} rows): "
+            "bayesgmm fits numeric columns of a CSV file with a header row."
+        )
+    available = f"available numeric columns: {numeric}"
     if spec.columns is None:
         columns = list(df.columns)
     else:
         columns = list(spec.columns)
         unknown = [c for c in columns if c not in df.columns]
         if unknown:
-            raise DataError(
-                f"column(s) {unknown} not in {spec.source}; available: {list(df.columns)}"
-            )
+            raise DataError(f"column(s) {unknown} not in {spec.source}; {available}")
     X = df[columns]
     non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(X[c])]
     if non_numeric:
-        numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+        chosen = [c for c in columns if c not in non_numeric] or numeric
         raise DataError(
-            f"column(s) {non_numeric} of {spec.source} are not numeric; choose numeric "
-            f"columns (data.columns / --columns), e.g. {numeric}"
+            f"column(s) {non_numeric} of {spec.source} are not numeric (only numeric columns "
+            f"can be fitted); choose numeric columns, e.g. {_columns_hint(spec, chosen)}"
         )
     X = X.astype(float)
     bad = ~np.isfinite(X.to_numpy()).all(axis=1)
@@ -376,6 +403,13 @@ def read_data(spec: DataSpec) -> LoadedData:
                 "(--missing drop) to drop them, or clean the file"
             )
         X = X.loc[~bad]
+        if X.empty:
+            raise DataError(
+                f"every one of the {n_rows} rows of {spec.source} has missing or non-finite "
+                f"values in {cols}, so dropping them leaves nothing to fit; choose other "
+                f"columns ({_columns_hint(spec, [c for c in columns if c not in cols] or numeric)})"
+                " or fill the missing values"
+            )
         notes.append(
             f"missing values: dropped {len(dropped)} of {n_rows} rows with missing or "
             f"non-finite values in {cols} (rows {shown}, 0-based, header excluded); "
