@@ -60,6 +60,8 @@ from bayesgmm.exceptions import ConfigError, DataError
 __all__ = ["DEFAULT_VARS", "DiagnosticsReport", "diagnose"]
 
 DEFAULT_VARS = ("weights", "means", "sds", "correlation")
+#: Fewest draws per chain for which R-hat, ESS and MCSE are computed.
+MIN_DRAWS = 4
 VERDICTS = ("ok", "warn", "fail")
 
 ADVICE = {
@@ -213,7 +215,8 @@ def _flat_params(post: xr.Dataset, var_names: Sequence[str]) -> xr.DataArray:
             keep = np.broadcast_to(tri, da.shape[2:]).flatten()
         else:
             keep = np.ones(arr.shape[-1], dtype=bool)
-        keep &= arr.reshape(-1, arr.shape[-1]).std(axis=0) > 0
+        if arr.shape[0] * arr.shape[1] > 1:  # a single draw is all "constant"
+            keep &= arr.reshape(-1, arr.shape[-1]).std(axis=0) > 0
         pieces.append((arr[..., keep], [lab for lab, k in zip(labels, keep, strict=True) if k]))
     if not pieces or sum(p[0].shape[-1] for p in pieces) == 0:
         raise DataError(f"the variables {list(var_names)} have no non-constant values to check.")
@@ -408,14 +411,15 @@ def diagnose(
             "labels switched (use bayesgmm.relabel.relabel first)."
         )
 
+    enough = S >= MIN_DRAWS  # ArviZ's R-hat, ESS and MCSE need a few draws per chain
     params = pd.DataFrame(
         {
             "mean": flat.mean(("chain", "draw")).to_numpy(),
             "sd": flat.std(("chain", "draw")).to_numpy(),
-            "r_hat": az.rhat(flat).to_numpy() if C > 1 else np.nan,
-            "ess_bulk": az.ess(flat).to_numpy(),
-            "ess_tail": az.ess(flat, method="tail").to_numpy(),
-            "mcse_mean": az.mcse(flat).to_numpy(),
+            "r_hat": az.rhat(flat).to_numpy() if C > 1 and enough else np.nan,
+            "ess_bulk": az.ess(flat).to_numpy() if enough else np.nan,
+            "ess_tail": az.ess(flat, method="tail").to_numpy() if enough else np.nan,
+            "mcse_mean": az.mcse(flat).to_numpy() if enough else np.nan,
         },
         index=pd.Index(flat["param"].to_numpy(), name="param"),
     )
@@ -425,7 +429,19 @@ def diagnose(
         advice = ADVICE[check] if verdict != "ok" else _OK_ADVICE
         rows.append((check, value, threshold, verdict, detail, advice))
 
-    if C > 1:
+    if not enough:
+        too_few = (
+            f"Only {S} draw{'s' if S != 1 else ''} per chain: R-hat, ESS and MCSE need at least "
+            f"{MIN_DRAWS}. Raise draws (default 1000) to check convergence; the fit itself is kept."
+        )
+        for check, threshold in (
+            ("r_hat", "<= 1.01 (warn <= 1.05)"),
+            ("ess_bulk", f">= {100 * C} (warn >= {50 * C})"),
+            ("ess_tail", f">= {100 * C} (warn >= {50 * C})"),
+            ("mcse", "MCSE/sd <= 0.1 (warn <= 0.2)"),
+        ):
+            rows.append((check, np.nan, threshold, "fail", f"needs >= {MIN_DRAWS} draws", too_few))
+    elif C > 1:
         worst = params["r_hat"].idxmax() if params["r_hat"].notna().any() else "-"
         v = float(params["r_hat"].max(skipna=False))
         add(
@@ -438,7 +454,7 @@ def diagnose(
     else:
         add("r_hat", np.nan, "<= 1.01 (warn <= 1.05)", "warn", "needs >= 2 chains")
         rows[-1] = (*rows[-1][:5], "Run at least 2 (better 4) chains to check convergence.")
-    for check in ("ess_bulk", "ess_tail"):
+    for check in ("ess_bulk", "ess_tail") if enough else ():
         v = float(params[check].min(skipna=False))
         add(
             check,
@@ -447,15 +463,16 @@ def diagnose(
             _grade(v, 100 * C, 50 * C, True),
             f"min {v:.0f} ({params[check].idxmin() if np.isfinite(v) else '-'})",
         )
-    rel = params["mcse_mean"] / params["sd"]
-    v = float(rel.max(skipna=False))
-    add(
-        "mcse",
-        v,
-        "MCSE/sd <= 0.1 (warn <= 0.2)",
-        _grade(v, 0.1, 0.2, False),
-        f"max MCSE/sd {v:.3f}",
-    )
+    if enough:
+        rel = params["mcse_mean"] / params["sd"]
+        v = float(rel.max(skipna=False))
+        add(
+            "mcse",
+            v,
+            "MCSE/sd <= 0.1 (warn <= 0.2)",
+            _grade(v, 0.1, 0.2, False),
+            f"max MCSE/sd {v:.3f}",
+        )
 
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
     div = _stat(stats, "diverging") if stats is not None else None
@@ -486,7 +503,7 @@ def diagnose(
                 _grade(frac, 0.01, 0.10, False),
                 f"{100 * frac:.1f}% of draws hit max depth",
             )
-    bfmi = _bfmi(idata)
+    bfmi = _bfmi(idata) if enough else None
     if bfmi is not None:
         v = float(np.min(bfmi))
         add(
@@ -496,7 +513,7 @@ def diagnose(
             _grade(v, 0.3, 0.2, True),
             "per chain " + ", ".join(f"{b:.2f}" for b in bfmi),
         )
-    if C > 1:
+    if C > 1 and S > 1:
         z, detail, z_by = _mode_z(idata, flat)
         add("modes", z, "max z <= 1 (warn <= 3)", _grade(z, 1.0, 3.0, False), detail)
         if z > 3 and z_by.get("log-likelihood", np.inf) <= 1 and not relabelled:

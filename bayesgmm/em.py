@@ -1051,10 +1051,11 @@ def fit_em(
         if best is None or run["objective"] > best["objective"]:
             best = run
     if best is None:
-        raise DegenerateFitError(
+        reason = (
             f"EM failed in all {n_runs} starts ({failures[-1]}): mixture components keep "
-            f"collapsing onto too few or duplicated points. {_REMEDIES}"
+            "collapsing onto too few or duplicated points."
         )
+        raise DegenerateFitError(f"{reason} {_REMEDIES}", reason=reason)
     if not best["converged"]:
         trace = best["trace"]
         change = (
@@ -1099,5 +1100,6 @@ def _make_result(em: _EM, run: dict, prior: EMPrior | None, names, n_runs: int) 
     )
     arrays = [result.weights, result.means, result.covariances, result.prec_chol]
     if not all(np.isfinite(a).all() for a in arrays):
-        raise DegenerateFitError(f"EM produced non-finite parameters. {_REMEDIES}")
+        reason = "EM produced non-finite parameters."
+        raise DegenerateFitError(f"{reason} {_REMEDIES}", reason=reason)
     return result

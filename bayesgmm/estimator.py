@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import arviz as az
@@ -20,7 +21,12 @@ from bayesgmm._validation import check_n_components, check_new_data
 from bayesgmm.diagnostics import DiagnosticsReport
 from bayesgmm.diagnostics import diagnose as _diagnose
 from bayesgmm.em import EMResult, fit_em
-from bayesgmm.exceptions import ConfigError, NotFittedError, SamplingWarning
+from bayesgmm.exceptions import (
+    ConfigError,
+    DegenerateFitError,
+    NotFittedError,
+    SamplingWarning,
+)
 from bayesgmm.model import GMMSpec, build_model, make_spec
 from bayesgmm.plots import plot_rank as _plot_rank
 from bayesgmm.plots import plot_trace as _plot_trace
@@ -196,15 +202,21 @@ class BayesianGMM:
         advi = _advi.ADVIConfig.from_dict(self.advi) if self.inference == "advi" else None
         seed = advi.random_seed if advi is not None else sampler.random_seed
         X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors, feature_names)
-        em = fit_em(
-            X,
-            spec.n_components,
-            covariance_type=spec.covariance_type,
-            prior=spec.priors.to_em_prior(spec.covariance_type),
-            random_seed=seed,
-            feature_names=spec.feature_names,
-            **em_kwargs,
-        )
+        try:
+            em = fit_em(
+                X,
+                spec.n_components,
+                covariance_type=spec.covariance_type,
+                prior=spec.priors.to_em_prior(spec.covariance_type),
+                random_seed=seed,
+                feature_names=spec.feature_names,
+                **em_kwargs,
+            )
+        except DegenerateFitError as exc:
+            raise DegenerateFitError(
+                f"{exc.reason} {self._remedies()}", reason=exc.reason
+            ) from None
+        self._warn_if_overparameterised(em, X.shape[0])
         model = build_model(X, spec=spec)
         if advi is not None:
             idata, _ = _advi.fit_advi(X, spec, em, advi, model=model)
@@ -217,7 +229,7 @@ class BayesianGMM:
             )
         self.spec_: GMMSpec = spec
         self.em_: EMResult = em
-        self.model_: pm.Model = model
+        self._model = model
         self.idata_: xr.DataTree = idata
         self.feature_names_in_ = list(spec.feature_names)
         self.n_features_in_ = spec.n_features
@@ -225,6 +237,36 @@ class BayesianGMM:
         self.advi_config_ = advi
         self._warn_on_sampling_trouble()
         return self
+
+    def _warn_if_overparameterised(self, em: EMResult, n_points: int) -> None:
+        n_params = em.n_parameters()
+        if n_params <= n_points:
+            return
+        K, D = em.n_components, em.n_features
+        fewer = {
+            name: replace(em, covariance_type=name).n_parameters()
+            for name in ("tied", "diag", "spherical")
+            if name != em.covariance_type
+        }
+        options = ", ".join(f"covariance_type={n!r} ({p:,})" for n, p in fewer.items())
+        warnings.warn(
+            f"this model has {n_params:,} parameters for {n_points:,} data points (K={K}, D={D}, "
+            f"{em.covariance_type!r} covariance): more parameters than data, so the posterior "
+            "is mostly the prior and NUTS needs long trajectories (slow sampling, possibly "
+            f"poor diagnostics). Remedies: a smaller family ({options}), fewer components, "
+            "stronger priors (e.g. priors={'corr': {'eta': 10.0}}), or more data.",
+            SamplingWarning,
+            stacklevel=3,
+        )
+
+    def _remedies(self) -> str:
+        """What to try when the EM start collapses, in this estimator's own options."""
+        own = f" (you set priors={self.priors!r})" if self.priors else ""
+        return (
+            f"Try fewer components (n_components={self.n_components} now), priors that are "
+            f"not extremely narrow{own}, more EM starts (em={{'n_init': 50}}), standardising "
+            "the data, or dropping duplicated rows / collinear features."
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "idata_"):
@@ -291,9 +333,21 @@ class BayesianGMM:
             return _predict.training_data(self.idata_)
         return self._new_data(X)
 
-    def _rebuild_model(self) -> None:
-        """Rebuild ``model_`` from the training data and spec (after load or unpickling)."""
-        self.model_ = build_model(_predict.training_data(self.idata_), spec=self.spec_)
+    @property
+    def model_(self) -> pm.Model:
+        """The ``pm.Model`` of the fit, rebuilt from the training data and spec when it is
+        not at hand (after ``load`` or unpickling: a ``pm.Model`` does not pickle)."""
+        self._check_fitted()
+        model = self.__dict__.get("_model")
+        if model is None:
+            model = build_model(_predict.training_data(self.idata_), spec=self.spec_)
+            self._model = model
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_model", None)  # rebuilt on first use of model_
+        return state
 
     def predict_proba(self, X, **kwargs: Any):
         """Posterior mean membership probabilities, shape (n_samples, n_components).

@@ -36,7 +36,15 @@ class NotFittedError(BayesGMMError, ValueError, AttributeError):
 
 
 class DegenerateFitError(BayesGMMError, RuntimeError):
-    """A mixture component collapsed (too few points or a singular covariance)."""
+    """A mixture component collapsed (too few points or a singular covariance).
+
+    ``reason`` is what went wrong, without the advice that follows it in the message, so
+    that a caller can give advice in terms of its own options.
+    """
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
 
 
 class VariationalFitError(BayesGMMError, RuntimeError):

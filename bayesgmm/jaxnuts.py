@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import xarray as xr
+
+from bayesgmm._logging import logger
 
 __all__ = ["cache_info", "clear_cache", "sample_numpyro"]
 
@@ -229,7 +232,17 @@ def sample_numpyro(
     import jax.numpy as jnp
 
     n_obs = int(np.shape(model["data"].get_value(borrow=True))[0])
+    t0 = time.perf_counter()
     compiled, shared, hit = _compiled_for(model, spec, n_obs, tune, target_accept)
+    if not hit and progressbar:
+        logger.info(
+            "compiling the NUTS sampler for K=%d, D=%d, %r covariance, %d points (first fit "
+            "of this model structure in this process; later fits of it reuse it)...",
+            spec.n_components,
+            spec.n_features,
+            spec.covariance_type,
+            n_obs,
+        )
     shared_values = tuple(jnp.asarray(s.get_value(borrow=True)) for s in shared)
     chains = len(init_points)
     total = tune + draws
@@ -241,8 +254,11 @@ def sample_numpyro(
         init = {n: jnp.asarray(init_points[c][n], dtype=jnp.float64) for n in compiled.value_names}
         state = compiled.init_fn(keys[c], init, shared_values)
         z_parts, s_parts = [], []
-        for _ in range(n_chunks):
+        for i in range(n_chunks):
             state, (z, st) = compiled.advance_fn(state, shared_values)
+            if c == 0 and i == 0 and not hit and progressbar:
+                jax.block_until_ready(z)
+                logger.info("compiled in %.1f s; sampling", time.perf_counter() - t0)
             z_parts.append(z)
             s_parts.append(st)
             if bar is not None:

@@ -25,6 +25,10 @@ from bayesgmm.priors import COVARIANCE_TYPES, ResolvedPriors, data_scale, resolv
 __all__ = ["GMMSpec", "build_model", "make_spec"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+#: Largest dimension for which the full family's triangular inverse is unrolled (its graph
+#: grows like D**3, and PyTensor's rewrites of it take minutes from D = 10); above it,
+#: PyTensor's batched triangular solve is used.
+UNROLL_MAX_D = 8
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ def component_logp_z(z, means_z, cov_param, covariance_type: str):
     tensor of shape (N, K)
     """
     D = z.shape[-1]
-    if covariance_type == "full" and cov_param.type.shape[-1] is not None:
+    D_static = cov_param.type.shape[-1]
+    if covariance_type == "full" and D_static is not None and D_static <= UNROLL_MAX_D:
         # With D known, invert the K small factors by unrolled forward substitution and
         # map the points with one matrix product: y = (z - mu_k) @ L_k^{-T}. Measured per
         # logp+gradient against a batched solve_triangular: 5x (numba) and 14x (JAX) faster
