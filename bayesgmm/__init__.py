@@ -2,114 +2,98 @@
 
 EM MAP starts, NUTS sampling of a marginalised mixture, and uncertainty-aware
 cluster assignments, with results as ``xarray.DataTree``.
+
+The public names below are imported lazily (PEP 562): ``import bayesgmm`` loads
+nothing heavy, and EM, BIC or a saved model's predictions never import PyMC, PyTensor
+or JAX. The package is layered by dependency (see the README's "Layout"): ``core``
+(numpy/scipy) < ``inference`` (PyMC/JAX) and ``analysis`` (ArviZ) < ``estimator`` <
+``workflows`` < ``cli``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from bayesgmm.advi import ADVIConfig, fit_advi
-from bayesgmm.datasets import load_faithful, load_penguins
-from bayesgmm.diagnostics import DiagnosticsReport, diagnose
-from bayesgmm.em import EMPrior, EMResult, fit_em
-from bayesgmm.estimator import BayesianGMM
-from bayesgmm.exceptions import (
-    BayesGMMError,
-    ConfigError,
-    ConvergenceWarning,
-    DataError,
-    DegenerateFitError,
-    NotFittedError,
-    SamplingWarning,
-    VariationalFitError,
-)
-from bayesgmm.model import GMMSpec, build_model, make_spec
-from bayesgmm.plots import plot_rank, plot_trace
-from bayesgmm.ppc import check_fit, plot_clusters, plot_ppc, posterior_predictive
-from bayesgmm.predict import (
-    assignments_table,
-    co_clustering,
-    flag_anomalies,
-    membership_draws,
-    predict_proba,
-    score_samples,
-)
-from bayesgmm.priors import Prior, default_priors, resolve_priors
-from bayesgmm.relabel import RelabelInfo, relabel
-from bayesgmm.report import write_report
-from bayesgmm.sampling import SamplerConfig, available_samplers, sample_posterior
-from bayesgmm.sbc import SBCResult, run_sbc
-from bayesgmm.selection import (
-    LOOComparison,
-    SparseMixtureResult,
-    best_bic,
-    bic_table,
-    count_nonempty,
-    degeneracy_reason,
-    loo_compare,
-    plot_selection,
-    sparse_mixture,
-)
-from bayesgmm.specs import ModelSpec, load_spec
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from bayesgmm import exceptions as _exceptions
 
 try:
     __version__ = version("bayesgmm")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = [
-    "ADVIConfig",
-    "BayesGMMError",
-    "BayesianGMM",
-    "ConfigError",
-    "ConvergenceWarning",
-    "DataError",
-    "DegenerateFitError",
-    "DiagnosticsReport",
-    "EMPrior",
-    "EMResult",
-    "GMMSpec",
-    "LOOComparison",
-    "ModelSpec",
-    "NotFittedError",
-    "Prior",
-    "RelabelInfo",
-    "SBCResult",
-    "SamplerConfig",
-    "SamplingWarning",
-    "SparseMixtureResult",
-    "VariationalFitError",
-    "__version__",
-    "assignments_table",
-    "available_samplers",
-    "best_bic",
-    "bic_table",
-    "build_model",
-    "check_fit",
-    "co_clustering",
-    "count_nonempty",
-    "default_priors",
-    "degeneracy_reason",
-    "diagnose",
-    "fit_advi",
-    "fit_em",
-    "flag_anomalies",
-    "load_faithful",
-    "load_penguins",
-    "load_spec",
-    "loo_compare",
-    "make_spec",
-    "membership_draws",
-    "plot_clusters",
-    "plot_ppc",
-    "plot_rank",
-    "plot_selection",
-    "plot_trace",
-    "posterior_predictive",
-    "predict_proba",
-    "relabel",
-    "resolve_priors",
-    "run_sbc",
-    "sample_posterior",
-    "score_samples",
-    "sparse_mixture",
-    "write_report",
-]
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(_exceptions.__all__, "bayesgmm.exceptions"),
+    "ADVIConfig": "bayesgmm.core.config",
+    "SamplerConfig": "bayesgmm.core.config",
+    "available_samplers": "bayesgmm.core.config",
+    "load_faithful": "bayesgmm.core.datasets",
+    "load_penguins": "bayesgmm.core.datasets",
+    "EMPrior": "bayesgmm.core.em_prior",
+    "EMResult": "bayesgmm.core.em_result",
+    "fit_em": "bayesgmm.core.em",
+    "COVARIANCE_TYPES": "bayesgmm.core.families",
+    "GMMSpec": "bayesgmm.core.spec",
+    "make_spec": "bayesgmm.core.spec",
+    "Prior": "bayesgmm.core.priors",
+    "default_priors": "bayesgmm.core.priors",
+    "resolve_priors": "bayesgmm.core.priors",
+    "RelabelInfo": "bayesgmm.core.relabel",
+    "relabel": "bayesgmm.core.relabel",
+    "best_bic": "bayesgmm.core.bic",
+    "bic_table": "bayesgmm.core.bic",
+    "degeneracy_reason": "bayesgmm.core.bic",
+    **dict.fromkeys(
+        [
+            "assignments_table",
+            "co_clustering",
+            "count_nonempty",
+            "flag_anomalies",
+            "membership_draws",
+            "predict_proba",
+            "score_samples",
+        ],
+        "bayesgmm.core.predict",
+    ),
+    "build_model": "bayesgmm.inference.model",
+    "sample_posterior": "bayesgmm.inference.sampling",
+    "fit_advi": "bayesgmm.inference.advi",
+    "DiagnosticsReport": "bayesgmm.analysis.diagnostics",
+    "diagnose": "bayesgmm.analysis.diagnostics",
+    "plot_rank": "bayesgmm.analysis.plots",
+    "plot_trace": "bayesgmm.analysis.plots",
+    "check_fit": "bayesgmm.analysis.ppc",
+    "plot_clusters": "bayesgmm.analysis.ppc",
+    "plot_ppc": "bayesgmm.analysis.ppc",
+    "posterior_predictive": "bayesgmm.analysis.ppc",
+    "write_report": "bayesgmm.analysis.report",
+    "BayesianGMM": "bayesgmm.estimator.estimator",
+    "load": "bayesgmm.estimator.estimator",
+    "save": "bayesgmm.estimator.estimator",
+    "LOOComparison": "bayesgmm.workflows.selection",
+    "loo_compare": "bayesgmm.workflows.selection",
+    "plot_selection": "bayesgmm.workflows.selection",
+    "SparseMixtureResult": "bayesgmm.workflows.sparse",
+    "sparse_mixture": "bayesgmm.workflows.sparse",
+    "SBCResult": "bayesgmm.workflows.sbc",
+    "run_sbc": "bayesgmm.workflows.sbc",
+    "ModelSpec": "bayesgmm.cli.specs",
+    "load_spec": "bayesgmm.cli.specs",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -13,8 +13,14 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DegenerateFitError",
+    "ExtraColumnsWarning",
+    "IncompatibleVersionError",
     "NotFittedError",
+    "ReportPathError",
     "SamplingWarning",
+    "SavePathError",
+    "SavedModelError",
+    "SavedModelNotFoundError",
     "VariationalFitError",
 ]
 
@@ -51,9 +57,33 @@ class VariationalFitError(BayesGMMError, RuntimeError):
     """The variational (minibatch ADVI) optimisation failed: its ELBO became NaN or infinite."""
 
 
+class SavedModelError(BayesGMMError, ValueError):
+    """A saved model is damaged (truncated, altered, incomplete) or not a saved model."""
+
+
+class IncompatibleVersionError(SavedModelError):
+    """A saved model was written in a layout this version of bayesgmm cannot read."""
+
+
+class SavedModelNotFoundError(BayesGMMError, FileNotFoundError):
+    """No saved model at the given path."""
+
+
+class SavePathError(BayesGMMError, FileExistsError):
+    """A model may not be saved to the given path (nothing was written or removed)."""
+
+
+class ReportPathError(BayesGMMError, FileExistsError):
+    """A report may not be written where asked (nothing was written or replaced)."""
+
+
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before its objective settled."""
 
 
 class SamplingWarning(UserWarning):
     """NUTS diagnostics flagged a problem (divergences, R-hat, low ESS, ...)."""
+
+
+class ExtraColumnsWarning(UserWarning):
+    """New data had columns the model was not fitted on; they were left out."""

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from bayesgmm.em import fit_em
+from bayesgmm.core.em import fit_em
 
 FAMILIES = ("full", "tied", "diag", "spherical")
 

@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from bayesgmm.predict import predict_proba, score_samples
+from bayesgmm.core.predict import predict_proba, score_samples
 
 MiB = 2**20
 

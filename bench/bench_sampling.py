@@ -160,8 +160,8 @@ def run_bayesgmm(X, K, args, nuts_sampler="auto"):
 
 def em_reference(X, K, seed):
     """The EM MAP solution bayesgmm starts from (same call as ``BayesianGMM.fit``)."""
-    from bayesgmm.em import fit_em
-    from bayesgmm.model import make_spec
+    from bayesgmm.core.em import fit_em
+    from bayesgmm.core.spec import make_spec
 
     X, spec = make_spec(X, K, "full")
     return fit_em(

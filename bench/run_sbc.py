@@ -1,7 +1,7 @@
 """Simulation-based calibration of bayesgmm (issue 9): ranks, χ² p-values, histograms.
 
 Two models, each fitted with bayesgmm's whole pipeline (EM start, NUTS, relabelling) on
-data simulated from the prior (``bayesgmm.sbc.SBC_PRIORS``):
+data simulated from the prior (``bayesgmm.workflows.sbc.SBC_PRIORS``):
 
 ``1d``  K=2, D=1 (weights, means, sds)
 ``2d``  K=2, D=2, full covariance (weights, means, sds, correlations)
@@ -45,7 +45,7 @@ def run_one(model: str, args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from bayesgmm.sbc import run_sbc
+    from bayesgmm.workflows.sbc import run_sbc
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

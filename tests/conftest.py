@@ -53,7 +53,7 @@ def sample_from_starts(model, starts, *, draws, tune, random_seed):
     pointwise log-likelihood: for tests that put chains in chosen modes or labellings."""
     import pymc as pm
 
-    from bayesgmm.sampling import pointwise_log_likelihood
+    from bayesgmm.inference.sampling import pointwise_log_likelihood
 
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")

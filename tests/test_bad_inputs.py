@@ -25,9 +25,10 @@ from bayesgmm import (
     SamplingWarning,
     fit_em,
 )
-from bayesgmm._validation import ExtraColumnsWarning
 from bayesgmm.cli import main
-from bayesgmm.predict import _example_posterior, flag_anomalies, predict_proba, score_samples
+from bayesgmm.core.draws import example_posterior as _example_posterior
+from bayesgmm.core.predict import flag_anomalies, predict_proba, score_samples
+from bayesgmm.exceptions import ExtraColumnsWarning
 
 TINY = {"draws": 60, "tune": 60, "chains": 1, "random_seed": 3, "progressbar": False}
 
@@ -172,7 +173,7 @@ def test_bad_input_to_em(X, kwargs, exc, fragment):
 
 
 def test_complex_input_is_refused_at_predict_time_too(blobs_fit):
-    from bayesgmm.distributed import predict_proba_dask
+    from bayesgmm.workflows.distributed import predict_proba_dask
 
     Z = np.array([[0.0 + 1e-3j, 1.0], [2.0, 3.0]])
     for call in (blobs_fit.predict_proba, blobs_fit.score_samples, blobs_fit.em_.predict_proba):
@@ -327,7 +328,7 @@ def test_dataframe_with_integer_column_names_in_another_order():
 def test_dask_predictions_name_the_global_row():
     import dask.array as da
 
-    from bayesgmm.distributed import predict_proba_dask
+    from bayesgmm.workflows.distributed import predict_proba_dask
 
     X = np.zeros((400, 2))
     X[150, 1] = np.nan
@@ -479,7 +480,7 @@ def test_cli_any_column_name_works_end_to_end(tmp_path, capsys):
     assert code == 0, err
     assign = pd.read_csv(tmp_path / "o" / "assignments.csv")
     assert set(names) <= set(assign.columns)
-    from bayesgmm.io import load
+    from bayesgmm.estimator.estimator import load
 
     assert load(tmp_path / "o" / "model").feature_names_in_ == names
 

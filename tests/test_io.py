@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bayesgmm import BayesianGMM
-from bayesgmm.exceptions import NotFittedError
-from bayesgmm.io import (
+from bayesgmm.estimator.estimator import load, save
+from bayesgmm.estimator.io import (
     IDATA_DIR,
     META_FILE,
     IncompatibleVersionError,
@@ -24,9 +22,10 @@ from bayesgmm.io import (
     SavedModelNotFoundError,
     SavePathError,
     _meta_checksum,
-    load,
-    save,
 )
+
+from bayesgmm import BayesianGMM
+from bayesgmm.exceptions import NotFittedError
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,7 @@ def test_load_in_fresh_process_gives_identical_predictions(separated_fit, saved,
     script = textwrap.dedent(
         f"""
         import numpy as np
-        from bayesgmm.io import load
+        from bayesgmm.estimator.estimator import load
         gmm = load({str(saved)!r})
         X = np.load({str(tmp_path / "X.npy")!r})
         np.save({str(tmp_path / "proba.npy")!r}, gmm.predict_proba(X))

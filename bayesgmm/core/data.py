@@ -1,0 +1,311 @@
+"""Data validation: turn user input into a clean float64 matrix with feature names.
+
+Training data are checked once (:func:`check_data`: shape, finiteness, scale, constant
+columns, enough distinct points); new data at predict time against what the model was
+fitted on (:func:`check_new_data`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from bayesgmm.exceptions import ConfigError, DataError, ExtraColumnsWarning
+
+__all__ = ["ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data"]
+
+
+def _feature_names_of(X, n_features: int, feature_names: Sequence[str] | None) -> list[str]:
+    if isinstance(feature_names, str | bytes):
+        raise ConfigError(
+            f"feature_names must be a sequence of names, one per column; got the string "
+            f"{feature_names!r}."
+        )
+    if feature_names is not None:
+        names = [str(f) for f in feature_names]
+        if len(names) != n_features:
+            raise DataError(
+                f"feature_names has {len(names)} entries but the data has {n_features} columns."
+            )
+    elif hasattr(X, "columns"):
+        names = [str(c) for c in X.columns]
+    else:
+        names = [f"feature_{j}" for j in range(n_features)]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"feature names must be unique; repeated: {dupes}.")
+    return names
+
+
+def _is_sparse(X) -> bool:
+    """A scipy.sparse matrix or array (or anything shaped like one), without importing it."""
+    return hasattr(X, "toarray") and hasattr(X, "nnz") and hasattr(X, "format")
+
+
+def _has_numpy_dtypes(X) -> bool:
+    try:
+        return all(hasattr(dt, "kind") for dt in X.dtypes)
+    except TypeError:
+        return False
+
+
+def _as_float_matrix(X, name: str) -> np.ndarray:
+    if _is_sparse(X):
+        raise DataError(
+            f"{name} is a sparse {type(X).__name__} ({X.shape[0]} x {X.shape[1]}); Gaussian "
+            f"mixtures need dense data. Convert it with {name}.toarray() (mind the memory: "
+            "every zero becomes a stored float)."
+        )
+    if X is None:
+        raise DataError(
+            f"{name} is None; pass the data as an array of shape "
+            "(n_samples, n_features) or a DataFrame."
+        )
+    if np.ma.isMaskedArray(X) and np.ma.getmaskarray(X).any():
+        raise DataError(
+            f"{name} is a masked array with {int(np.ma.getmaskarray(X).sum())} masked values; "
+            "their underlying numbers would be used as data. Drop those rows (or fill them, "
+            f"e.g. {name}.filled(np.nan), and drop the NaN rows) first."
+        )
+    if hasattr(X, "dtypes") and hasattr(X, "columns") and _has_numpy_dtypes(X):  # pandas
+        complex_cols = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if dt.kind == "c"]
+        if complex_cols:
+            raise DataError(
+                f"{name} has complex-valued columns {complex_cols}; a Gaussian mixture needs "
+                "real numbers. Split them into real and imaginary parts (np.real / np.imag) "
+                "or take their modulus first."
+            )
+        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if dt.kind not in "biuf"]
+        if bad:
+            raise DataError(
+                f"{name} has non-numeric columns {bad}; select numeric columns "
+                "(e.g. df.select_dtypes('number')) or encode them first."
+            )
+        X = X.to_numpy(dtype=float)
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # Series, xarray
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except ValueError:  # ragged nested lists
+        raise DataError(
+            f"{name} could not be read as a matrix: its rows have different lengths (or it "
+            "nests sequences unevenly). Every row needs one value per feature."
+        ) from None
+    if arr.dtype.kind in "USa" or (
+        arr.dtype.kind == "O" and any(isinstance(v, str | bytes) for v in arr.flat)
+    ):
+        raise DataError(
+            f"{name} holds text (dtype {arr.dtype}), not numbers. Convert it first (e.g. "
+            f"np.asarray({name}, dtype=float) if the texts are numbers), or drop or encode "
+            "text columns."
+        )
+    if arr.dtype.kind == "O" and any(isinstance(v, complex | np.complexfloating) for v in arr.flat):
+        arr = arr.astype(complex)
+    if arr.dtype.kind == "c":
+        raise DataError(
+            f"{name} must be real-valued; got complex numbers (dtype {arr.dtype}). Split them "
+            "into real and imaginary parts (np.real / np.imag) or take their modulus first; "
+            "bayesgmm never drops imaginary parts silently."
+        )
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(float)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{name} must be numeric; got values of dtype {arr.dtype} that are not numbers. "
+                "Drop or encode non-numeric columns first."
+            ) from None
+    return arr.astype(np.float64, copy=False)
+
+
+def _check_matrix(arr: np.ndarray, name: str, when: str = "fitting", row_offset: int = 0) -> None:
+    if arr.ndim != 2:
+        hint = (
+            "reshape a single feature with X.reshape(-1, 1), or a single point with "
+            "X.reshape(1, -1)"
+            if arr.ndim == 1
+            else "flatten it to (n_samples, n_features), e.g. pixels with img.reshape(-1, 3)"
+        )
+        raise DataError(
+            f"{name} must be 2-D, of shape (n_samples, n_features); got {arr.ndim}-D "
+            f"shape {arr.shape}. To fix: {hint}."
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(
+            f"{name} is empty (shape {arr.shape}); it needs at least one row and column."
+        )
+    finite = np.isfinite(arr)
+    if not finite.all():
+        rows, cols = np.nonzero(~finite)
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise DataError(
+            f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at row "
+            f"{rows[0] + row_offset}, column {cols[0]}). Drop or impute those rows before {when}."
+        )
+
+
+def _check_scale(arr: np.ndarray, name: str) -> None:
+    """Refuse data whose spread overflows float64 (the variance of values past ~1e154)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        var = arr.var(axis=0)
+    if not np.isfinite(var).all():
+        big = float(np.abs(arr).max())
+        raise DataError(
+            f"{name}'s scale overflows float64: values reach {big:.3g}, so their variance "
+            f"(about {big:.1g} squared) is beyond the largest double, 1.8e308. Rescale the data "
+            f"first, e.g. {name} / 1e{math.floor(math.log10(big))} (or standardise "
+            "each column); the fit is scale-equivariant, so only the units change."
+        )
+
+
+def check_data(
+    X,
+    *,
+    n_components: int | None = None,
+    feature_names: Sequence[str] | None = None,
+    name: str = "X",
+) -> tuple[np.ndarray, list[str]]:
+    """Validate training data.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Numeric data; a pandas DataFrame keeps its column names.
+    n_components : int, optional
+        When given, check there are enough distinct points for this many components.
+    feature_names : sequence of str, optional
+        Names overriding the DataFrame's columns (or ``feature_0, ...``).
+    name : str
+        What to call the data in error messages.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float64
+    feature_names : list of str
+
+    Raises
+    ------
+    DataError
+        NaN/inf, wrong dimensionality, empty input, non-numeric or constant columns,
+        or fewer (distinct) points than components.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X, names = check_data(np.array([[1.0, 2.0], [3.0, 5.0]]))
+    >>> names
+    ['feature_0', 'feature_1']
+    """
+    arr = _as_float_matrix(X, name)
+    _check_matrix(arr, name)
+    _check_scale(arr, name)
+    names = _feature_names_of(X, arr.shape[1], feature_names)
+    n_samples = arr.shape[0]
+    if n_components is not None:
+        check_n_components(n_components)
+        if n_samples < n_components:
+            raise DataError(
+                f"{name} has {n_samples} points but n_components={n_components}; a mixture "
+                "needs at least one point per component. Use fewer components or more data."
+            )
+    if n_samples < 2:
+        raise DataError(f"{name} has a single point; at least 2 are needed to fit a mixture.")
+    spread = np.ptp(arr, axis=0)
+    scale = np.maximum(np.abs(arr).max(axis=0), np.finfo(float).tiny)
+    constant = [names[j] for j in range(arr.shape[1]) if spread[j] <= 1e-14 * scale[j]]
+    if constant:
+        if len(constant) == arr.shape[1]:
+            raise DataError(
+                f"all points in {name} are identical; there is nothing to cluster. Check that the "
+                "right data was passed."
+            )
+        raise DataError(
+            f"{name} has constant column(s) {constant}: every value is the same, so they carry no "
+            "information and make the covariance singular. Drop them before fitting."
+        )
+    if n_components is not None:
+        n_distinct = len(np.unique(arr, axis=0))
+        if n_distinct < n_components:
+            raise DataError(
+                f"{name} has only {n_distinct} distinct points but n_components={n_components}; "
+                "use at most as many components as distinct points."
+            )
+    return arr, names
+
+
+def _select_columns(X, feature_names: Sequence[str], name: str):
+    """The fitted columns of a DataFrame, by name, in the fitted order.
+
+    Column labels are compared as strings (a model fitted on integer labels stores
+    ``"0", "1", ...``). Columns the model was not fitted on are left out with an
+    :class:`ExtraColumnsWarning` naming them, rather than an error: a DataFrame of new
+    points often carries an id or a label column. A missing fitted column is an error.
+    """
+    labels = list(X.columns)
+    by_name: dict[str, object] = {}
+    for label in labels:
+        by_name.setdefault(str(label), label)
+    wanted = [str(f) for f in feature_names]
+    missing = [f for f in wanted if f not in by_name]
+    if missing or len(by_name) != len(labels):
+        raise DataError(
+            f"{name} has columns {[str(c) for c in labels]}, but the model was fitted on "
+            f"{wanted}" + (f" (missing: {missing})" if missing else " (repeated names)") + "."
+        )
+    extra = [str(c) for c in labels if str(c) not in set(wanted)]
+    if extra:
+        warnings.warn(
+            f"{name} has columns the model was not fitted on, left out: {extra}. The model "
+            f"uses {wanted}, matched by name; select them yourself to silence this warning.",
+            ExtraColumnsWarning,
+            stacklevel=4,
+        )
+    if [str(c) for c in labels] == wanted:
+        return X
+    return X[[by_name[f] for f in wanted]]
+
+
+def check_new_data(
+    X, n_features: int, feature_names: Sequence[str], name: str = "X", *, row_offset: int = 0
+) -> np.ndarray:
+    """Validate data passed to a fitted model (predict, score, ...).
+
+    Checks shape and finiteness. A DataFrame's columns are matched to the fitted ones by
+    name (reordered if needed); columns the model was not fitted on are left out with an
+    :class:`ExtraColumnsWarning` naming them, and a missing one is a ``DataError``.
+    ``row_offset`` is added to row numbers in messages (for blocks of a larger array).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_new_data(np.zeros((3, 2)), 2, ["a", "b"]).shape
+    (3, 2)
+    >>> import pandas as pd
+    >>> check_new_data(pd.DataFrame({"b": [2.0], "a": [1.0]}), 2, ["a", "b"])
+    array([[1., 2.]])
+    """
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        X = _select_columns(X, feature_names, name)
+    arr = _as_float_matrix(X, name)
+    if arr.ndim == 1 and n_features == 1:
+        arr = arr.reshape(-1, 1)
+    _check_matrix(arr, name, when="predicting", row_offset=row_offset)
+    if arr.shape[1] != n_features:
+        raise DataError(
+            f"{name} has {arr.shape[1]} features, but the model was fitted on {n_features} "
+            f"({list(feature_names)})."
+        )
+    return arr
+
+
+def check_n_components(n_components) -> int:
+    """Check that ``n_components`` is a positive integer and return it as ``int``."""
+    if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer):
+        raise ConfigError(f"n_components must be a positive integer; got {n_components!r}.")
+    if n_components < 1:
+        raise ConfigError(f"n_components must be >= 1; got {n_components}.")
+    return int(n_components)

@@ -1,0 +1,227 @@
+"""Access to posterior draws: the posterior Dataset, its arrays, the training data.
+
+Every consumer of posterior draws -- predictions, relabelling, the pointwise
+log-likelihood, the posterior predictive, counts of non-empty components -- reads them
+here, in the data's units: ``weights`` (chain, draw, component), ``means`` (chain, draw,
+component, feature) and ``covariance`` (chain, draw, component, feature, feature_bis),
+present for every covariance family, given as an ``xarray.DataTree`` (its ``posterior``
+group is used) or as the posterior ``xarray.Dataset`` itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from bayesgmm.core.checks import integer, optional
+from bayesgmm.core.families import FAMILIES
+from bayesgmm.exceptions import ConfigError, DataError, DegenerateFitError
+
+__all__ = [
+    "Draws",
+    "draw_arrays",
+    "example_posterior",
+    "posterior_dataset",
+    "thin",
+    "training_data",
+]
+
+_REQUIRED = {
+    "weights": ("component",),
+    "means": ("component", "feature"),
+    "covariance": ("component", "feature", "feature_bis"),
+}
+_MAX_DRAWS = optional(integer(1))
+
+
+def posterior_dataset(posterior) -> xr.Dataset:
+    """The posterior Dataset of a DataTree (or the Dataset itself), checked for the
+    variables and dims every consumer needs."""
+    if posterior is None:
+        raise DataError("no posterior given; fit the model first (BayesianGMM.fit).")
+    if isinstance(posterior, xr.DataTree):
+        if "posterior" not in posterior.children:
+            raise DataError(
+                "the DataTree has no 'posterior' group; pass the result of fit/sample_posterior."
+            )
+        posterior = posterior["posterior"].to_dataset()
+    if not isinstance(posterior, xr.Dataset):
+        raise DataError(
+            f"posterior must be an xarray DataTree or Dataset; got {type(posterior).__name__}."
+        )
+    missing = [v for v in _REQUIRED if v not in posterior]
+    if missing:
+        raise DataError(
+            f"the posterior lacks variable(s) {missing}; it needs 'weights', 'means' and "
+            "'covariance' in the data's units (as bayesgmm.build_model records them)."
+        )
+    for name, core in _REQUIRED.items():
+        dims = set(posterior[name].dims)
+        if dims != {"chain", "draw", *core}:
+            raise DataError(
+                f"posterior[{name!r}] has dims {posterior[name].dims}; expected "
+                f"('chain', 'draw', {', '.join(repr(d) for d in core)})."
+            )
+    return posterior
+
+
+def draw_arrays(post: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-draw ``weights`` (C, S, K), ``means`` (C, S, K, D), ``covariance`` (C, S, K, D, D)."""
+    missing = [v for v in _REQUIRED if v not in post]
+    if missing:
+        raise DataError(
+            f"the posterior lacks {missing}; it must come from bayesgmm.build_model "
+            "(variables weights, means and covariance in the data's units)."
+        )
+    w = post["weights"].transpose("chain", "draw", "component").to_numpy()
+    mu = post["means"].transpose("chain", "draw", "component", "feature").to_numpy()
+    cov = (
+        post["covariance"]
+        .transpose("chain", "draw", "component", "feature", "feature_bis")
+        .to_numpy()
+    )
+    return w, mu, cov
+
+
+def training_data(tree) -> np.ndarray | None:
+    """The training data of a DataTree (``observed_data`` variable ``x``) as (obs, feature).
+
+    ``None`` when ``tree`` is not a DataTree or holds no training data.
+    """
+    if not isinstance(tree, xr.DataTree) or "observed_data" not in tree.children:
+        return None
+    obs = tree["observed_data"].to_dataset()
+    return obs["x"].transpose("obs", "feature").to_numpy() if "x" in obs else None
+
+
+def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
+    """Keep at most about ``max_draws`` draws in total, evenly spaced within each chain."""
+    if not _MAX_DRAWS(max_draws):
+        raise ConfigError(f"max_draws must be a positive integer or None; got {max_draws!r}.")
+    if max_draws is None:
+        return ds
+    n_chain, n_draw = ds.sizes["chain"], ds.sizes["draw"]
+    per_chain = max(1, int(max_draws) // n_chain)
+    if per_chain >= n_draw:
+        return ds
+    step = math.ceil(n_draw / per_chain)
+    return ds.isel(draw=slice(None, None, step))
+
+
+@dataclass
+class Draws:
+    """Posterior draws flattened over (chain, draw): what :class:`bayesgmm.core.engine.Stream`
+    and the generative functions read."""
+
+    log_weights: np.ndarray  # (S, K)
+    means: np.ndarray  # (S, K, D)
+    covariance: np.ndarray  # (S, K, D, D)
+    center: np.ndarray  # (D,): subtracted from points and means (less cancellation)
+    n_chain: int
+    n_draw: int
+    coords: dict
+    feature_names: list[str]
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> Draws:
+        w, mu, cov = draw_arrays(ds)
+        C, R, K, D = mu.shape
+        if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(cov).all()):
+            raise DataError("the posterior draws contain NaN or infinite values.")
+        with np.errstate(divide="ignore"):
+            log_w = np.log(np.asarray(w, dtype=np.float64).reshape(C * R, K))
+        mu = np.asarray(mu, dtype=np.float64).reshape(C * R, K, D)
+        coords = {
+            "chain": ds["chain"].to_numpy(),
+            "draw": ds["draw"].to_numpy(),
+            "component": ds["component"].to_numpy() if "component" in ds.coords else np.arange(K),
+        }
+        names = (
+            [str(f) for f in ds["feature"].to_numpy()]
+            if "feature" in ds.coords
+            else [f"feature_{j}" for j in range(D)]
+        )
+        return cls(
+            log_weights=log_w,
+            means=mu,
+            covariance=np.asarray(cov, dtype=np.float64).reshape(C * R, K, D, D),
+            center=mu.mean(axis=(0, 1)),
+            n_chain=C,
+            n_draw=R,
+            coords=coords,
+            feature_names=names,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(n_draws_total, n_components, n_features)``."""
+        return self.means.shape
+
+    def chol(self, lo: int, hi: int) -> np.ndarray:
+        """Lower Cholesky factors of the covariances of draws ``lo:hi``, (s, K, D, D)."""
+        try:
+            return np.linalg.cholesky(self.covariance[lo:hi])
+        except np.linalg.LinAlgError:
+            for s in range(lo, hi):
+                for k in range(self.shape[1]):
+                    try:
+                        np.linalg.cholesky(self.covariance[s, k])
+                    except np.linalg.LinAlgError:
+                        raise self._corrupt(s, k) from None
+            raise
+
+    def prec_chol(self, lo: int, hi: int) -> np.ndarray:
+        """Upper precision factors ``U = L^{-T}`` of draws ``lo:hi``, (s, K, D, D)."""
+        L = self.chol(lo, hi)
+        s, K, D, _ = L.shape
+        flat = L.reshape(s * K, D, D)
+        try:
+            U = FAMILIES["full"].prec_chol(flat)
+        except DegenerateFitError:  # a factor with a zero or infinite diagonal
+            with np.errstate(divide="ignore"):
+                ok = np.isfinite(1.0 / np.diagonal(flat, axis1=1, axis2=2)).all(axis=1)
+            bad = int(np.flatnonzero(~ok)[0])
+            raise self._corrupt(lo + bad // K, bad % K) from None
+        return U.reshape(s, K, D, D)
+
+    def _corrupt(self, s: int, k: int) -> DegenerateFitError:
+        chain, draw = divmod(s, self.n_draw)
+        return DegenerateFitError(
+            f"the covariance of component {k} at chain {chain}, draw {draw} is not positive "
+            "definite; the posterior draws are corrupt or the sampler diverged. Re-run the "
+            "sampler or drop those draws."
+        )
+
+
+def example_posterior(n_chain: int = 2, n_draw: int = 10, seed: int = 0) -> xr.Dataset:
+    """A small synthetic 2-component, 2-feature posterior (for examples and tests).
+
+    Examples
+    --------
+    >>> example_posterior()["means"].dims
+    ('chain', 'draw', 'component', 'feature')
+    """
+    rng = np.random.default_rng(seed)
+    shape = (n_chain, n_draw)
+    w = np.stack([np.full(shape, 0.5), np.full(shape, 0.5)], axis=-1)
+    w += rng.normal(scale=0.02, size=shape)[..., None] * np.array([1.0, -1.0])
+    mu = np.array([[0.0, 0.0], [3.0, 3.0]]) + rng.normal(scale=0.05, size=(*shape, 2, 2))
+    cov = np.broadcast_to(0.5 * np.eye(2), (*shape, 2, 2, 2)).copy()
+    cov *= np.exp(rng.normal(scale=0.05, size=(*shape, 2, 1, 1)))
+    return xr.Dataset(
+        {
+            "weights": (("chain", "draw", "component"), w),
+            "means": (("chain", "draw", "component", "feature"), mu),
+            "covariance": (("chain", "draw", "component", "feature", "feature_bis"), cov),
+        },
+        coords={
+            "chain": np.arange(n_chain),
+            "draw": np.arange(n_draw),
+            "component": [0, 1],
+            "feature": ["a", "b"],
+            "feature_bis": ["a", "b"],
+        },
+    )

@@ -1,0 +1,497 @@
+"""``BayesianGMM``: the scikit-learn-style estimator built on the model builder.
+
+The estimator runs the pipeline -- validate once, EM start, the PyMC model, NUTS (or
+ADVI), relabelling, diagnostics -- and keeps what it leaves in one :class:`FitState`.
+Its predictions, plots and reports are the core and analysis functions applied to that
+state; PyMC, PyTensor and JAX are imported only when a fit (or ``model_``) needs them,
+so a loaded model predicts without them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesgmm.core import predict as _predict
+from bayesgmm.core.config import (
+    INFERENCE_METHODS,
+    ADVIConfig,
+    SamplerConfig,
+    em_settings,
+)
+from bayesgmm.core.data import check_n_components, check_new_data
+from bayesgmm.core.draws import training_data
+from bayesgmm.core.em import _rng, fit_em_checked
+from bayesgmm.core.families import family
+from bayesgmm.core.relabel import RELABEL_METHODS
+from bayesgmm.core.relabel import relabel as _relabel
+from bayesgmm.core.spec import make_spec
+from bayesgmm.estimator import io
+from bayesgmm.estimator.advice import (
+    collapse_remedies,
+    warn_if_overparameterised,
+    warn_on_sampling_trouble,
+)
+from bayesgmm.estimator.state import FitState
+from bayesgmm.exceptions import ConfigError, DegenerateFitError, NotFittedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pymc as pm
+
+    from bayesgmm.analysis.diagnostics import DiagnosticsReport
+
+__all__ = ["BayesianGMM", "load", "save"]
+
+
+def _state_field(name: str, doc: str) -> property:
+    """A fitted attribute: ``name`` of the estimator's :class:`FitState`."""
+    return property(lambda self: getattr(self._fitted(), name), doc=doc)
+
+
+class BayesianGMM:
+    """Fully Bayesian Gaussian mixture: EM MAP start, then NUTS (or minibatch ADVI) via PyMC.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of mixture components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    priors : dict, optional
+        Prior overrides merged over the data-scaled defaults, e.g.
+        ``{"weights": Prior("Dirichlet", a=2.0)}``; see :mod:`bayesgmm.core.priors`.
+    sampler : dict or SamplerConfig, optional
+        ``draws``, ``tune``, ``chains``, ``target_accept``, ``nuts_sampler``,
+        ``random_seed``, ``progressbar``, ``cores``, ``jitter``; see :class:`SamplerConfig`.
+    em : dict, optional
+        Settings for the EM start: ``n_init`` (default 10), ``init``, ``max_iter``, ``tol``.
+    relabel : {"stephens", "pivot"} or None, default="stephens"
+        Relabel draws to one labelling (see :mod:`bayesgmm.core.relabel`): Stephens' algorithm
+        started from pivot alignment to the EM solution. ``idata_["posterior"]`` is then
+        relabelled and ``idata_["posterior_raw"]`` keeps the sampler's draws. ``None``
+        keeps the sampler's labels.
+    inference : {"nuts", "advi"}, default="nuts"
+        ``"nuts"``: MCMC with the ``sampler`` settings. ``"advi"``: a fast *approximate*
+        posterior for data too large for NUTS, by minibatch ADVI from the EM solution
+        (:func:`bayesgmm.inference.advi.fit_advi`, ``advi`` settings; ``sampler`` is then unused).
+        The result has the same layout (one chain of independent draws) and is labelled
+        approximate in ``summary()``, ``diagnose()`` and reports; mean-field ADVI
+        typically underestimates posterior variances.
+    advi : dict or ADVIConfig, optional
+        ``n_steps``, ``batch_size``, ``draws``, ``learning_rate``,
+        ``final_learning_rate``, ``method``, ``random_seed``, ``progressbar``; see
+        :class:`~bayesgmm.ADVIConfig`. Used when ``inference="advi"``.
+
+    Attributes
+    ----------
+    state_ : FitState
+        Everything the fit left behind, in one object (the attributes below read it).
+    em_ : EMResult
+        The EM MAP solution that started every chain.
+    model_ : pm.Model
+        Built by ``fit``; rebuilt from the training data when first used after ``load``
+        or unpickling.
+    idata_ : xarray.DataTree
+        ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data`` groups.
+    spec_ : GMMSpec
+    relabel_info_ : RelabelInfo or None
+        How many draws were permuted per chain (and the permutations).
+    diagnostics_ : DiagnosticsReport
+        Convergence checks of the relabelled posterior, made at the end of ``fit`` (on
+        first use after ``load``); for ``inference="advi"``: the ELBO's convergence, no
+        MCMC diagnostics.
+    advi_config_ : ADVIConfig or None
+        The ADVI settings used (``None`` for NUTS fits).
+    feature_names_in_ : list of str
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from bayesgmm import BayesianGMM, load_faithful
+    >>> gmm = BayesianGMM(2, sampler={"draws": 50, "tune": 50, "chains": 2,
+    ...                              "random_seed": 1, "progressbar": False})
+    >>> gmm = gmm.fit(load_faithful())  # doctest: +SKIP
+    >>> gmm.idata_.posterior["means"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'component', 'feature')
+
+    Approximate, for very large N:
+
+    >>> fast = BayesianGMM(2, inference="advi", advi={"n_steps": 5000, "random_seed": 1})
+    >>> fast = fast.fit(load_faithful())  # doctest: +SKIP
+    >>> fast.idata_.attrs["approximate"]  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        covariance_type: str = "full",
+        priors: Mapping[str, Any] | None = None,
+        sampler: Mapping[str, Any] | SamplerConfig | None = None,
+        em: Mapping[str, Any] | None = None,
+        relabel: str | None = "stephens",
+        inference: str = "nuts",
+        advi: Mapping[str, Any] | ADVIConfig | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.priors = priors
+        self.sampler = sampler
+        self.em = em
+        self.relabel = relabel
+        self.inference = inference
+        self.advi = advi
+
+    # -- scikit-learn compatible parameter handling (clone works without sklearn) --------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> BayesianGMM:
+        """Set constructor parameters; unknown names raise ``ConfigError``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ConfigError(f"unknown parameter {name!r} for BayesianGMM; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_params().items() if v is not defaults.get(k)
+        )
+        return f"BayesianGMM({args})"
+
+    # -- fitting ---------------------------------------------------------------------
+    def _validate_params(self) -> tuple[SamplerConfig, dict[str, Any], ADVIConfig | None]:
+        check_n_components(self.n_components)
+        family(self.covariance_type)
+        if self.inference not in INFERENCE_METHODS:
+            raise ConfigError(
+                f"unknown inference {self.inference!r}; valid: {list(INFERENCE_METHODS)} "
+                "('advi' is a fast approximation for very large data)."
+            )
+        advi = ADVIConfig.from_dict(self.advi)
+        sampler = SamplerConfig.from_dict(self.sampler)
+        if self.inference == "nuts":
+            sampler.resolved_sampler()  # an uninstalled backend is refused before any work
+        em = em_settings(self.em)
+        if self.relabel is not None and self.relabel not in RELABEL_METHODS:
+            raise ConfigError(
+                f"unknown relabel {self.relabel!r}; valid: {list(RELABEL_METHODS)} or None "
+                "(keep the sampler's labels)."
+            )
+        return sampler, em, advi if self.inference == "advi" else None
+
+    def fit(self, X, y=None, *, feature_names: Sequence[str] | None = None) -> BayesianGMM:
+        """Fit the posterior: EM MAP start, then NUTS (or, approximately, ADVI) from it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            numpy array or pandas DataFrame (column names become the ``feature`` coords).
+        y : ignored
+        feature_names : sequence of str, optional
+
+        Returns
+        -------
+        self
+        """
+        from bayesgmm.inference.model import build_model
+
+        sampler, em_kwargs, advi = self._validate_params()
+        seed = advi.random_seed if advi is not None else sampler.random_seed
+        X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors, feature_names)
+        try:
+            em = fit_em_checked(
+                X,
+                spec.feature_names,
+                spec.n_components,
+                spec.family,
+                spec.priors.to_em_prior(spec.covariance_type),
+                rng=_rng(seed),
+                **em_kwargs,
+            )
+        except DegenerateFitError as exc:
+            raise DegenerateFitError(
+                f"{exc.reason} {collapse_remedies(self.n_components, self.priors)}",
+                reason=exc.reason,
+            ) from None
+        warn_if_overparameterised(em, X.shape[0])
+        model = build_model(X, spec=spec)
+        if advi is not None:
+            from bayesgmm.inference.advi import fit_advi
+
+            idata, _ = fit_advi(X, spec, em, advi, model=model)
+        else:
+            from bayesgmm.inference.sampling import sample_posterior
+
+            idata = sample_posterior(model, spec, em, sampler)
+        relabel_info = None
+        if self.relabel is not None:
+            idata, relabel_info = _relabel(
+                idata, reference=em, method=self.relabel, X=X, random_seed=seed
+            )
+        self._set_state(FitState(spec, em, idata, sampler, advi, relabel_info), model=model)
+        self._warn_on_sampling_trouble()
+        return self
+
+    # -- the fitted state ---------------------------------------------------------------
+    def _set_state(self, state: FitState, model=None) -> None:
+        self.__dict__["_state"] = state
+        self.__dict__["_model"] = model
+
+    @classmethod
+    def _from_state(cls, params: Mapping[str, Any], state: FitState) -> BayesianGMM:
+        """An estimator with these constructor parameters (those this version knows: a
+        newer bayesgmm may have added some) and this fitted state (as ``load`` gives)."""
+        valid = set(cls._get_param_names())
+        gmm = cls(**{k: v for k, v in params.items() if k in valid})
+        gmm._set_state(state)
+        return gmm
+
+    def _fitted(self) -> FitState:
+        state = self.__dict__.get("_state")
+        if state is None:
+            raise NotFittedError(
+                "this BayesianGMM is not fitted yet; call fit(X) before using this method."
+            )
+        return state
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_model", None)  # a pm.Model does not pickle; rebuilt on first use
+        return state
+
+    @property
+    def state_(self) -> FitState:
+        """Everything the fit left behind (see :class:`FitState`)."""
+        return self._fitted()
+
+    spec_ = _state_field("spec", "The model's specification (:class:`GMMSpec`).")
+    em_ = _state_field("em", "The EM MAP solution that started every chain (:class:`EMResult`).")
+    idata_ = _state_field("idata", "The posterior ``xarray.DataTree``.")
+    sampler_config_ = _state_field("sampler_config", "The sampler settings used.")
+    advi_config_ = _state_field("advi_config", "The ADVI settings used (None for NUTS fits).")
+    relabel_info_ = _state_field("relabel_info", "What relabelling did (None: not relabelled).")
+
+    @property
+    def feature_names_in_(self) -> list[str]:
+        return list(self._fitted().spec.feature_names)
+
+    @property
+    def n_features_in_(self) -> int:
+        return self._fitted().spec.n_features
+
+    @property
+    def diagnostics_(self) -> DiagnosticsReport:
+        state = self._fitted()
+        if state.diagnostics is None:  # after load or unpickling: a function of the draws
+            state.diagnostics = self.diagnose()
+        return state.diagnostics
+
+    @property
+    def model_(self) -> pm.Model:
+        """The ``pm.Model`` of the fit, rebuilt from the training data and spec when it is
+        not at hand (after ``load`` or unpickling: a ``pm.Model`` does not pickle)."""
+        state = self._fitted()
+        model = self.__dict__.get("_model")
+        if model is None:
+            from bayesgmm.inference.model import build_model
+
+            model = build_model(training_data(state.idata), spec=state.spec)
+            self.__dict__["_model"] = model
+        return model
+
+    def relabelled(self) -> BayesianGMM:
+        """This estimator with its posterior relabelled to the EM solution's labelling.
+
+        ``self`` when it is relabelled already (its tree has ``posterior_raw``) or has no
+        labels to switch (K = 1); otherwise a shallow copy (``self`` is not changed), whose
+        diagnostics are those of the relabelled draws.
+        """
+        state = self._fitted()
+        if "posterior_raw" in state.idata.children or state.spec.n_components == 1:
+            return self
+        tree, info = _relabel(state.idata, reference=state.em)
+        out = copy.copy(self)
+        out._set_state(replace(state, idata=tree, relabel_info=info, diagnostics=None),
+                       model=self.__dict__.get("_model"))  # fmt: skip
+        return out
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior group as an ``xarray.Dataset``."""
+        return self.idata_["posterior"].to_dataset()
+
+    def summary(self, var_names: Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+        """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of the posterior; see
+        :func:`bayesgmm.analysis.summary.posterior_summary`."""
+        from bayesgmm.analysis.summary import posterior_summary
+
+        return posterior_summary(self.idata_, var_names, **kwargs)
+
+    # -- predictions (bayesgmm.core.predict / bayesgmm.analysis.ppc) ----------------------
+    def _new_data(self, X) -> np.ndarray:
+        spec = self.spec_
+        return check_new_data(X, spec.n_features, spec.feature_names)
+
+    def _data_or_train(self, X) -> np.ndarray:
+        if X is None:
+            return training_data(self.idata_)
+        return self._new_data(X)
+
+    def predict_proba(self, X, **kwargs: Any):
+        """Posterior mean membership probabilities, shape (n_samples, n_components).
+
+        Keyword arguments (``return_intervals``, ``prob``, ``kind``, ``max_draws``,
+        ``chunk_size``) go to :func:`bayesgmm.predict_proba`.
+        """
+        X = self._new_data(X)
+        return _predict.predict_proba(self.idata_, X, **kwargs)
+
+    def predict(self, X, **kwargs: Any) -> np.ndarray:
+        """Most probable component of each point."""
+        X = self._new_data(X)
+        return _predict.predict(self.idata_, X, **kwargs)
+
+    def score_samples(self, X, **kwargs: Any):
+        """Log posterior predictive density of each point (see :func:`bayesgmm.score_samples`)."""
+        X = self._new_data(X)
+        return _predict.score_samples(self.idata_, X, **kwargs)
+
+    def score(self, X, y=None) -> float:
+        """Mean log posterior predictive density per point (higher is better)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples: int = 1, *, random_seed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw points from the posterior predictive mixture; returns ``(X, components)``."""
+        return _predict.sample(self.idata_, n_samples, random_seed=random_seed)
+
+    def assignments(self, X=None, **kwargs: Any) -> pd.DataFrame:
+        """Per-point cluster, max probability, uncertainty, entropy and intervals.
+
+        ``X=None`` uses the training data.
+        """
+        X = self._data_or_train(X)
+        return _predict.assignments_table(self.idata_, X, **kwargs)
+
+    def membership_draws(self, X=None, **kwargs: Any) -> xr.DataArray:
+        """Membership probabilities per draw, dims (chain, draw, obs, component)."""
+        X = self._data_or_train(X)
+        return _predict.membership_draws(self.idata_, X, **kwargs)
+
+    def co_clustering(self, X=None, **kwargs: Any) -> np.ndarray:
+        """Posterior probability that two points share a component (n x n)."""
+        X = self._data_or_train(X)
+        return _predict.co_clustering(self.idata_, X, **kwargs)
+
+    def flag_anomalies(
+        self, X, *, quantile: float = 0.01, threshold: float | None = None
+    ) -> pd.DataFrame:
+        """Flag points of ``X`` whose log predictive density is below a threshold.
+
+        The threshold is ``threshold`` if given, else the ``quantile`` of the training
+        points' scores.
+        """
+        scores = self.score_samples(X)
+        train = None if threshold is not None else self.score_samples(self._data_or_train(None))
+        return _predict.flag_anomalies(
+            scores, threshold=threshold, quantile=quantile, train_scores=train
+        )
+
+    def plot_clusters(self, X=None, **kwargs: Any):
+        """Data coloured by most probable cluster, with ellipses; :func:`bayesgmm.plot_clusters`."""
+        from bayesgmm.analysis.ppc import plot_clusters
+
+        return plot_clusters(self.idata_, self._data_or_train(X), **kwargs)
+
+    def plot_ppc(self, **kwargs: Any):
+        """Posterior predictive density overlays per feature; see :func:`bayesgmm.plot_ppc`."""
+        from bayesgmm.analysis.ppc import plot_ppc
+
+        return plot_ppc(self.idata_, **kwargs)
+
+    def check_fit(self, **kwargs: Any) -> dict[str, Any]:
+        """Posterior predictive draws, density overlays and LOO-PIT in one call."""
+        from bayesgmm.analysis.ppc import check_fit
+
+        return check_fit(self.idata_, **kwargs)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path, *, overwrite: bool = False):
+        """Save the fitted estimator to a directory (see :mod:`bayesgmm.estimator.io`).
+
+        ``overwrite=True`` replaces only an earlier saved model, never other files.
+        """
+        try:
+            state = self._fitted()
+        except NotFittedError:
+            raise NotFittedError(
+                "only a fitted BayesianGMM can be saved; call fit(X) first."
+            ) from None
+        return io.write_model(path, self.get_params(), state, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> BayesianGMM:
+        """Load an estimator saved by :meth:`save`: identical predictions, no re-sampling.
+
+        ``model_`` is rebuilt from the observed data when first used and ``diagnostics_``
+        recomputed from the draws. Raises ``SavedModelNotFoundError`` (no such path),
+        ``IncompatibleVersionError`` (a save format this version cannot read) or
+        ``SavedModelError`` (not a saved model, or damaged: what is wrong is named).
+        """
+        return cls._from_state(*io.read_model(path))
+
+    # -- diagnostics and plots ----------------------------------------------------------
+    def diagnose(self, var_names: Sequence[str] | None = None) -> DiagnosticsReport:
+        """Convergence diagnostics of the (relabelled) posterior; see :func:`bayesgmm.diagnose`.
+
+        For an approximate (ADVI) fit: the ELBO's convergence, no MCMC diagnostics.
+        """
+        from bayesgmm.analysis.diagnostics import diagnose
+
+        return diagnose(self.idata_, var_names)
+
+    def plot_trace(self, var_names: Sequence[str] | None = None, **kwargs: Any):
+        """Trace plots of the relabelled posterior (weights, means, sds by default)."""
+        from bayesgmm.analysis.plots import plot_trace
+
+        return plot_trace(self.idata_, var_names, **kwargs)
+
+    def plot_rank(self, var_names: Sequence[str] | None = None, **kwargs: Any):
+        """Rank plots for spotting chains that disagree."""
+        from bayesgmm.analysis.plots import plot_rank
+
+        return plot_rank(self.idata_, var_names, **kwargs)
+
+    def _warn_on_sampling_trouble(self) -> None:
+        report = self.diagnose()
+        self._fitted().diagnostics = report
+        warn_on_sampling_trouble(report)
+
+
+def save(gmm: BayesianGMM, path, *, overwrite: bool = False):
+    """Save a fitted estimator to the directory ``path``; see :meth:`BayesianGMM.save`."""
+    if not isinstance(gmm, BayesianGMM):
+        raise NotFittedError(f"only a fitted BayesianGMM can be saved; got {type(gmm).__name__}.")
+    return gmm.save(path, overwrite=overwrite)
+
+
+def load(path) -> BayesianGMM:
+    """Load an estimator saved by :func:`save`; see :meth:`BayesianGMM.load`."""
+    return BayesianGMM.load(path)

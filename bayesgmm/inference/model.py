@@ -1,0 +1,299 @@
+"""The Bayesian model: priors, internal standardisation and the marginalised likelihood.
+
+The model samples on a standardised scale (``z = (x - loc) / scale``) so NUTS sees
+parameters of order one whatever the data's units; every prior is stated, and every
+reported quantity (``means``, ``sds``, ``covariance``) is given, in the data's own
+units. The likelihood marginalises the discrete assignments: for each point,
+``log p(x) = logsumexp_k [log w_k + log N(x | mu_k, Sigma_k)]``, vectorised over
+points and components, registered as an observed variable so that the pointwise
+log-likelihood (and hence LOO) is available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayesgmm.core.families import CovarianceFamily, family
+from bayesgmm.core.priors import ResolvedPriors
+from bayesgmm.core.spec import GMMSpec, make_spec
+from bayesgmm.exceptions import ConfigError
+
+__all__ = ["build_model", "component_logp_z", "constant_values"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+#: Largest dimension for which a per-component triangular inverse is unrolled (its graph
+#: grows like D**3, and PyTensor's rewrites of it take minutes from D = 10); above it,
+#: PyTensor's batched triangular solve is used.
+UNROLL_MAX_D = 8
+
+
+def component_logp_z(z, means_z, cov_param, covariance_type: str | CovarianceFamily):
+    """Per-point, per-component Gaussian log density on the standardised scale.
+
+    Parameters
+    ----------
+    z : tensor of shape (N, D)
+    means_z : tensor of shape (K, D)
+    cov_param : tensor
+        As the family's record parameterises it: lower Cholesky factors of the
+        covariances (K, D, D) per component (full), or one shared (D, D) (tied); sds
+        (K, D) (diag) or (K,) (spherical).
+    covariance_type : str or CovarianceFamily
+
+    Returns
+    -------
+    tensor of shape (N, K)
+    """
+    fam = family(covariance_type)
+    D = z.shape[-1]
+    if fam.correlated and fam.per_component:
+        D_static = cov_param.type.shape[-1]
+        if D_static is not None and D_static <= UNROLL_MAX_D:
+            # With D known, invert the K small factors by unrolled forward substitution and
+            # map the points with one matrix product: y = (z - mu_k) @ L_k^{-T}. Measured
+            # per logp+gradient against a batched solve_triangular: 5x (numba) and 14x (JAX)
+            # faster at N=1,000, K=3, D=2; 28x and 70x at N=10,000, K=5, D=4.
+            D = D_static
+            prec_chol_t = pt.swapaxes(_tril_inverse(cov_param, D), -1, -2)  # (K, D, D): L^-T
+            flat = pt.transpose(prec_chol_t, (1, 0, 2)).reshape((D, -1))  # (D, K*D)
+            y = pt.dot(z, flat).reshape((z.shape[0], -1, D))  # (N, K, D)
+            y = y - pt.sum(means_z[:, :, None] * prec_chol_t, axis=1)[None]
+            logdet = pt.sum(pt.log(pt.diagonal(cov_param, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+            return -0.5 * pt.sum(y**2, axis=-1) - logdet[None, :] - 0.5 * D * _LOG_2PI
+        diff = z[None, :, :] - means_z[:, None, :]  # (K, N, D)
+        sol = pt.linalg.solve_triangular(cov_param, pt.swapaxes(diff, -1, -2), lower=True)
+        maha = pt.sum(sol**2, axis=-2)  # (K, N)
+        logdet = pt.sum(pt.log(pt.diagonal(cov_param, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+        out = -0.5 * maha - logdet[:, None]
+        return out.T - 0.5 * D * _LOG_2PI
+    if fam.correlated:  # one shared factor
+        # L^{-1}(z - mu_k) = L^{-1} z - L^{-1} mu_k: one solve for the points, one for the means
+        sol_z = pt.linalg.solve_triangular(cov_param, z.T, lower=True)  # (D, N)
+        sol_mu = pt.linalg.solve_triangular(cov_param, means_z.T, lower=True)  # (D, K)
+        diff = sol_z[:, :, None] - sol_mu[:, None, :]  # (D, N, K)
+        maha = pt.sum(diff**2, axis=0)
+        logdet = pt.sum(pt.log(pt.diagonal(cov_param)))
+        return -0.5 * maha - logdet - 0.5 * D * _LOG_2PI
+    if fam.isotropic:
+        sq = pt.sum((z[:, None, :] - means_z[None, :, :]) ** 2, axis=-1)  # (N, K)
+        return -0.5 * sq / cov_param**2 - D * pt.log(cov_param) - 0.5 * D * _LOG_2PI
+    inv_sd = 1.0 / cov_param  # (K, D)
+    diff = (z[:, None, :] - means_z[None, :, :]) * inv_sd[None]  # (N, K, D)
+    return (
+        -0.5 * pt.sum(diff**2, axis=-1) - pt.sum(pt.log(cov_param), axis=-1) - (0.5 * D * _LOG_2PI)
+    )
+
+
+def _tril_inverse(chol, D: int):
+    """Inverse of a batch of lower-triangular (..., D, D) factors, by forward substitution.
+
+    Unrolled over the (small, static) dimension D, so the graph is elementwise on the
+    batch and differentiates and compiles cheaply in every PyTensor backend.
+    """
+    inv = [[None] * D for _ in range(D)]
+    zero = pt.zeros_like(chol[..., 0, 0])
+    for i in range(D):
+        inv[i][i] = 1.0 / chol[..., i, i]
+        for j in range(i):
+            acc = chol[..., i, j] * inv[j][j]
+            for m in range(j + 1, i):
+                acc = acc + chol[..., i, m] * inv[m][j]
+            inv[i][j] = -acc * inv[i][i]
+        for j in range(i + 1, D):
+            inv[i][j] = zero
+    return pt.stack([pt.stack(row, axis=-1) for row in inv], axis=-2)
+
+
+def _sd_prior(name: str, rp: ResolvedPriors, scale, nu, dims):
+    if rp.sds_dist == "HalfNormal":
+        return pm.HalfNormal(name, sigma=scale, dims=dims)
+    return pm.HalfStudentT(name, nu=nu, sigma=scale, dims=dims)
+
+
+# pm.Data holding the data-dependent constants of the model (see build_model)
+CONSTANT_DATA = (
+    "loc",
+    "scale",
+    "weights_a",
+    "means_mu_z",
+    "means_sigma_z",
+    "sds_sigma_z",
+    "sds_nu",
+    "corr_eta",
+)
+
+
+def constant_values(spec: GMMSpec) -> dict[str, np.ndarray]:
+    """Values of the model's constant data (:data:`CONSTANT_DATA`) for ``spec``.
+
+    Locations and scales of the priors are given on the standardised scale
+    ``z = (x - loc) / scale``, where the model samples.
+    """
+    rp, loc, scale = spec.priors, spec.loc, spec.scale
+    D = spec.n_features
+    return {
+        "loc": np.broadcast_to(np.asarray(loc, dtype=float), (D,)).copy(),
+        "scale": np.broadcast_to(np.asarray(scale, dtype=float), (D,)).copy(),
+        "weights_a": np.broadcast_to(
+            np.asarray(rp.weights_a, dtype=float), (spec.n_components,)
+        ).copy(),
+        "means_mu_z": np.broadcast_to((rp.means_mu - loc) / scale, (D,)).copy(),
+        "means_sigma_z": np.broadcast_to(rp.means_sigma / scale, (D,)).copy(),
+        "sds_sigma_z": np.broadcast_to(rp.sds_sigma / scale, (D,)).copy(),
+        "sds_nu": np.asarray(float(rp.sds_nu)),
+        "corr_eta": np.asarray(float(rp.corr_eta)),
+    }
+
+
+_DIMS = {"loc": "feature", "scale": "feature", "weights_a": "component"}
+
+
+def _constant_data(spec: GMMSpec) -> dict:
+    return {
+        name: pm.Data(name, value, dims=_DIMS.get(name, "feature" if value.ndim else None))
+        for name, value in constant_values(spec).items()
+    }
+
+
+def _covariance(model: pm.Model, spec: GMMSpec, c: dict, means_z):
+    """The family's covariance parameters, as its record declares them: sds (dims
+    ``fam.sd_dims``) and, for a correlated family, LKJ correlations (per component or
+    shared); the deterministics ``means``, ``sds``, ``covariance`` (and ``correlation``)
+    in the data's units. Returns the likelihood's covariance argument."""
+    fam, rp = spec.family, spec.priors
+    K, D = spec.n_components, spec.n_features
+    loc, scale = c["loc"], c["scale"]
+    sd_scale, nu = c["sds_sigma_z"], c["sds_nu"]
+    sds_z = _sd_prior("sds_z", rp, sd_scale[0] if fam.isotropic else sd_scale, nu, fam.sd_dims)
+    comp_feature = ("component", "feature")
+    if fam.correlated:
+        column = sds_z[:, :, None] if fam.per_component else sds_z[:, None]
+        if spec.has_corr:
+            shape = (K, D, D) if fam.per_component else (D, D)
+            chol_corr = pm.LKJCorr("chol_corr", n=D, eta=c["corr_eta"], shape=shape)
+            model.named_vars_to_dims["chol_corr"] = (*fam.corr_dims, "feature", "feature_bis")
+            cov_param = column * chol_corr
+        else:
+            cov_param = column
+        pm.Deterministic("sds", sds_z * scale, dims=fam.sd_dims)
+    else:
+        cov_param = sds_z
+        sds = sds_z[:, None] * scale[None, :] if fam.isotropic else sds_z * scale
+        sds = pm.Deterministic("sds", sds, dims=comp_feature)
+    pm.Deterministic("means", loc + means_z * scale, dims=comp_feature)
+    cov_dims = ("component", "feature", "feature_bis")
+    if fam.correlated:
+        chol_cov = scale[:, None] * cov_param  # diag(scale) @ L_z
+        cov = chol_cov @ pt.swapaxes(chol_cov, -1, -2)
+        if not fam.per_component:
+            cov = pt.broadcast_to(cov, (K, D, D))
+        pm.Deterministic("covariance", cov, dims=cov_dims)
+        if spec.has_corr:
+            corr = chol_corr @ pt.swapaxes(chol_corr, -1, -2)
+            pm.Deterministic("correlation", corr, dims=(*fam.corr_dims, "feature", "feature_bis"))
+    else:
+        cov = pt.eye(D)[None, :, :] * (sds**2)[:, :, None]
+        pm.Deterministic("covariance", cov, dims=cov_dims)
+    return cov_param
+
+
+def build_model(
+    X,
+    n_components: int | None = None,
+    covariance_type: str = "full",
+    priors=None,
+    *,
+    feature_names: Sequence[str] | None = None,
+    spec: GMMSpec | None = None,
+    batch_size: int | None = None,
+) -> pm.Model:
+    """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int
+        Number of mixture components K (not needed when ``spec`` is given).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    priors : dict, optional
+        Prior overrides, see :mod:`bayesgmm.core.priors`.
+    feature_names : sequence of str, optional
+    spec : GMMSpec, optional
+        A ready specification (from :func:`make_spec`); then ``X`` must be validated data.
+    batch_size : int, optional
+        For minibatch ADVI (:mod:`bayesgmm.inference.advi`): when smaller than the number of
+        points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
+        per evaluation, with ``total_size`` set so its log-likelihood is scaled to the
+        full data. ``None`` (the default, and what NUTS uses) observes all the data.
+
+    Returns
+    -------
+    pm.Model
+        Free variables ``weights`` (component), ``means_z`` (component, feature) and, by
+        family, ``sds_z`` / ``chol_corr``; deterministics in the data's units ``means``,
+        ``sds``, ``covariance`` (component, feature, feature_bis) and, for full/tied,
+        ``correlation``; observed ``x`` holding ``pm.Data("data")`` (obs, feature), or a
+        minibatch of it when ``batch_size`` is given.
+
+    Examples
+    --------
+    >>> from bayesgmm.core.datasets import load_faithful
+    >>> model = build_model(load_faithful(), 2)
+    >>> sorted(v.name for v in model.free_RVs)
+    ['chol_corr', 'means_z', 'sds_z', 'weights']
+    >>> model.named_vars_to_dims["means"]
+    ('component', 'feature')
+    """
+    if spec is None:
+        if n_components is None:
+            raise ConfigError("build_model needs n_components (or a spec).")
+        X, spec = make_spec(X, n_components, covariance_type, priors, feature_names)
+    else:
+        X = np.asarray(X, dtype=float)
+    fam = spec.family
+
+    with pm.Model(coords=spec.coords(X.shape[0])) as model:
+        X_data = pm.Data("data", X, dims=("obs", "feature"))
+        # Everything that depends on the data's values (standardisation and priors on the
+        # standardised scale) is pm.Data, not a graph constant: models of the same
+        # structure then share one graph, and a compiled sampler can be reused across
+        # datasets (bayesgmm.inference.jaxnuts).
+        c = _constant_data(spec)
+        loc, scale = c["loc"], c["scale"]
+        log_scale_sum = pt.sum(pt.log(scale))
+        weights = pm.Dirichlet("weights", a=c["weights_a"], dims="component")
+        means_z = pm.Normal(
+            "means_z", mu=c["means_mu_z"], sigma=c["means_sigma_z"], dims=("component", "feature")
+        )
+        cov_param = _covariance(model, spec, c, means_z)
+        core_ndim = (1, 2, cov_param.ndim)
+        observed = {"observed": X_data, "dims": ("obs", "feature")}
+        if batch_size is not None and batch_size < X.shape[0]:
+            batch = pm.Minibatch(X_data, batch_size=int(batch_size))
+            observed = {"observed": batch, "total_size": X.shape[0]}
+
+        def logp(value, *params):
+            # PyMC broadcasts parameters to the observations' batch dims; drop those
+            weights, means_z, cov_param = (
+                p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
+            )
+            z = (value - loc) / scale
+            comp = component_logp_z(z, means_z, cov_param, fam)
+            return (
+                pm.math.logsumexp(pt.log(weights) + comp, axis=-1, keepdims=False) - log_scale_sum
+            )
+
+        pm.CustomDist(
+            "x",
+            weights,
+            means_z,
+            cov_param,
+            logp=logp,
+            signature=f"(k),(k,d),{fam.sd_signature()}->(d)",
+            **observed,
+        )
+    return model

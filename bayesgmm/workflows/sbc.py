@@ -1,0 +1,367 @@
+"""Simulation-based calibration (Talts et al. 2018) of bayesgmm's whole fitting pipeline.
+
+Draw parameters from the prior, data from those parameters, fit with
+``BayesianGMM`` (EM start, NUTS, relabelling), and record the rank of each true
+parameter among thinned posterior draws. If the posterior is right, every rank is
+uniform on ``0 .. n_ranks``.
+
+Mixture components have no identity, so the ranked quantities are label-invariant:
+components are put in increasing order of their mean on the first feature, in every
+posterior draw and in the truth alike. A rank of any function of the parameters is
+uniform under a correct posterior, so this ordering is exact (no alignment to the
+truth, which would bias the ranks towards the middle).
+
+The priors must be fixed (not ``"auto"``, which reads the data), so :func:`run_sbc`
+takes explicit priors; :data:`SBC_PRIORS` are the defaults used by the tests and
+``bench/run_sbc.py``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bayesgmm.core.checks import child_sequence
+from bayesgmm.core.priors import Prior, resolve_priors
+from bayesgmm.estimator.estimator import BayesianGMM
+from bayesgmm.exceptions import ConfigError
+
+__all__ = ["SBC_PRIORS", "SBCResult", "draw_prior", "rank_uniformity", "run_sbc", "simulate"]
+
+SBC_PRIORS: dict[str, Prior] = {
+    "weights": Prior("Dirichlet", a=2.0),
+    "means": Prior("Normal", mu=0.0, sigma=3.0),
+    "sds": Prior("HalfNormal", sigma=1.0),
+    "corr": Prior("LKJ", eta=2.0),
+}
+
+
+def _resolved(priors, n_components: int, n_features: int):
+    priors = {**SBC_PRIORS, **dict(priors or {})}
+    for slot, p in priors.items():
+        params = p.params if isinstance(p, Prior) else dict(p)
+        if any(v == "auto" for v in params.values()):
+            raise ConfigError(
+                f"SBC needs fixed priors; {slot} has an 'auto' parameter (read from the data)."
+            )
+    # any data of the right width resolves fixed priors; it is not read otherwise
+    dummy = np.arange(2.0 * n_components * n_features).reshape(-1, n_features)
+    return priors, resolve_priors(priors, dummy, n_components, "full")
+
+
+def draw_prior(n_components: int, n_features: int, priors=None, rng=None) -> dict[str, np.ndarray]:
+    """One draw of the full-covariance model's parameters from the prior.
+
+    Returns
+    -------
+    dict with ``weights`` (K,), ``means`` (K, D), ``sds`` (K, D) and ``correlation``
+    (K, D, D).
+
+    Examples
+    --------
+    >>> theta = draw_prior(2, 2, rng=np.random.default_rng(0))
+    >>> theta["means"].shape, bool(np.isclose(theta["weights"].sum(), 1))
+    ((2, 2), True)
+    """
+    rng = np.random.default_rng(rng)
+    _, rp = _resolved(priors, n_components, n_features)
+    K, D = n_components, n_features
+    weights = rng.dirichlet(rp.weights_a)
+    means = rng.normal(rp.means_mu, rp.means_sigma, size=(K, D))
+    if rp.sds_dist == "HalfNormal":
+        sds = np.abs(rng.normal(0.0, rp.sds_sigma, size=(K, D)))
+    else:
+        sds = np.abs(rp.sds_sigma * rng.standard_t(rp.sds_nu, size=(K, D)))
+    corr = np.stack([_lkj(D, rp.corr_eta, rng) for _ in range(K)])
+    return {"weights": weights, "means": means, "sds": sds, "correlation": corr}
+
+
+def _lkj(D: int, eta: float, rng) -> np.ndarray:
+    """An LKJ(eta) correlation matrix (onion method, Lewandowski et al. 2009, sec. 3.2)."""
+    if D == 1:
+        return np.ones((1, 1))
+    beta = eta + (D - 2) / 2.0
+    r = 2.0 * rng.beta(beta, beta) - 1.0
+    corr = np.array([[1.0, r], [r, 1.0]])
+    for k in range(2, D):
+        beta -= 0.5
+        y = rng.beta(k / 2.0, beta)
+        u = rng.standard_normal(k)
+        z = np.linalg.cholesky(corr) @ (np.sqrt(y) * u / np.linalg.norm(u))
+        corr = np.block([[corr, z[:, None]], [z[None, :], np.ones((1, 1))]])
+    return corr
+
+
+def simulate(theta: Mapping[str, np.ndarray], n_obs: int, rng=None) -> np.ndarray:
+    """``n_obs`` points from the Gaussian mixture with parameters ``theta``."""
+    rng = np.random.default_rng(rng)
+    K = len(theta["weights"])
+    z = rng.choice(K, size=n_obs, p=theta["weights"])
+    chol_cov = theta["sds"][:, :, None] * np.linalg.cholesky(theta["correlation"])
+    eps = rng.standard_normal((n_obs, theta["means"].shape[1]))
+    return theta["means"][z] + np.einsum("nij,nj->ni", chol_cov[z], eps)
+
+
+def invariant_quantities(
+    weights: np.ndarray, means: np.ndarray, sds: np.ndarray, corr: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Label-invariant quantities: components ordered by the mean of feature 0.
+
+    Arrays have a leading batch of draws: weights (S, K), means/sds (S, K, D),
+    corr (S, K, D, D). Returns name -> (S,) arrays, e.g. ``means[1,0]`` is the first
+    feature's mean of the component with the second-smallest first-feature mean.
+    """
+    order = np.argsort(means[:, :, 0], axis=1)
+    take = np.take_along_axis
+    w = take(weights, order, axis=1)
+    mu = take(means, order[:, :, None], axis=1)
+    sd = take(sds, order[:, :, None], axis=1)
+    K, D = mu.shape[1:]
+    out = {f"weights[{k}]": w[:, k] for k in range(K)}
+    out.update({f"means[{k},{d}]": mu[:, k, d] for k in range(K) for d in range(D)})
+    out.update({f"sds[{k},{d}]": sd[:, k, d] for k in range(K) for d in range(D)})
+    if D > 1:
+        r = take(corr, order[:, :, None, None], axis=1)
+        i, j = np.tril_indices(D, k=-1)
+        out.update(
+            {
+                f"corr[{k},{a}{b}]": r[:, k, a, b]
+                for k in range(K)
+                for a, b in zip(i, j, strict=True)
+            }
+        )
+    return out
+
+
+@dataclass
+class SBCResult:
+    """Ranks of the true parameters among thinned posterior draws.
+
+    Attributes
+    ----------
+    ranks : DataFrame
+        One row per successful simulation, one column per quantity; values in
+        ``0 .. n_ranks``.
+    n_ranks : int
+        Thinned posterior draws per simulation (ranks take ``n_ranks + 1`` values).
+    fits : DataFrame
+        Per simulation: seed, status, divergences, max R-hat, min bulk ESS, seconds.
+    settings : dict
+    """
+
+    ranks: pd.DataFrame
+    n_ranks: int
+    fits: pd.DataFrame
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def uniformity(self, bins: int = 10) -> pd.DataFrame:
+        """χ² test of uniform ranks per quantity; see :func:`rank_uniformity`."""
+        return rank_uniformity(self.ranks, self.n_ranks, bins=bins)
+
+    def plot(self, bins: int = 10):
+        """Rank histograms with a 99% band for each bin's count; returns the figure."""
+        import matplotlib.pyplot as plt
+
+        names = list(self.ranks.columns)
+        ncol = min(4, len(names))
+        nrow = -(-len(names) // ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.2 * nrow), squeeze=False)
+        n = len(self.ranks)
+        lo, hi = stats.binom.ppf([0.005, 0.995], n, 1.0 / bins)
+        pvals = self.uniformity(bins)["p_value"]
+        for ax, name in zip(axes.flat, names, strict=False):
+            counts = _binned(self.ranks[name].to_numpy(), self.n_ranks, bins)
+            ax.bar(np.arange(bins), counts, width=0.9, color="C0")
+            ax.axhspan(lo, hi, color="0.85", zorder=0)
+            ax.set_title(f"{name}  p={pvals[name]:.2f}", fontsize=9)
+            ax.set_xticks([])
+        for ax in list(axes.flat)[len(names) :]:
+            ax.set_visible(False)
+        fig.suptitle(f"SBC rank histograms ({n} simulations, {self.n_ranks} draws each)")
+        fig.tight_layout()
+        return fig
+
+
+def _binned(ranks: np.ndarray, n_ranks: int, bins: int) -> np.ndarray:
+    # ranks 0..n_ranks are n_ranks + 1 equally likely values; bins of (nearly) equal mass
+    edges = np.linspace(0, n_ranks + 1, bins + 1)
+    return np.histogram(ranks + 0.5, bins=edges)[0]
+
+
+def rank_uniformity(ranks: pd.DataFrame, n_ranks: int, bins: int = 10) -> pd.DataFrame:
+    """χ² goodness-of-fit of binned ranks to the uniform distribution, per quantity.
+
+    ``(n_ranks + 1)`` must be divisible by ``bins`` for exactly equal bin
+    probabilities; otherwise bins are as equal as the rank values allow and the
+    expected counts are computed exactly.
+
+    Returns
+    -------
+    DataFrame indexed by quantity with ``chi2``, ``p_value`` and ``p_adjusted``
+    (Bonferroni over the quantities).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> r = pd.DataFrame({"a": rng.integers(0, 100, 500)})
+    >>> float(rank_uniformity(r, 99)["p_value"].iloc[0]) > 0.01
+    True
+    """
+    edges = np.linspace(0, n_ranks + 1, bins + 1)
+    values = np.arange(n_ranks + 1) + 0.5
+    expected_p = np.histogram(values, bins=edges)[0] / (n_ranks + 1)
+    rows = {}
+    for name in ranks.columns:
+        counts = _binned(ranks[name].to_numpy(), n_ranks, bins)
+        chi2, p = stats.chisquare(counts, expected_p * counts.sum())
+        rows[name] = {"chi2": chi2, "p_value": p}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out["p_adjusted"] = np.minimum(out["p_value"] * len(out), 1.0)
+    return out
+
+
+def _posterior_invariants(gmm) -> dict[str, np.ndarray]:
+    post = gmm.idata_["posterior"]
+    K, D = gmm.spec_.n_components, gmm.spec_.n_features
+    stacked = {}
+    for name in ("weights", "means", "sds"):
+        arr = post[name].values
+        stacked[name] = arr.reshape(-1, *arr.shape[2:])
+    if "correlation" in post:
+        arr = post["correlation"].values
+        corr = arr.reshape(-1, *arr.shape[2:])
+    else:
+        corr = np.ones((stacked["weights"].shape[0], K, D, D))
+    return invariant_quantities(stacked["weights"], stacked["means"], stacked["sds"], corr)
+
+
+def _thin_per_chain(n_chains: int, n_draws: int, n_ranks: int) -> np.ndarray:
+    """Indices into chain-major flattened draws: ``n_ranks`` spread evenly over chains."""
+    per_chain = -(-n_ranks // n_chains)
+    idx = np.concatenate(
+        [
+            c * n_draws + np.linspace(0, n_draws - 1, per_chain).round().astype(int)
+            for c in range(n_chains)
+        ]
+    )
+    return idx[:n_ranks]
+
+
+def run_sbc(
+    n_sims: int,
+    *,
+    n_obs: int = 100,
+    n_components: int = 2,
+    n_features: int = 1,
+    priors: Mapping[str, Any] | None = None,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    n_ranks: int = 99,
+    random_seed: int = 0,
+    em: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> SBCResult:
+    """Run simulation-based calibration of ``BayesianGMM(n_components, "full")``.
+
+    Parameters
+    ----------
+    n_sims : int
+        Simulations (prior draw -> data -> fit -> ranks).
+    n_obs, n_components, n_features : int
+    priors : dict, optional
+        Fixed priors merged over :data:`SBC_PRIORS` (no ``"auto"`` parameters).
+    draws, tune, chains : int
+        Sampler settings of each fit (NumPyro when installed: one compiled sampler
+        serves every simulation, see :mod:`bayesgmm.inference.jaxnuts`).
+    n_ranks : int
+        Thinned posterior draws the truth is ranked among (evenly spaced in each
+        chain); ``draws * chains`` should be several times larger so that they are
+        nearly independent.
+    random_seed : int
+        Simulation ``i`` uses ``SeedSequence(random_seed).spawn(n_sims)[i]``
+        (:func:`bayesgmm.core.checks.child_sequence`) for its
+        parameters, data and sampler.
+    em : dict, optional
+        EM settings for the start (default ``{"n_init": 3}``).
+
+    Returns
+    -------
+    SBCResult
+    """
+    priors, _ = _resolved(priors, n_components, n_features)
+    if draws * chains < n_ranks:
+        raise ConfigError(f"draws * chains = {draws * chains} < n_ranks = {n_ranks}.")
+    rank_rows, fit_rows = [], []
+    keep = _thin_per_chain(chains, draws, n_ranks)
+    for i in range(n_sims):
+        rng = np.random.default_rng(child_sequence(random_seed, i))
+        theta = draw_prior(n_components, n_features, priors, rng)
+        X = simulate(theta, n_obs, rng)
+        seed = int(rng.integers(2**31 - 1))
+        start = time.perf_counter()
+        gmm = BayesianGMM(
+            n_components,
+            "full",
+            priors=priors,
+            sampler={
+                "draws": draws,
+                "tune": tune,
+                "chains": chains,
+                "random_seed": seed,
+                "progressbar": False,
+            },
+            em=dict(em or {"n_init": 3}),
+        )
+        row: dict[str, Any] = {"sim": i, "seed": seed}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gmm.fit(X)
+        except Exception as exc:  # recorded; a failed simulation is reported, not hidden
+            row.update(status=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
+            fit_rows.append(row)
+            continue
+        truth = invariant_quantities(
+            theta["weights"][None],
+            theta["means"][None],
+            theta["sds"][None],
+            theta["correlation"][None],
+        )
+        draws_q = _posterior_invariants(gmm)
+        ranks = {name: int(np.sum(draws_q[name][keep] < truth[name][0])) for name in truth}
+        rank_rows.append({"sim": i, **ranks})
+        report = gmm.diagnostics_
+        row.update(
+            status="ok",
+            verdict=report.verdict,
+            divergences=int(gmm.idata_["sample_stats"]["diverging"].sum()),
+            max_rhat=float(report.parameters["r_hat"].max()),
+            min_ess_bulk=float(report.parameters["ess_bulk"].min()),
+            seconds=time.perf_counter() - start,
+        )
+        fit_rows.append(row)
+        if progress:
+            print(f"sbc {i + 1}/{n_sims}: {row['seconds']:.1f} s {report.verdict}", flush=True)
+    ranks = pd.DataFrame(rank_rows).set_index("sim") if rank_rows else pd.DataFrame()
+    settings = {
+        "n_sims": n_sims,
+        "n_obs": n_obs,
+        "n_components": n_components,
+        "n_features": n_features,
+        "priors": {
+            k: (v.to_dict() if isinstance(v, Prior) else dict(v)) for k, v in priors.items()
+        },
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "random_seed": random_seed,
+    }
+    return SBCResult(ranks, n_ranks, pd.DataFrame(fit_rows).set_index("sim"), settings)

@@ -1,0 +1,345 @@
+"""The command line end to end (fit, run, demo on small settings), the files of the
+report, exit codes and one-line messages on bad input, and model-spec validation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesgmm.analysis.report import REPORT_FILES
+from bayesgmm.cli import main
+from bayesgmm.cli.specs import ModelSpec, load_spec
+from bayesgmm.core.config import available_samplers
+from bayesgmm.estimator.estimator import load
+from bayesgmm.exceptions import ConfigError, DataError
+
+# NumPyro compiles this small model several times faster than nutpie's numba backend here
+BACKEND = ["--sampler", "numpyro"] if "numpyro" in available_samplers() else []
+SMALL = ["--draws", "60", "--tune", "60", "--chains", "2", "--seed", "1", "--quiet", *BACKEND]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODELS = Path(__file__).parents[2] / "models"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A small two-cluster CSV with one missing value and one text column."""
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(11)
+    X = np.vstack([rng.normal([0.0, 0.0], 1.0, (40, 2)), rng.normal([7.0, 7.0], 1.0, (40, 2))])
+    df = pd.DataFrame(X, columns=["a", "b"])
+    df["label"] = ["x"] * 40 + ["y"] * 40
+    df.loc[5, "a"] = np.nan
+    df.to_csv(d / "small.csv", index=False)
+    return d
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _check_report(out_dir, n_rows, columns):
+    for name in REPORT_FILES:
+        assert (out_dir / name).is_file(), name
+    for name in ("trace.png", "clusters.png", "ppc.png"):
+        data = (out_dir / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE, name
+        assert len(data) > 20_000, name  # a real figure, not an empty canvas
+        import matplotlib.image as mpimg
+
+        img = mpimg.imread(out_dir / name)
+        assert img.ndim == 3 and min(img.shape[:2]) > 200
+        assert float(np.std(img[..., :3])) > 0.02  # not a blank image
+    summary = pd.read_csv(out_dir / "summary.csv", index_col=0)
+    assert {"mean", "sd", "r_hat", "ess_bulk"} <= set(summary.columns)
+    assert any(i.startswith("weights[") for i in summary.index)
+    diag = pd.read_csv(out_dir / "diagnostics.csv", index_col=0)
+    assert set(diag["verdict"]) <= {"ok", "warn", "fail"}
+    assert "r_hat" in diag.index and "divergences" in diag.index
+    assert (out_dir / "diagnostics.txt").read_text().startswith("bayesgmm diagnostics:")
+    assign = pd.read_csv(out_dir / "assignments.csv")
+    assert len(assign) == n_rows
+    assert {*columns, "cluster", "max_prob", "uncertainty", "prob_0", "prob_1"} <= set(assign)
+    probs = assign[["prob_0", "prob_1"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert np.allclose(assign["uncertainty"], 1.0 - assign["max_prob"])
+    page = (out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "Posterior summary" in page
+    return assign
+
+
+@pytest.fixture(scope="module")
+def fit_out(data_dir):
+    out = data_dir / "fit_report"
+    argv = ["fit", data_dir / "small.csv", "--components", "2", "--columns", "a,b"]
+    code = main([str(a) for a in [*argv, "--missing", "drop", "--out", out, *SMALL]])
+    assert code == 0
+    return out
+
+
+def test_fit_writes_the_full_report(fit_out):
+    assign = _check_report(fit_out, 79, ["a", "b"])
+    # the row with a missing value (row 5) was dropped and the others keep their numbers
+    assert 5 not in set(assign["row"]) and assign["row"].max() == 79
+    # the two clusters are recovered: each true group maps to one cluster
+    first = assign.loc[assign["row"] < 40, "cluster"]
+    second = assign.loc[assign["row"] >= 40, "cluster"]
+    assert first.nunique() == 1 and second.nunique() == 1 and first.iloc[0] != second.iloc[0]
+    page = (fit_out / "report.html").read_text()
+    assert "dropped 1 of 80 rows" in page and "rows 5," in page
+
+
+def test_report_model_loads_in_a_fresh_process_with_identical_predictions(fit_out, tmp_path):
+    gmm = load(fit_out / "model")
+    X = np.random.default_rng(3).normal(3.0, 4.0, size=(25, 2))
+    np.save(tmp_path / "X.npy", X)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from bayesgmm.estimator.estimator import load
+        g = load({str(fit_out / "model")!r})
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.save({str(tmp_path / "p.npy")!r}, g.predict_proba(X))
+        np.save({str(tmp_path / "s.npy")!r}, g.score_samples(X))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(np.load(tmp_path / "p.npy"), gmm.predict_proba(X))
+    assert np.array_equal(np.load(tmp_path / "s.npy"), gmm.score_samples(X))
+    # the saved model is the reported one: its assignments are the CSV's
+    assign = pd.read_csv(fit_out / "assignments.csv")
+    assert np.array_equal(gmm.assignments()["cluster"].to_numpy(), assign["cluster"].to_numpy())
+
+
+def test_run_with_a_spec_file(data_dir, capsys):
+    spec = data_dir / "spec.toml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            name = "small"
+            description = "two blobs"
+            [data]
+            path = "small.csv"          # relative to this file
+            columns = ["a", "b"]
+            missing = "drop"
+            [model]
+            components = 2
+            covariance = "diag"
+            [priors.weights]
+            a = 2.0
+            [sampler]
+            draws = 500                 # overridden by --draws
+            """
+        )
+    )
+    out = data_dir / "run_report"
+    code, stdout, _ = _run(["run", spec, "--out", out, *SMALL], capsys)
+    assert code == 0
+    assert "report written to" in stdout
+    _check_report(out, 79, ["a", "b"])
+    gmm = load(out / "model")
+    assert gmm.spec_.covariance_type == "diag"
+    assert np.array_equal(gmm.spec_.priors.weights_a, [2.0, 2.0])
+    assert gmm.idata_["posterior"].sizes["draw"] == 60
+    assert "two blobs" in (out / "report.html").read_text()
+
+
+def test_demo_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, _ = _run(["demo", "--out", out, *SMALL], capsys)
+    assert code == 0
+    assert "Old Faithful" in stdout and "Posterior summary" in stdout
+    assert "Relabelling: relabel(stephens" in stdout and "[ok  ] divergences" in stdout
+    _check_report(out, 272, [])
+    assert load(out / "model").feature_names_in_ == ["eruptions", "waiting"]
+
+
+# --------------------------------------------------------------------------- #
+# Bad input: exit code 2 and one line on stderr, no traceback, nothing fitted
+# --------------------------------------------------------------------------- #
+
+
+def _expect_user_error(argv, capsys, *needles):
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bayesgmm: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_missing_data_file(tmp_path, capsys):
+    argv = ["fit", tmp_path / "nope.csv", "-k", "2", "--out", tmp_path / "o", *SMALL]
+    _expect_user_error(argv, capsys, "nope.csv", "not found")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_column(data_dir, tmp_path, capsys):
+    argv = ["fit", data_dir / "small.csv", "-k", "2", "--columns", "a", "zz", "--out", tmp_path]
+    _expect_user_error(argv, capsys, "'zz'", "available")
+
+
+def test_non_numeric_column(data_dir, tmp_path, capsys):
+    argv = ["fit", data_dir / "small.csv", "-k", "2", "--columns", "a,label", "--out", tmp_path]
+    _expect_user_error(argv, capsys, "'label'", "not numeric")
+
+
+def test_missing_values_without_drop(data_dir, tmp_path, capsys):
+    argv = ["fit", data_dir / "small.csv", "-k", "2", "--columns", "a", "b", "--out", tmp_path]
+    _expect_user_error(argv, capsys, "1 of 80 rows", "rows 5", "drop")
+
+
+def test_missing_spec_file(tmp_path, capsys):
+    _expect_user_error(["run", tmp_path / "no.toml", "--out", tmp_path], capsys, "no.toml")
+
+
+def test_spec_with_unknown_key(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[data]\npath = "x.csv"\n[model]\ncomponents = 2\ncovarance = "full"\n')
+    _expect_user_error(
+        ["run", spec, "--out", tmp_path / "o"], capsys, "'model.covarance'", "covariance"
+    )
+
+
+def test_spec_with_wrong_type(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[data]\npath = "x.csv"\n[model]\ncomponents = "two"\n')
+    _expect_user_error(
+        ["run", spec, "--out", tmp_path / "o"], capsys, "'model.components'", "integer"
+    )
+
+
+def test_spec_that_is_not_toml(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[data\npath = 1\n")
+    _expect_user_error(["run", spec, "--out", tmp_path / "o"], capsys, "not valid TOML")
+
+
+def test_bad_prior_is_a_one_line_user_error(data_dir, tmp_path, capsys):
+    spec = data_dir / "badprior.toml"
+    spec.write_text(
+        '[data]\npath = "small.csv"\ncolumns = ["a", "b"]\nmissing = "drop"\n'
+        "[model]\ncomponents = 2\n[priors.sds]\nsigma = -1.0\n"
+    )
+    _expect_user_error(["run", spec, "--out", tmp_path / "o", *SMALL], capsys, "sds.sigma", "> 0")
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "x.csv", "--out", "o"])  # --components missing
+    assert info.value.code == 2
+    assert "--components" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["fit"], ["run"], ["demo"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: bayesgmm" in capsys.readouterr().out
+
+
+def test_installed_entry_point_reports_bad_path_in_one_line(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "bayesgmm.cli", "run", str(tmp_path / "missing.toml"), "--out",
+         str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "missing.toml" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+# --------------------------------------------------------------------------- #
+# Model specs
+# --------------------------------------------------------------------------- #
+
+
+def test_bundled_specs_are_valid():
+    faithful = load_spec(MODELS / "faithful.toml")
+    assert faithful.components == [2] and faithful.covariance == "full"
+    assert faithful.load_data().X.shape == (272, 2)
+    penguins = load_spec(MODELS / "penguins.toml")
+    assert penguins.data.missing == "drop" and len(penguins.components) > 1
+    data = penguins.load_data()
+    # penguins rows 3 and 271 have no measurements; they are dropped and reported
+    assert data.X.shape == (342, 4) and data.dropped == [3, 271] and data.n_rows == 344
+    assert any("dropped 2 of 344 rows" in n and "3, 271" in n for n in data.notes)
+    penguins.sampler_config()  # the sampler table is valid
+
+
+def _spec(**over):
+    d = {"data": {"path": "bundled:faithful"}, "model": {"components": 2}}
+    for key, value in over.items():
+        table, _, name = key.partition("__")
+        if name:
+            d.setdefault(table, {})[name] = value
+        else:
+            d[table] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    ("over", "needles"),
+    [
+        ({"model__covariance": "dense"}, ["'model.covariance'", "'full'", "'spherical'"]),
+        ({"model__components": 0}, ["'model.components'", ">= 1"]),
+        ({"model__components": [2, 2]}, ["'model.components'", "distinct"]),
+        ({"model__components": True}, ["'model.components'"]),
+        ({"data__missing": "ignore"}, ["'data.missing'", "'drop'"]),
+        ({"data__columns": "a,b"}, ["'data.columns'", "list"]),
+        ({"data__colums": ["a"]}, ["unknown key 'data.colums'", "columns"]),
+        ({"modle": {}}, ["unknown key 'modle'", "model"]),
+        ({"priors__weight": {"a": 1.0}}, ["'priors.weight'", "weights"]),
+        ({"priors__means": 3.0}, ["'priors.means'", "table"]),
+        ({"sampler__draw": 10}, ["draw", "valid"]),
+        ({"sampler__chains": "4"}, ["chains", "integer"]),
+        ({"em__tol": -1.0}, ["'em.tol'", "> 0"]),
+        ({"name": 3}, ["'name'", "string"]),
+    ],
+)
+def test_spec_validation_names_the_key_and_what_is_allowed(over, needles):
+    with pytest.raises(ConfigError) as info:
+        ModelSpec.from_dict(_spec(**over), source="t.toml")
+    msg = str(info.value)
+    assert msg.startswith("invalid model spec t.toml")
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_spec_reports_every_problem_at_once():
+    d = _spec(model__covariance="dense", data__missing="skip", extra=1)
+    del d["data"]["path"]
+    with pytest.raises(ConfigError) as info:
+        ModelSpec.from_dict(d)
+    msg = str(info.value)
+    for needle in ("'model.covariance'", "'data.missing'", "'extra'", "'data.path'"):
+        assert needle in msg
+
+
+def test_unknown_bundled_data_set():
+    spec = ModelSpec.from_dict(_spec(data={"path": "bundled:iris"}))
+    with pytest.raises(ConfigError, match="faithful"):
+        spec.load_data()
+
+
+def test_missing_values_are_an_error_unless_dropped():
+    spec = ModelSpec.from_dict(_spec(data={"path": "bundled:penguins", "columns": ["body_mass_g"]}))
+    with pytest.raises(DataError, match=r"2 of 344 rows .*rows 3, 271"):
+        spec.load_data()
+
+
+def test_spec_round_trips_through_json_types():
+    spec = ModelSpec.from_dict(json.loads(json.dumps(_spec(model={"components": [1, 3]}))))
+    assert spec.components == [1, 3]

@@ -1,0 +1,164 @@
+"""Choosing K with Bayesian fits (bayesgmm.workflows): the PSIS-LOO sweep, sparse mixtures
+and the selection plot."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import stats
+
+import bayesgmm.estimator.estimator
+from bayesgmm.exceptions import ConfigError, DataError
+from bayesgmm.workflows.selection import loo_compare, plot_selection
+from bayesgmm.workflows.sparse import sparse_mixture
+
+FAST_SAMPLER = {"draws": 300, "tune": 300, "chains": 2, "nuts_sampler": "numpyro"}
+
+
+def three_clusters(seed: int = 0, n_per: int = 70) -> np.ndarray:
+    """Three well-separated unit-variance clusters in 2-D (6 sds apart)."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0], [6.0, 0.0], [3.0, 5.5]])
+    return np.concatenate([rng.normal(c, 1.0, size=(n_per, 2)) for c in centers])
+
+
+def test_sparse_mixture_bad_input():
+    X = three_clusters()
+    with pytest.raises(ConfigError, match="concentration"):
+        sparse_mixture(X, 8, concentration=0.0)
+    with pytest.raises(ConfigError, match="concentration"):
+        sparse_mixture(X, 8, concentration="small")
+    with pytest.raises(ConfigError, match="concentration"):
+        sparse_mixture(X, 8, priors={"weights": {"a": 0.1}})
+
+
+# --------------------------------------------------------------------------- #
+# LOO sweep: plumbing with a stand-in estimator (fast), then real fits (slow)
+# --------------------------------------------------------------------------- #
+
+
+class _FakeGMM:
+    """Stands in for BayesianGMM: a normal-location posterior per K, seeded, no NUTS.
+
+    The elpd is highest at K=3 and at K=5; K=5's chains sit in different modes, so its
+    diagnostics fail and it must not be ranked.
+    """
+
+    def __init__(self, n_components, covariance_type, priors, sampler, em):
+        self.K, self.seed = n_components, sampler["random_seed"]
+        self.em_ = None
+
+    def fit(self, X, feature_names=None):
+        rng = np.random.default_rng(self.seed)
+        x = X[:, 0]
+        n_chain, n_draw = 2, 250
+        mu = x.mean() + rng.normal(0, x.std() / np.sqrt(len(x)), size=(n_chain, n_draw))
+        if self.K == 5:
+            mu += np.array([[-0.3], [0.3]])  # chains disagree
+        ll = stats.norm.logpdf(x[None, None, :], mu[..., None], x.std())
+        ll += 0.5 if self.K == 5 else -0.05 * abs(self.K - 3)
+        self.idata_ = xr.DataTree.from_dict(
+            {
+                "posterior": xr.Dataset({"mu": (("chain", "draw"), mu)}),
+                "sample_stats": xr.Dataset(
+                    {"diverging": (("chain", "draw"), np.zeros((n_chain, n_draw), bool))}
+                ),
+                "log_likelihood": xr.Dataset({"x": (("chain", "draw", "obs"), ll)}),
+            }
+        )
+        return self
+
+
+def test_loo_compare_ranks_only_fits_that_pass(monkeypatch, capsys):
+    monkeypatch.setattr(bayesgmm.estimator.estimator, "BayesianGMM", _FakeGMM)
+    X = three_clusters(seed=8)
+    res = loo_compare(X, [1, 2, 3, 4, 5], random_seed=3)
+    t = res.table
+    assert list(t.index) == [1, 2, 3, 4, 5]
+    assert t.loc[5, "diagnostics"] == "fail" and t.loc[5, "diagnostics_reason"]
+    assert not t.loc[5, "ranked"] and np.isnan(t.loc[5, "rank"])
+    assert t.loc[5, "elpd"] > t.loc[3, "elpd"]  # best elpd, yet not ranked
+    assert res.best == 3
+    assert t.loc[3, "rank"] == 0 and t.loc[3, "elpd_diff"] == 0
+    assert (t.loc[[1, 2, 4], "elpd_diff"] < 0).all()
+    assert set(res.fits) == set(res.loo) == {1, 2, 3, 4, 5}
+    assert capsys.readouterr().out.count("loo_compare [") == 5
+    # same seed -> same table; another seed -> other draws
+    again = loo_compare(X, [1, 2, 3, 4, 5], random_seed=3, progress=False)
+    pd.testing.assert_frame_equal(t.drop(columns="seconds"), again.table.drop(columns="seconds"))
+    other = loo_compare(X, [1, 2, 3, 4, 5], random_seed=4, progress=False)
+    assert not np.allclose(other.table["elpd"], t["elpd"])
+    assert capsys.readouterr().out == ""
+
+
+def test_loo_compare_bad_input():
+    X = three_clusters()
+    with pytest.raises(ConfigError, match="covariance_type"):
+        loo_compare(X, [1, 2], covariance_type="ful")
+    with pytest.raises(DataError, match="only 3 points"):
+        loo_compare(X[:3], [1, 4])
+    with pytest.raises(ConfigError, match="sampler"):
+        loo_compare(X, [1], sampler=[("draws", 10)])
+
+
+@pytest.mark.slow
+def test_loo_prefers_three_clusters():
+    X = three_clusters(seed=0)
+    res = loo_compare(X, [1, 2, 3, 4], sampler=FAST_SAMPLER, random_seed=1, progress=False)
+    elpd = res.table["elpd"]
+    assert elpd.notna().all()  # K = 1 works too
+    assert elpd[3] > elpd[2] + 2 * res.table.loc[2, "dse"]
+    assert elpd[3] > elpd[4]
+    assert res.best == 3
+    assert res.table.loc[3, "diagnostics"] in ("ok", "warn")
+
+
+@pytest.mark.slow
+def test_sparse_mixture_finds_three_clusters():
+    res = sparse_mixture(three_clusters(seed=0), 8, sampler=FAST_SAMPLER, random_seed=1)
+    assert res.mode == 3
+    assert res.distribution.sum() == pytest.approx(1.0)
+    assert res.distribution[3] > 0.5
+    assert res.counts.shape == (2, 300)
+    assert res.estimator.idata_["posterior"].sizes["component"] == 8
+
+
+# --------------------------------------------------------------------------- #
+# Plot
+# --------------------------------------------------------------------------- #
+
+
+def test_plot_selection_renders_png():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loo_table = pd.DataFrame(
+        {
+            "elpd": [-900.0, -850.0, -830.0, -835.0],
+            "se": [10.0, 12.0, 13.0, 13.0],
+            "ranked": [True, True, True, False],
+        },
+        index=pd.Index([1, 2, 3, 4], name="K"),
+    )
+    bic = pd.DataFrame(
+        {
+            "covariance_type": ["full"] * 3 + ["diag"] * 3,
+            "K": [1, 2, 3] * 2,
+            "bic": [-10.0, -5.0, -7.0, -12.0, np.nan, -9.0],
+            "status": ["ok", "ok", "ok", "ok", "degenerate", "ok"],
+        }
+    )
+    fig = plot_selection(loo_table, bic)
+    assert len(fig.axes) == 2
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="needs"):
+        plot_selection()
