@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bayesgmm import BayesianGMM
 from bayesgmm.estimator.estimator import load, save
 from bayesgmm.estimator.io import (
     IDATA_DIR,
@@ -23,8 +25,6 @@ from bayesgmm.estimator.io import (
     SavePathError,
     _meta_checksum,
 )
-
-from bayesgmm import BayesianGMM
 from bayesgmm.exceptions import NotFittedError
 
 

@@ -1,4 +1,5 @@
-"""Minibatch ADVI (bayesgmm.inference.advi): same DataTree layout as NUTS, recovery on separated data,
+"""Minibatch ADVI (bayesgmm.inference.advi): same DataTree layout as NUTS, recovery on separated
+data,
 labelled approximate in summaries/diagnostics/reports, minibatch scaling, settings,
 determinism and failures.
 
