@@ -1,7 +1,6 @@
-"""Minibatch ADVI (bayesgmm.inference.advi): same DataTree layout as NUTS, recovery on separated
-data,
-labelled approximate in summaries/diagnostics/reports, minibatch scaling, settings,
-determinism and failures.
+"""Minibatch ADVI (bayesgmm.inference.advi): same DataTree layout as NUTS, recovery on
+separated data, labelled approximate in summaries/diagnostics/reports, minibatch scaling,
+settings, determinism and failures.
 
 One ADVI fit (N=300 > batch_size=128, so minibatches are used) is shared by most tests;
 the layout is compared with a short NUTS fit of the same data.
