@@ -178,3 +178,19 @@ def test_the_public_api_is_lazy_and_complete():
         """
     )
     assert out == "['bayesgmm.exceptions'] []" or out == "[] []", out
+
+
+def test_the_readme_layout_table_lists_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout") : readme.index("## Benchmarks")]
+    missing = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE)
+        if rel.name in ("__init__.py", "__main__.py") and len(rel.parts) > 1:
+            continue  # a tier's docstring-only face
+        listed = f"`bayesgmm/{rel.as_posix()}`" in layout or (
+            len(rel.parts) == 2 and f"`{rel.parts[0]}/" in layout and rel.stem in layout
+        )
+        if not listed:
+            missing.append(rel.as_posix())
+    assert not missing, missing

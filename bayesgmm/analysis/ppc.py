@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayesgmm.core.checks import integer, is_int
 from bayesgmm.core.draws import posterior_dataset, thin
 from bayesgmm.core.generate import replicate
 from bayesgmm.core.predict import predict_proba
@@ -269,7 +270,7 @@ def _feature_index(features, names: list[str]) -> tuple[int, int]:
         raise ConfigError(f"features must name exactly two features; got {features!r}.")
     idx = []
     for f in features:
-        if isinstance(f, int | np.integer) and not isinstance(f, bool):
+        if is_int(f):
             if not -len(names) <= f < len(names):
                 raise ConfigError(f"feature index {f} out of range for {len(names)} features.")
             idx.append(int(f) % len(names))
@@ -339,7 +340,7 @@ def plot_clusters(
 
     if uncertainty not in ("alpha", "size"):
         raise ConfigError(f"uncertainty must be 'alpha' or 'size'; got {uncertainty!r}.")
-    if not isinstance(n_ellipse_draws, int | np.integer) or n_ellipse_draws < 0:
+    if not integer(0)(n_ellipse_draws):
         raise ConfigError(f"n_ellipse_draws must be an integer >= 0; got {n_ellipse_draws!r}.")
     draws, X = draws_and_data(posterior, X, None)
     i, j = _feature_index(features, draws.feature_names)

@@ -23,6 +23,7 @@ __all__ = [
     "Constraint",
     "check_k_range",
     "check_keys",
+    "check_mapping",
     "check_seed",
     "check_settings",
     "child_seed",
@@ -215,6 +216,19 @@ def child_seed(master: int, *key: int) -> int:
     True
     """
     return int(child_sequence(master, *key).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
+def check_mapping(value: Any, what: str) -> dict | None:
+    """``None`` or a mapping of settings (as a dict); ConfigError naming ``what`` otherwise.
+
+    Examples
+    --------
+    >>> check_mapping({"draws": 10}, "sampler")
+    {'draws': 10}
+    """
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must be a dict of settings; got {type(value).__name__}.")
+    return None if value is None else dict(value)
 
 
 def check_seed(random_seed: Any) -> int:

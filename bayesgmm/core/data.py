@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bayesgmm.core.checks import is_int
 from bayesgmm.exceptions import ConfigError, DataError, ExtraColumnsWarning
 
 __all__ = ["ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data"]
@@ -304,7 +305,7 @@ def check_new_data(
 
 def check_n_components(n_components) -> int:
     """Check that ``n_components`` is a positive integer and return it as ``int``."""
-    if isinstance(n_components, bool) or not isinstance(n_components, int | np.integer):
+    if not is_int(n_components):
         raise ConfigError(f"n_components must be a positive integer; got {n_components!r}.")
     if n_components < 1:
         raise ConfigError(f"n_components must be >= 1; got {n_components}.")

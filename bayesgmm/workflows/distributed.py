@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesgmm.core import predict as _predict
-from bayesgmm.core.checks import child_seed
+from bayesgmm.core.checks import check_mapping, child_seed
 from bayesgmm.core.data import check_new_data
 from bayesgmm.core.draws import posterior_dataset
 from bayesgmm.estimator.estimator import BayesianGMM
@@ -163,14 +163,12 @@ def _check_estimator_kwargs(estimator_kwargs: Mapping[str, Any]) -> dict[str, An
             f"unknown estimator setting(s) {unknown}; valid: {list(valid)} "
             "(n_components, covariance_type and random_seed are arguments of their own)."
         )
-    sampler = estimator_kwargs.get("sampler")
-    if isinstance(sampler, Mapping) and "random_seed" in sampler:
+    sampler = check_mapping(estimator_kwargs.get("sampler"), "sampler")
+    if sampler is not None and "random_seed" in sampler:
         raise ConfigError(
             "sampler['random_seed'] is set per task from the master seed; pass "
             "random_seed=... to fit_many/sweep instead."
         )
-    if sampler is not None and not isinstance(sampler, Mapping):
-        raise ConfigError(f"sampler settings must be a dict; got {type(sampler).__name__}.")
     return dict(estimator_kwargs)
 
 

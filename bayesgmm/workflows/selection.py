@@ -24,7 +24,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from bayesgmm.analysis.diagnostics import diagnose
-from bayesgmm.core.checks import check_k_range, check_seed, child_seed, say
+from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.families import family
 from bayesgmm.core.relabel import relabel
@@ -147,8 +147,7 @@ def loo_compare(
     ks = check_k_range(k_range, X_arr.shape[0])
     family(covariance_type)
     seed = check_seed(random_seed)
-    if sampler is not None and not isinstance(sampler, Mapping):
-        raise ConfigError(f"sampler must be a dict of settings; got {type(sampler).__name__}.")
+    check_mapping(sampler, "sampler")
     base_sampler = {"progressbar": False, **dict(sampler or {})}
     fits: dict[int, Any] = {}
     loos: dict[int, Any] = {}

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from bayesgmm.core.checks import check_seed, real
+from bayesgmm.core.checks import check_mapping, check_seed, real
 from bayesgmm.core.data import check_data
 from bayesgmm.core.predict import count_nonempty
 from bayesgmm.core.priors import Prior
@@ -115,8 +115,7 @@ def sparse_mixture(
             "priors['weights']."
         )
     seed = check_seed(random_seed)
-    if sampler is not None and not isinstance(sampler, Mapping):
-        raise ConfigError(f"sampler must be a dict of settings; got {type(sampler).__name__}.")
+    check_mapping(sampler, "sampler")
     gmm = BayesianGMM(
         n_components,
         covariance_type=covariance_type,
