@@ -9,6 +9,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 
 from bayesgmm.core import predict as P  # noqa: E402
+from bayesgmm.core.draws import example_posterior  # noqa: E402
 from bayesgmm.workflows.distributed import predict_dask, score_samples_dask  # noqa: E402
 
 N = 10_000_000
@@ -20,7 +21,7 @@ HEAD = 100_000
 def test_ten_million_points_score_in_bounded_memory():
     import dask
 
-    post = P._example_posterior(n_chain=2, n_draw=10)  # 20 draws, K=2, D=2
+    post = example_posterior(n_chain=2, n_draw=10)  # 20 draws, K=2, D=2
     X = da.random.RandomState(0).normal(1.5, 2.0, size=(N, 2), chunks=(CHUNK, 2))
     scores = score_samples_dask(post, X)
     labels = predict_dask(post, X)
