@@ -1,48 +1,61 @@
-"""Benchmark: bayesgmm's posterior sampling against NumPyro and the documented PyMC model.
+"""Benchmark: bayesgmm's sampler against a hand-written NumPyro model with parallel chains.
 
-Three ways to get the posterior of a full-covariance Gaussian mixture run side by side,
-in one process, on the same seeded synthetic data (well-separated clusters):
+The methods run side by side in one run, each in its own fresh process, on the same
+seeded synthetic data (well-separated clusters, ``bench_em.make_data``), twice:
+
+``cold``
+    Empty caches: a new, empty JAX persistent compilation cache folder and a new PyTensor
+    compile folder for each method, so everything is compiled.
+``warm``
+    A new process again, with the caches the cold run of the same method filled (what a
+    user's second script, notebook kernel or CLI call sees).
+
+The methods:
 
 ``bayesgmm``
-    ``BayesianGMM(K).fit(X)`` with default settings (EM start, default backend); the
-    wall time is the whole ``fit``: EM, model build, compile, sampling, and the pointwise
-    log-likelihood. ``--samplers`` adds one row per named NUTS backend.
+    ``BayesianGMM(K).fit(X)`` with default settings; the wall time is the whole ``fit``
+    (EM, model, compiling, sampling, relabelling, pointwise log-likelihood, diagnostics).
+    ``--samplers`` adds a row per named backend (``pymc``, ``nutpie``).
 ``numpyro``
-    A hand-written NumPyro model with bayesgmm's default priors, in the data's units:
-    ``Dirichlet(1)`` weights, ``Normal(col mean, 2 col sd)`` means, ``HalfNormal(col sd)``
-    sds, ``LKJCholesky(eta=2)`` correlations, likelihood
-    ``MixtureSameFamily(Categorical, MultivariateNormal(scale_tril=...))``. Every chain
-    starts at the same EM solution bayesgmm starts from (``init_to_value``, passed as
-    unconstrained ``init_params``; bayesgmm adds a 0.05 jitter per chain). Chains run
-    with ``--numpyro-chain-method`` on ``--host-devices`` XLA CPU devices. Timed to
-    ``jax.block_until_ready`` of the samples (JAX dispatches asynchronously), compile
-    included.
-``pymc-doc``
-    What the PyMC documentation shows: ``pm.Mixture`` over a list of per-component
-    ``pm.MvNormal`` with ``pm.LKJCholeskyCov`` (same priors), default ``pm.sample``
-    (whatever backend PyMC 6 picks; nutpie when installed) and its default random
-    starts. It is very slow, so ``--doc-draws`` / ``--doc-tune`` can shorten it; ESS/s
-    is then computed from that shorter run, as measured.
+    What a NumPyro user writes: bayesgmm's default priors in the data's units
+    (``Dirichlet(1)`` weights, ``Normal(col mean, 2 col sd)`` means, ``HalfNormal(col
+    sd)`` sds, ``LKJCholesky(eta=2)``), the likelihood ``MixtureSameFamily(Categorical,
+    MultivariateNormal(scale_tril=...))``, every chain started at the EM solution
+    bayesgmm starts from (unconstrained ``init_params``), target acceptance 0.9 as
+    bayesgmm's, ``numpyro.set_host_device_count(chains)`` and
+    ``chain_method="parallel"``, its JAX compilation cache on in the same way (minimum
+    compile time 0), timed from the model to ``jax.block_until_ready`` of the draws.
+``pymc-doc`` (``--doc-model``)
+    The model of the PyMC documentation, ``pm.Mixture`` of ``pm.MvNormal`` with
+    ``pm.LKJCholeskyCov``, default ``pm.sample``; very slow, shorten with ``--doc-draws``.
 
-All three posteriors are label-aligned the same way before diagnostics: every draw's
-components are permuted to best match the EM solution's means (minimum total squared
-distance over all K! permutations). Diagnostics run over weights, means, sds and the
-strictly lower correlations: the minimum bulk ESS and the maximum rank R-hat.
+Every posterior is label-aligned the same way before diagnostics (per draw, the best of
+the K! permutations to the EM means); the table has the minimum bulk ESS and maximum
+rank R-hat over the weights, means, sds and strictly lower correlations, ESS/s (that ESS
+over the wall seconds), its ratio to NumPyro's in the same phase, and the mean leapfrog
+steps per draw.
 
 Run::
 
-    python bench/bench_sampling.py --workload small --draws 300 --tune 300 \
-        --doc-draws 50 --doc-tune 50
+    python bench/bench_sampling.py --workload small
+    python bench/bench_sampling.py --workload large --draws 500 --tune 500
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = {"small": (1_000, 3, 2), "large": (10_000, 5, 4)}
 
 
 def _parse_args(argv=None) -> argparse.Namespace:
@@ -52,70 +65,39 @@ def _parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--samplers",
-        default="",
-        help="comma-separated bayesgmm backends to time as extra rows (pymc,nutpie,numpyro)",
-    )
-    p.add_argument("--skip-default", action="store_true", help="no bayesgmm default row")
+    p.add_argument("--phases", default="cold,warm", help="cold, warm or both (comma-separated)")
+    p.add_argument("--samplers", default="", help="extra bayesgmm backends, e.g. pymc,nutpie")
+    p.add_argument("--settings", default="{}", help="JSON bayesgmm sampler settings to add")
     p.add_argument("--skip-numpyro", action="store_true")
-    p.add_argument("--skip-doc-model", action="store_true")
-    p.add_argument("--doc-draws", type=int, default=None, help="draws for the doc model")
-    p.add_argument("--doc-tune", type=int, default=None, help="tuning for the doc model")
-    p.add_argument(
-        "--numpyro-chain-method",
-        choices=("parallel", "sequential", "vectorized"),
-        default="sequential",
-        help="'parallel' (pmap) fails for this model with numpyro 0.22 / jax 0.12: "
-        "LKJCholesky converts a traced value to numpy under shard_map",
-    )
-    p.add_argument(
-        "--host-devices",
-        type=int,
-        default=1,
-        help="XLA CPU devices (numpyro.set_host_device_count); also used by bayesgmm's "
-        "numpyro backend (pm.sample pmaps chains when there are enough devices)",
-    )
+    p.add_argument("--doc-model", action="store_true", help="add the documented pm.Mixture")
+    p.add_argument("--doc-draws", type=int, default=None)
+    p.add_argument("--doc-tune", type=int, default=None)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
     return p.parse_args(argv)
 
 
-ARGS = _parse_args() if __name__ in ("__main__", "builtins") else None
-if ARGS is not None:  # must happen before JAX is imported anywhere
-    import numpyro
-
-    numpyro.set_host_device_count(ARGS.host_devices)
-    numpyro.enable_x64()
-
-import arviz as az  # noqa: E402
-import numpy as np  # noqa: E402
-from bench_em import make_data  # noqa: E402  (same synthetic workloads as the EM benchmark)
-
-WORKLOADS = {"small": (1_000, 3, 2), "large": (10_000, 5, 4)}
-
-
 # -- label alignment and diagnostics -------------------------------------------------------
-def align(draws: dict[str, np.ndarray], ref_means: np.ndarray) -> dict[str, np.ndarray]:
-    """Permute components per draw to best match ``ref_means`` (K, D).
+def align(draws: dict, ref_means):
+    """Permute components per draw to best match ``ref_means`` (K, D); ``draws`` holds
+    ``weights`` (C, S, K), ``means`` / ``sds`` (C, S, K, D), ``corr`` (C, S, K, D, D)."""
+    import numpy as np
 
-    ``draws`` holds ``weights`` (C, S, K), ``means``/``sds`` (C, S, K, D) and
-    ``corr`` (C, S, K, D, D); the component axis is axis 2 for all.
-    """
     K = ref_means.shape[0]
-    perms = np.array(list(itertools.permutations(range(K))))  # (P, K)
-    # cost[c, s, i, j] = |means[c, s, i] - ref[j]|^2
+    perms = np.array(list(itertools.permutations(range(K))))
     cost = np.sum((draws["means"][:, :, :, None, :] - ref_means[None, None, None]) ** 2, axis=-1)
-    # total cost of assigning component perms[p, j] to reference j
-    total = cost[:, :, perms, np.arange(K)].sum(axis=-1)  # (C, S, P)
-    best = perms[np.argmin(total, axis=-1)]  # (C, S, K)
-    out = {}
-    for name, arr in draws.items():
-        idx = best.reshape(best.shape + (1,) * (arr.ndim - 3))
-        out[name] = np.take_along_axis(arr, idx, axis=2)
-    return out
+    best = perms[np.argmin(cost[:, :, perms, np.arange(K)].sum(axis=-1), axis=-1)]
+    return {
+        name: np.take_along_axis(arr, best.reshape(best.shape + (1,) * (arr.ndim - 3)), axis=2)
+        for name, arr in draws.items()
+    }
 
 
-def diagnostics(draws: dict[str, np.ndarray]) -> tuple[float, float]:
+def diagnostics(draws: dict) -> tuple[float, float]:
     """Minimum bulk ESS and maximum R-hat over every aligned scalar parameter."""
+    import arviz as az
+    import numpy as np
+
     D = draws["means"].shape[-1]
     i, j = np.tril_indices(D, k=-1)
     C, S = draws["weights"].shape[:2]
@@ -125,13 +107,23 @@ def diagnostics(draws: dict[str, np.ndarray]) -> tuple[float, float]:
         draws["sds"].reshape(C, S, -1),
         draws["corr"][..., i, j].reshape(C, S, -1),
     ]
-    flat = np.concatenate(cols, axis=-1)  # (C, S, P)
+    flat = np.concatenate(cols, axis=-1)
     ess = np.asarray(az.ess(flat, method="bulk", chain_axis=0, draw_axis=1))
     rhat = np.asarray(az.rhat(flat, chain_axis=0, draw_axis=1))
     return float(np.min(ess)), float(np.max(rhat))
 
 
-# -- the three methods ----------------------------------------------------------------------
+def em_reference(X, K, seed):
+    """The EM MAP solution bayesgmm starts from (the same call as ``BayesianGMM.fit``)."""
+    from bayesgmm.core.em import fit_em
+    from bayesgmm.core.spec import make_spec
+
+    X, spec = make_spec(X, K, "full")
+    prior = spec.priors.to_em_prior("full")
+    return fit_em(X, K, covariance_type="full", prior=prior, random_seed=seed, n_init=10)
+
+
+# -- the methods (each runs in a worker process) --------------------------------------------
 def run_bayesgmm(X, K, args, nuts_sampler="auto"):
     from bayesgmm import BayesianGMM
 
@@ -142,48 +134,39 @@ def run_bayesgmm(X, K, args, nuts_sampler="auto"):
         "random_seed": args.seed,
         "progressbar": False,
         "nuts_sampler": nuts_sampler,
+        **json.loads(args.settings),
     }
     t = time.perf_counter()
     gmm = BayesianGMM(K, sampler=cfg).fit(X)
     wall = time.perf_counter() - t
-    post = gmm.idata_["posterior"].to_dataset()
+    post = gmm.idata_["posterior"]
     draws = {
         "weights": post["weights"].values,
         "means": post["means"].values,
         "sds": post["sds"].values,
         "corr": post["correlation"].values,
     }
-    stats = gmm.idata_["sample_stats"].to_dataset()
+    stats = gmm.idata_["sample_stats"]
     steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
-    return wall, draws, steps, gmm.idata_.attrs.get("nuts_sampler", nuts_sampler)
-
-
-def em_reference(X, K, seed):
-    """The EM MAP solution bayesgmm starts from (same call as ``BayesianGMM.fit``)."""
-    from bayesgmm.core.em import fit_em
-    from bayesgmm.core.spec import make_spec
-
-    X, spec = make_spec(X, K, "full")
-    return fit_em(
-        X,
-        K,
-        covariance_type="full",
-        prior=spec.priors.to_em_prior("full"),
-        random_seed=seed,
-        n_init=10,
-    )
+    attrs = post.attrs
+    note = f"backend={gmm.idata_.attrs.get('nuts_sampler', nuts_sampler)}"
+    if "workers" in attrs:
+        note += f" threads={attrs['workers']} dense={attrs['dense_mass']}"
+    return wall, draws, steps, note
 
 
 def run_numpyro(X, K, em, args):
     import jax
     import jax.numpy as jnp
+    import numpy as np
     import numpyro
     import numpyro.distributions as dist
     from numpyro.distributions import biject_to, constraints
-    from numpyro.infer import MCMC, NUTS, init_to_value
+    from numpyro.infer import MCMC, NUTS
 
     N, D = X.shape
     loc, sd = X.mean(axis=0), X.std(axis=0)
+    t = time.perf_counter()
 
     def model(x):
         weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(K)))
@@ -200,29 +183,22 @@ def run_numpyro(X, K, em, args):
 
     cov = np.asarray(em.covariance_matrices())
     em_sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    chol_corr = np.linalg.cholesky(cov / (em_sds[:, :, None] * em_sds[:, None, :]))
+    # the EM start on the unconstrained scale, one copy per chain (init_to_value fails
+    # under pmap for LKJCholesky with numpyro 0.22; init_params starts the chains there)
     start = {
-        "weights": np.asarray(em.weights) / np.sum(em.weights),
-        "means": np.asarray(em.means),
-        "sds": em_sds,
-        "chol_corr": np.linalg.cholesky(cov / (em_sds[:, :, None] * em_sds[:, None, :])),
+        "weights": biject_to(constraints.simplex).inv(jnp.asarray(em.weights / em.weights.sum())),
+        "means": jnp.asarray(em.means),
+        "sds": biject_to(constraints.positive).inv(jnp.asarray(em_sds)),
+        "chol_corr": biject_to(constraints.corr_cholesky).inv(jnp.asarray(chol_corr)),
     }
-    # the same start as unconstrained values, one copy per chain (passing init_params
-    # rather than relying on init_to_value alone also works under pmap)
-    unconstrained = {
-        "weights": biject_to(constraints.simplex).inv(jnp.asarray(start["weights"])),
-        "means": jnp.asarray(start["means"]),
-        "sds": biject_to(constraints.positive).inv(jnp.asarray(start["sds"])),
-        "chol_corr": biject_to(constraints.corr_cholesky).inv(jnp.asarray(start["chol_corr"])),
-    }
-    init_params = {k: jnp.stack([v] * args.chains) for k, v in unconstrained.items()}
-    t = time.perf_counter()
-    kernel = NUTS(model, target_accept_prob=0.9, init_strategy=init_to_value(values=start))
+    init_params = {k: jnp.stack([v] * args.chains) for k, v in start.items()}
     mcmc = MCMC(
-        kernel,
+        NUTS(model, target_accept_prob=0.9),
         num_warmup=args.tune,
         num_samples=args.draws,
         num_chains=args.chains,
-        chain_method=args.numpyro_chain_method,
+        chain_method="parallel",
         progress_bar=False,
     )
     mcmc.run(
@@ -241,10 +217,11 @@ def run_numpyro(X, K, em, args):
         "sds": np.asarray(samples["sds"]),
         "corr": L @ np.swapaxes(L, -1, -2),
     }
-    return wall, draws, float(np.mean(steps))
+    return wall, draws, float(np.mean(steps)), f"parallel on {jax.device_count()} devices"
 
 
 def run_doc_model(X, K, args):
+    import numpy as np
     import pymc as pm
 
     D = X.shape[1]
@@ -271,88 +248,127 @@ def run_doc_model(X, K, args):
             compute_convergence_checks=False,
         )
     wall = time.perf_counter() - t
-    post = idata["posterior"].to_dataset()
+    post = idata["posterior"]
     draws = {
         "weights": post["weights"].values,
         "means": post["means"].values,
         "sds": np.stack([post[f"chol_cov_{k}_stds"].values for k in range(K)], axis=2),
         "corr": np.stack([post[f"chol_cov_{k}_corr"].values for k in range(K)], axis=2),
     }
-    stats = idata["sample_stats"].to_dataset()
-    steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
-    backend = "pm.sample default"
-    return wall, draws, steps, backend, draws_n, tune_n
+    steps = float(idata["sample_stats"]["n_steps"].mean())
+    return wall, draws, steps, f"pm.sample default, {tune_n}+{draws_n}"
 
 
-# -- driver ---------------------------------------------------------------------------------
-def main(args: argparse.Namespace) -> None:
+def worker(args: argparse.Namespace) -> None:
+    """One method on one workload in this (fresh) process; prints a JSON row."""
+    method, workload = args.worker.split(":")
+    if method == "numpyro":  # before JAX is imported anywhere
+        import numpyro
+
+        numpyro.set_host_device_count(args.chains)
+        numpyro.enable_x64()
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", os.environ["BENCH_JAX_CACHE"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     import logging
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pymc").setLevel(logging.ERROR)
+    sys.path.insert(0, str(HERE))
+    from bench_em import make_data
+
+    n, K, D = WORKLOADS[workload]
+    X = make_data(n, K, D, args.seed)
+    em = em_reference(X, K, args.seed)
+    if method == "numpyro":
+        wall, draws, steps, note = run_numpyro(X, K, em, args)
+    elif method == "pymc-doc":
+        wall, draws, steps, note = run_doc_model(X, K, args)
+    else:
+        sampler = method.split("[")[1].rstrip("]") if "[" in method else "auto"
+        wall, draws, steps, note = run_bayesgmm(X, K, args, sampler)
+    ess, rhat = diagnostics(align(draws, em.means))
+    row = {"wall": wall, "ess": ess, "rhat": rhat, "steps": steps, "note": note}
+    print("ROW " + json.dumps(row), flush=True)
+
+
+# -- driver ---------------------------------------------------------------------------------
+def _spawn(method: str, workload: str, caches: Path, argv: list[str]) -> dict:
+    env = dict(os.environ)
+    caches.mkdir(parents=True, exist_ok=True)
+    env["BAYESGMM_JAX_CACHE"] = str(caches / "jax")
+    env["BENCH_JAX_CACHE"] = str(caches / "jax")
+    env["PYTENSOR_FLAGS"] = f"compiledir={caches / 'pytensor'}"
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", f"{method}:{workload}"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    rows = [line[4:] for line in proc.stdout.splitlines() if line.startswith("ROW ")]
+    if proc.returncode != 0 or not rows:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"{method} on {workload} failed (exit {proc.returncode})")
+    row = json.loads(rows[-1])
+    row["process"] = time.perf_counter() - t
+    return row
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> None:
     names = ["small", "large"] if args.workload == "both" else [args.workload]
-    extra = [s for s in args.samplers.split(",") if s]
+    phases = [p for p in args.phases.split(",") if p]
+    methods = ["bayesgmm", *(f"bayesgmm[{s}]" for s in args.samplers.split(",") if s)]
+    methods += [] if args.skip_numpyro else ["numpyro"]
+    methods += ["pymc-doc"] if args.doc_model else []
     rows = []
-    for name in names:
-        n, K, D = WORKLOADS[name]
-        X = make_data(n, K, D, args.seed)
-        em = em_reference(X, K, args.seed)
-        ref = np.asarray(em.means)
-        results = []  # (method, wall, draws, mean leapfrog steps, note)
-        runs = [] if args.skip_default else [("bayesgmm", "auto")]
-        runs += [(f"bayesgmm[{s}]", s) for s in extra]
-        for label, sampler in runs:
-            wall, draws, steps, backend = run_bayesgmm(X, K, args, sampler)
-            results.append((label, wall, draws, steps, f"backend={backend}"))
-            _progress(name, results[-1], ref)
-        if not args.skip_numpyro:
-            wall, draws, steps = run_numpyro(X, K, em, args)
-            results.append(("numpyro", wall, draws, steps, args.numpyro_chain_method))
-            _progress(name, results[-1], ref)
-        if not args.skip_doc_model:
-            wall, draws, steps, backend, dn, tn = run_doc_model(X, K, args)
-            results.append(("pymc-doc", wall, draws, steps, f"{backend} {tn}+{dn}"))
-            _progress(name, results[-1], ref)
-        for label, wall, draws, steps, note in results:
-            ess, rhat = diagnostics(align(draws, ref))
-            rows.append([name, label, wall, ess, rhat, ess / wall, steps, note])
-    _print_table(rows)
+    with tempfile.TemporaryDirectory(prefix="bench-caches-") as tmp:
+        for workload in names:
+            for phase in phases:
+                for method in methods:
+                    caches = Path(tmp) / workload / method
+                    if phase == "cold" and caches.exists():
+                        raise SystemExit("cold must come before warm")
+                    row = _spawn(method, workload, caches, argv)
+                    row.update(workload=workload, phase=phase, method=method)
+                    rows.append(row)
+                    print(
+                        f"# {workload} {phase} {method}: {row['wall']:.1f} s, min ESS "
+                        f"{row['ess']:.0f}, R-hat {row['rhat']:.3f}, steps {row['steps']:.1f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    _print_tables(rows, args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
 
 
-def _progress(workload, result, ref) -> None:
-    label, wall, draws, steps, note = result
-    ess, rhat = diagnostics(align(draws, ref))
-    print(
-        f"# done {workload} {label}: {wall:.1f} s, min ESS {ess:.0f}, max R-hat {rhat:.3f}, "
-        f"steps {steps:.1f} ({note})",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _print_table(rows) -> None:
-    base = {}
-    for r in rows:
-        if r[1] in ("numpyro", "pymc-doc"):
-            base[r[0], r[1]] = r[5]
-    header = (
-        f"{'workload':<9}{'method':<19}{'wall s':>9}{'min ESS':>9}{'max R-hat':>10}"
-        f"{'ESS/s':>9}{'x numpyro':>10}{'x doc':>9}{'steps':>7}  note"
-    )
-    print(header)
-    print("-" * len(header))
-    for wl, label, wall, ess, rhat, eps, steps, note in rows:
-        r_np = eps / base[wl, "numpyro"] if (wl, "numpyro") in base else float("nan")
-        r_doc = eps / base[wl, "pymc-doc"] if base.get((wl, "pymc-doc")) else float("nan")
-        print(
-            f"{wl:<9}{label:<19}{wall:>9.1f}{ess:>9.0f}{rhat:>10.3f}{eps:>9.1f}"
-            f"{r_np:>10.2f}{r_doc:>9.0f}{steps:>7.1f}  {note}"
+def _print_tables(rows, args) -> None:
+    for phase in dict.fromkeys(r["phase"] for r in rows):
+        print(f"\n{phase} caches")
+        header = (
+            f"{'workload':<9}{'method':<18}{'wall s':>8}{'min ESS':>9}{'max R-hat':>10}"
+            f"{'ESS/s':>9}{'x numpyro':>10}{'steps':>7}  note"
         )
+        print(header)
+        print("-" * len(header))
+        for r in (r for r in rows if r["phase"] == phase):
+            base = [b for b in rows if b["phase"] == phase and b["workload"] == r["workload"]]
+            peer = [b["ess"] / b["wall"] for b in base if b["method"] == "numpyro"]
+            eps = r["ess"] / r["wall"]
+            ratio = eps / peer[0] if peer else float("nan")
+            print(
+                f"{r['workload']:<9}{r['method']:<18}{r['wall']:>8.1f}{r['ess']:>9.0f}"
+                f"{r['rhat']:>10.3f}{eps:>9.2f}{ratio:>10.2f}{r['steps']:>7.1f}  {r['note']}"
+            )
     print(
-        f"# draws={ARGS.draws} tune={ARGS.tune} chains={ARGS.chains} seed={ARGS.seed} "
-        f"cpus={os.cpu_count()}; steps = mean leapfrog steps per draw"
+        f"\n# draws={args.draws} tune={args.tune} chains={args.chains} seed={args.seed} "
+        f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}; steps = mean leapfrog steps "
+        "per draw; wall = fit (bayesgmm) or model-to-draws (numpyro), compile included"
     )
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    ARGV = sys.argv[1:]
+    ARGS = _parse_args(ARGV)
+    if ARGS.worker:
+        worker(ARGS)
+    else:
+        main(ARGS, ARGV)

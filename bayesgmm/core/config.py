@@ -9,6 +9,7 @@ command line and a saved model read and check these settings without them.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
@@ -28,17 +29,26 @@ from bayesgmm.exceptions import ConfigError
 
 __all__ = [
     "ADVI_METHODS",
+    "DENSE_MAX_PARAMETERS",
     "EM_SETTINGS",
     "INFERENCE_METHODS",
+    "MASS_MATRICES",
+    "MULTIMODAL",
     "NUTS_SAMPLERS",
     "ADVIConfig",
     "SamplerConfig",
+    "available_cores",
     "available_samplers",
     "config_from_mapping",
     "em_settings",
 ]
 
 NUTS_SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "blackjax")
+MASS_MATRICES = ("auto", "diag", "dense")
+MULTIMODAL = ("stack", "report")
+#: ``mass_matrix="auto"`` adapts a dense mass matrix up to this many unconstrained
+#: parameters (bench/bench_sampling.py: see bench/README.md).
+DENSE_MAX_PARAMETERS = 200
 ADVI_METHODS = ("advi", "fullrank_advi")
 INFERENCE_METHODS = ("nuts", "advi")
 _MODULE_OF = {"pymc": "pymc", "nutpie": "nutpie", "numpyro": "numpyro", "blackjax": "blackjax"}
@@ -60,6 +70,14 @@ def available_samplers() -> list[str]:
     True
     """
     return [s for s, mod in _MODULE_OF.items() if importlib.util.find_spec(mod) is not None]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 def config_from_mapping(cls, d, what: str):
@@ -119,10 +137,27 @@ class SamplerConfig(_Settings):
     random_seed : int, optional
     progressbar : bool
     cores : int, optional
-        Parallel chains for the ``pymc`` backend (default: PyMC's choice).
+        Chains run at the same time. Default: one per available core, at most ``chains``
+        (the ``numpyro`` backend runs them as threads over one compiled program; the
+        ``pymc`` backend as processes). 1 runs them one after the other.
     jitter : float
         Standard deviation of the per-chain Gaussian jitter around the EM start, on the
         unconstrained scale. 0 starts every chain exactly at the EM solution.
+    mass_matrix : {"auto", "diag", "dense"}
+        The mass matrix adapted during tuning (``numpyro`` backend). ``"dense"`` learns the
+        posterior's correlations (fewer leapfrog steps per draw, at a cost quadratic in
+        the number of parameters); ``"auto"`` chooses dense up to
+        ``DENSE_MAX_PARAMETERS`` unconstrained parameters, diagonal above.
+    target_ess : int, optional
+        Keep drawing, in rounds of ``draws``, until the smallest bulk and tail ESS of the
+        relabelled weights, means, sds and correlations reach this (and R-hat is at most
+        1.01), or ``max_time`` has passed (``numpyro`` backend). None: ``draws`` only.
+    max_time : float, optional
+        Seconds after which no further round of draws starts (with ``target_ess``).
+    multimodal : {"stack", "report"}
+        When chains settle in different posterior modes: ``"stack"`` combines the chains
+        by stacking (Yao, Vehtari & Gelman 2022) and says so; ``"report"`` only names the
+        modes. Chains are never dropped.
 
     Examples
     --------
@@ -139,6 +174,10 @@ class SamplerConfig(_Settings):
     progressbar: bool = True
     cores: int | None = None
     jitter: float = 0.05
+    mass_matrix: str = "auto"
+    target_ess: int | None = None
+    max_time: float | None = None
+    multimodal: str = "stack"
 
     CONSTRAINTS: ClassVar[dict[str, Constraint]] = {
         "draws": integer(1),
@@ -149,9 +188,19 @@ class SamplerConfig(_Settings):
         "random_seed": _SEED,
         "cores": optional(integer(1)).says("a positive integer or None"),
         "jitter": real(0, 1).says("in [0, 1]"),
+        "mass_matrix": choice(MASS_MATRICES),
+        "target_ess": optional(integer(1)).says("a positive integer or None"),
+        "max_time": optional(real(0, lo_open=True)).says("positive seconds or None"),
+        "multimodal": choice(MULTIMODAL),
     }
 
     WHAT = "sampler"
+
+    def workers(self) -> int:
+        """Chains run at the same time: ``cores``, else the available cores, at most
+        ``chains``."""
+        cores = self.cores if self.cores is not None else available_cores()
+        return max(1, min(int(cores), int(self.chains)))
 
     def resolved_sampler(self) -> str:
         """The backend that will actually run (ConfigError if it is not installed here).

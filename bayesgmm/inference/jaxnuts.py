@@ -2,19 +2,22 @@
 
 ``pm.sample(nuts_sampler="numpyro")`` turns the model's data into constants of the JAX
 program, so every fit compiles the sampler again; for the small models bayesgmm fits,
-that compilation is most of the wall time (tens of seconds against a second of
-sampling). Here the model's ``pm.Data`` (the data and, see
-:func:`bayesgmm.inference.model.build_model`, the standardisation and prior parameters)
-are *arguments* of the compiled functions, and
-the compiled sampler is kept in a process-wide cache keyed by the model's structure
-(K, D, covariance family, sd prior, number of points) and the sampler settings that
-shape the program (tuning length, target acceptance). Fitting another dataset of the
-same shape, or the same data again, reuses it.
+that compilation is most of the wall time. Here the model's ``pm.Data`` (the data and,
+see :func:`bayesgmm.inference.model.build_model`, the standardisation and prior
+parameters) are *arguments* of the compiled functions, and the compiled sampler is kept
+in a process-wide cache keyed by the model's structure (K, D, covariance family, sd
+prior, number of points) and the sampler settings that shape the program (tuning length,
+target acceptance, mass matrix). Fitting another dataset of the same shape, or the same
+data again, reuses it; JAX's persistent compilation cache
+(:func:`~bayesgmm.inference.jaxgraph.enable_compilation_cache`) carries the compiled
+programs over to new processes.
 
-The sampler is NumPyro's NUTS (``numpyro.infer.hmc.hmc``, diagonal mass matrix, step
-size and mass matrix adapted during tuning, as ``pm.sample`` runs it); the log density
-is PyMC's own (``model.logp()``), turned into JAX by PyTensor. Chains run one after the
-other, each in compiled chunks of iterations so that a progress bar can follow them.
+The sampler is NumPyro's NUTS (``numpyro.infer.hmc.hmc``; step size and a diagonal or
+dense mass matrix adapted during tuning); the log density is the model's
+(:mod:`bayesgmm.inference.jaxgraph`). Chains run in parallel, one thread each over the
+same compiled program (JAX releases the GIL while it computes), on as many cores as
+``workers`` allows, each in compiled chunks of iterations so that a progress bar can
+follow them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,11 @@ import pymc as pm
 import xarray as xr
 
 from bayesgmm._logging import logger
+from bayesgmm.inference.jaxgraph import (
+    ModelFunctions,
+    enable_compilation_cache,
+    model_functions,
+)
 
 __all__ = ["cache_info", "clear_cache", "sample_numpyro"]
 
@@ -47,6 +56,7 @@ class _Compiled:
     value_names: list[str]
     shared_names: list[str]
     out_names: list[str]
+    prepare_fn: Any  # (shared values) -> args of the others
     init_fn: Any  # (rng_key, init_params, shared) -> HMCState
     advance_fn: Any  # (state, shared) -> (state, (z, stats)) over _CHUNK iterations
     post_fn: Any  # (z batched over draws, shared) -> constrained outputs
@@ -63,42 +73,8 @@ def cache_info() -> dict[str, int]:
     return {"size": len(_CACHE), "capacity": _CACHE_SIZE}
 
 
-def _shared_inputs(model: pm.Model, outputs) -> list:
-    from pytensor.compile.sharedvalue import SharedVariable
-    from pytensor.graph.traversal import graph_inputs
-
-    found = {v.name: v for v in graph_inputs(outputs) if isinstance(v, SharedVariable)}
-    if any(name is None for name in found):
-        raise RuntimeError("the model has an unnamed shared variable; cannot cache it.")
-    return [found[name] for name in sorted(found)]
-
-
-def _jaxify(model: pm.Model, outputs, shared: Sequence):
-    """JAX function of (value variables..., shared values...) -> outputs."""
-    from pytensor.compile import mode as pt_mode
-    from pytensor.graph import FunctionGraph
-    from pytensor.graph.replace import graph_replace
-    from pytensor.link.jax.dispatch import jax_funcify
-
-    symbolic = [s.type() for s in shared]
-    outs = graph_replace(list(outputs), dict(zip(shared, symbolic, strict=True)), strict=False)
-    fgraph = FunctionGraph(inputs=[*model.value_vars, *symbolic], outputs=outs, clone=True)
-    pt_mode.JAX.optimizer.rewrite(fgraph)
-    return jax_funcify(fgraph)
-
-
-def _graph(model: pm.Model) -> tuple[list, list, list]:
-    """The model's log density, its posterior outputs, and the shared inputs of both."""
-    from pymc.util import get_default_varnames
-
-    logp = model.logp()
-    outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
-    return logp, outputs, _shared_inputs(model, [logp, *outputs])
-
-
-def _structure_key(model: pm.Model, spec, shared, n_obs, tune, target_accept) -> tuple:
-    point = model.initial_point()
-    values = tuple((v.name, tuple(np.shape(point[v.name]))) for v in model.value_vars)
+def _structure_key(point, spec, shared, n_obs, tune, target_accept, dense) -> tuple:
+    values = tuple((name, tuple(np.shape(point[name]))) for name in sorted(point))
     shared = tuple((s.name, tuple(np.shape(s.get_value(borrow=True)))) for s in shared)
     return (
         spec.n_components,
@@ -111,46 +87,40 @@ def _structure_key(model: pm.Model, spec, shared, n_obs, tune, target_accept) ->
         shared,
         int(tune),
         float(target_accept),
+        bool(dense),
     )
 
 
-def _compile(model: pm.Model, graph, tune: int, target_accept: float) -> _Compiled:
+def _compile(functions: ModelFunctions, tune: int, target_accept: float, dense: bool):
     import jax
 
     # importing pymc.sampling.jax switches JAX to 64-bit floats, as pm.sample does
     import pymc.sampling.jax  # noqa: F401
     from numpyro.infer.hmc import hmc
 
-    logp, outputs, shared = graph
-    shared_names = [s.name for s in shared]
-    value_names = [v.name for v in model.value_vars]
-    logp_fn = _jaxify(model, [logp], shared)
-    out_names = [v.name for v in outputs]
-    post_fn_raw = _jaxify(model, outputs, shared)
-
-    def potential_fn_gen(shared_values):
+    def potential_fn_gen(args):
         def potential(params):
-            return -logp_fn(*(params[n] for n in value_names), *shared_values)[0]
+            return -functions.logp(params, args)
 
         return potential
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
-    def init(rng_key, init_params, shared_values):
+    def init(rng_key, init_params, args):
         return init_kernel(
             init_params,
             num_warmup=tune,
             target_accept_prob=target_accept,
             adapt_step_size=True,
             adapt_mass_matrix=True,
-            dense_mass=False,
-            model_args=(shared_values,),
+            dense_mass=dense,
+            model_args=(args,),
             rng_key=rng_key,
         )
 
-    def advance(state, shared_values):
+    def advance(state, args):
         def step(s, _):
-            s = sample_kernel(s, model_args=(shared_values,))
+            s = sample_kernel(s, model_args=(args,))
             stats = (
                 s.diverging,
                 s.num_steps,
@@ -163,36 +133,111 @@ def _compile(model: pm.Model, graph, tune: int, target_accept: float) -> _Compil
 
         return jax.lax.scan(step, state, None, length=_CHUNK)
 
-    def post(z, shared_values):
-        def one(zi):
-            return post_fn_raw(*(zi[n] for n in value_names), *shared_values)
-
-        return jax.vmap(one)(z)
+    def post(z, args):
+        return jax.vmap(lambda zi: functions.outputs(zi, args))(z)
 
     return _Compiled(
-        value_names=value_names,
-        shared_names=shared_names,
-        out_names=out_names,
+        value_names=functions.value_names,
+        shared_names=functions.shared_names,
+        out_names=functions.out_names,
+        prepare_fn=jax.jit(functions.prepare),
         init_fn=jax.jit(init),
         advance_fn=jax.jit(advance),
         post_fn=jax.jit(post),
     )
 
 
-def _compiled_for(model, spec, n_obs, tune, target_accept) -> tuple[_Compiled, list, bool]:
-    graph = _graph(model)
-    shared = graph[2]
-    key = _structure_key(model, spec, shared, n_obs, tune, target_accept)
+def model_shared(model: pm.Model, names: Sequence[str]) -> list:
+    """The model's shared variables of these names (data, or the lengths of dims)."""
+    return [model.named_vars[n] if n in model.named_vars else model.dim_lengths[n] for n in names]
+
+
+def _compiled_for(model, spec, point, n_obs, tune, target_accept, dense):
+    """The compiled sampler for this model structure (from the cache, else compiled), the
+    model's shared variables in its argument order, and whether it was a cache hit."""
+    enable_compilation_cache()
+    data = sorted(model.data_vars, key=lambda v: v.name)
+    key = _structure_key(point, spec, data, n_obs, tune, target_accept, dense)
     with _LOCK:
-        hit = key in _CACHE
-        if hit:
+        if key in _CACHE:
             _CACHE.move_to_end(key)
-            return _CACHE[key], shared, True
-        compiled = _compile(model, graph, tune, target_accept)
+            compiled = _CACHE[key]
+            return compiled, model_shared(model, compiled.shared_names), True
+        functions, shared = model_functions(model, spec)
+        compiled = _compile(functions, tune, target_accept, dense)
         _CACHE[key] = compiled
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return compiled, shared, False
+
+
+class _Chains:
+    """The chains of one run: their sampler states, advanced together chunk by chunk."""
+
+    def __init__(self, compiled, args, init_points, keys, workers, bar):
+        self.compiled, self.args, self.bar = compiled, args, bar
+        self.init_points, self.keys = init_points, keys
+        self.workers = max(1, min(int(workers), len(init_points)))
+        self.states: list[Any] = [None] * len(init_points)
+        self.z: list[list] = [[] for _ in init_points]
+        self.stats: list[list] = [[] for _ in init_points]
+        self.iterations = 0
+
+    def _advance_one(self, c: int, n_chunks: int, first_done: threading.Event | None):
+        import jax
+        import jax.numpy as jnp
+
+        compiled = self.compiled
+        if self.states[c] is None:
+            init = {
+                n: jnp.asarray(self.init_points[c][n], dtype=jnp.float64)
+                for n in compiled.value_names
+            }
+            self.states[c] = compiled.init_fn(self.keys[c], init, self.args)
+        for _ in range(n_chunks):
+            state, (z, st) = compiled.advance_fn(self.states[c], self.args)
+            jax.block_until_ready(z)
+            self.states[c] = state
+            self.z[c].append(z)
+            self.stats[c].append(tuple(np.asarray(v) for v in st))
+            if first_done is not None:
+                first_done.set()
+            if self.bar is not None:
+                self.bar.update(_CHUNK)
+
+    def advance(self, n_chunks: int) -> None:
+        """Run every chain ``n_chunks`` chunks further, ``workers`` chains at a time."""
+        chains = len(self.states)
+        if n_chunks <= 0:
+            return
+        if self.workers == 1:
+            for c in range(chains):
+                self._advance_one(c, n_chunks, None)
+        else:
+            fresh = self.iterations == 0
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                first_done = threading.Event()
+                first = pool.submit(self._advance_one, 0, n_chunks, first_done)
+                # on the first call, chain 0 alone until its first chunk has run (and
+                # compiled): the other threads then reuse the compiled program
+                while fresh and not (first_done.wait(0.05) or first.done()):
+                    pass
+                rest = [pool.submit(self._advance_one, c, n_chunks, None) for c in range(1, chains)]
+                for fut in [first, *rest]:
+                    fut.result()
+        self.iterations += n_chunks * _CHUNK
+
+    def draws(self, keep: slice):
+        """Unconstrained draws (per chain) and the sample stats in ``keep``."""
+        import jax.numpy as jnp
+
+        names = self.compiled.value_names
+        zs = [{n: jnp.concatenate([p[n] for p in parts])[keep] for n in names} for parts in self.z]
+        stats = [
+            [np.concatenate([p[i] for p in parts])[keep] for i in range(len(_STATS))]
+            for parts in self.stats
+        ]
+        return zs, stats
 
 
 def sample_numpyro(
@@ -205,6 +250,10 @@ def sample_numpyro(
     target_accept: float,
     random_seed: int,
     progressbar: bool = False,
+    workers: int = 1,
+    dense_mass: bool = False,
+    enough: Callable[[xr.DataTree], bool] | None = None,
+    max_time: float | None = None,
 ) -> xr.DataTree:
     """Run NumPyro NUTS from given unconstrained starts, reusing a compiled sampler.
 
@@ -220,6 +269,15 @@ def sample_numpyro(
     target_accept : float
     random_seed : int
     progressbar : bool
+    workers : int
+        Chains run at the same time (threads over one compiled program).
+    dense_mass : bool
+        Adapt a dense mass matrix (else a diagonal one).
+    enough : callable, optional
+        Called with the draws so far (a DataTree as returned); while it returns False,
+        every chain draws ``draws`` more, until ``max_time`` seconds have passed since
+        the start.
+    max_time : float, optional
 
     Returns
     -------
@@ -227,14 +285,18 @@ def sample_numpyro(
         ``posterior`` (free variables in their constrained form and the deterministics),
         ``sample_stats`` (``diverging``, ``n_steps``, ``tree_depth``, ``acceptance_rate``,
         ``energy``, ``lp``, ``step_size``), ``observed_data`` and ``constant_data``; the
-        attribute ``compile_cache_hit`` says whether a compiled sampler was reused.
+        posterior's attributes say whether a compiled sampler was reused
+        (``compile_cache_hit``), the seconds spent compiling and sampling, the rounds of
+        draws and whether ``enough`` was met (``target_met``).
     """
     import jax
     import jax.numpy as jnp
 
     n_obs = int(np.shape(model["data"].get_value(borrow=True))[0])
     t0 = time.perf_counter()
-    compiled, shared, hit = _compiled_for(model, spec, n_obs, tune, target_accept)
+    compiled, shared, hit = _compiled_for(
+        model, spec, init_points[0], n_obs, tune, target_accept, dense_mass
+    )
     if not hit and progressbar:
         logger.info(
             "compiling the NUTS sampler for K=%d, D=%d, %r covariance, %d points (first fit "
@@ -244,34 +306,47 @@ def sample_numpyro(
             spec.covariance_type,
             n_obs,
         )
-    shared_values = tuple(jnp.asarray(s.get_value(borrow=True)) for s in shared)
+    args = compiled.prepare_fn(tuple(jnp.asarray(s.get_value(borrow=True)) for s in shared))
     chains = len(init_points)
-    total = tune + draws
-    n_chunks = math.ceil(total / _CHUNK)
     keys = jax.random.split(jax.random.PRNGKey(random_seed), chains)
-    bar = _progress(progressbar, chains * n_chunks * _CHUNK)
-    zs, stats = [], []
-    for c in range(chains):
-        init = {n: jnp.asarray(init_points[c][n], dtype=jnp.float64) for n in compiled.value_names}
-        state = compiled.init_fn(keys[c], init, shared_values)
-        z_parts, s_parts = [], []
-        for i in range(n_chunks):
-            state, (z, st) = compiled.advance_fn(state, shared_values)
-            if c == 0 and i == 0 and not hit and progressbar:
-                jax.block_until_ready(z)
-                logger.info("compiled in %.1f s; sampling", time.perf_counter() - t0)
-            z_parts.append(z)
-            s_parts.append(st)
-            if bar is not None:
-                bar.update(_CHUNK)
-        keep = slice(tune, total)
-        zs.append({n: jnp.concatenate([p[n] for p in z_parts])[keep] for n in compiled.value_names})
-        stats.append([np.concatenate([np.asarray(p[i]) for p in s_parts])[keep] for i in range(6)])
+    bar = _progress(progressbar, chains * math.ceil((tune + draws) / _CHUNK) * _CHUNK)
+    run = _Chains(compiled, args, init_points, keys, workers, bar)
+    rounds, target_met = 1, None
+    while True:
+        total = tune + rounds * draws
+        run.advance(math.ceil(total / _CHUNK) - run.iterations // _CHUNK)
+        if rounds == 1:
+            first_seconds = time.perf_counter() - t0
+        tree = _posterior_tree(model, run, slice(tune, total), tune, hit)
+        if enough is None:
+            break
+        target_met = bool(enough(tree))
+        if target_met or (max_time is not None and time.perf_counter() - t0 >= max_time):
+            break
+        rounds += 1
+        if bar is not None:
+            bar.total += chains * draws
+            bar.refresh()
     if bar is not None:
         bar.close()
+    tree["posterior"].attrs.update(
+        sampling_seconds=round(time.perf_counter() - t0, 3),
+        first_round_seconds=round(first_seconds, 3),
+        rounds=rounds,
+        workers=run.workers,
+        dense_mass=bool(dense_mass),
+    )
+    if target_met is not None:
+        tree["posterior"].attrs["target_met"] = target_met
+    return tree
+
+
+def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> xr.DataTree:
+    compiled = run.compiled
+    zs, stats = run.draws(keep)
     posterior = {name: [] for name in compiled.out_names}
     for z in zs:
-        outs = compiled.post_fn(z, shared_values)
+        outs = compiled.post_fn(z, run.args)
         for name, value in zip(compiled.out_names, outs, strict=True):
             posterior[name].append(np.asarray(value))
     posterior = {name: np.stack(v) for name, v in posterior.items()}

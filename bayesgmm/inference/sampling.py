@@ -13,18 +13,19 @@ here).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayesgmm.core.config import SamplerConfig
+from bayesgmm.core.config import DENSE_MAX_PARAMETERS, SamplerConfig
 from bayesgmm.core.predict import draw_log_densities
 from bayesgmm.core.spec import GMMSpec
 from bayesgmm.inference.starts import em_start, jittered_starts, jittered_unconstrained_starts
 
-__all__ = ["pointwise_log_likelihood", "sample_posterior"]
+__all__ = ["dense_mass", "pointwise_log_likelihood", "sample_posterior"]
 
 _NUTPIE_COMPILE: dict[str, Any] = {"backend": "numba"}
 _JAX_NUTS_KWARGS: dict[str, Any] = {"chain_method": "parallel"}  # blackjax via pm.sample
@@ -50,12 +51,28 @@ def pointwise_log_likelihood(model: pm.Model, posterior: xr.Dataset) -> xr.Datas
     return xr.Dataset({"x": (("chain", "draw", "obs"), ll)}, coords=coords)
 
 
-def sample_posterior(model: pm.Model, spec: GMMSpec, em, config: SamplerConfig) -> xr.DataTree:
+def dense_mass(n_parameters: int, config: SamplerConfig) -> bool:
+    """Whether to adapt a dense mass matrix: ``config.mass_matrix``, with ``"auto"``
+    dense up to :data:`~bayesgmm.core.config.DENSE_MAX_PARAMETERS` unconstrained
+    parameters."""
+    if config.mass_matrix == "auto":
+        return n_parameters <= DENSE_MAX_PARAMETERS
+    return config.mass_matrix == "dense"
+
+
+def sample_posterior(
+    model: pm.Model,
+    spec: GMMSpec,
+    em,
+    config: SamplerConfig,
+    enough: Callable[[xr.DataTree], bool] | None = None,
+) -> xr.DataTree:
     """Run NUTS from the EM start and return a DataTree with the pointwise log-likelihood.
 
     Groups: ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data``
     (plus ``constant_data``), with dims ``chain``, ``draw``, ``component``, ``feature``,
-    ``feature_bis`` and ``obs``.
+    ``feature_bis`` and ``obs``. With ``config.target_ess`` set, ``enough`` (a check of
+    the draws so far) decides whether the ``numpyro`` backend draws another round.
     """
     sampler = config.resolved_sampler()
     rng = np.random.default_rng(config.random_seed)
@@ -75,13 +92,17 @@ def sample_posterior(model: pm.Model, spec: GMMSpec, em, config: SamplerConfig) 
                 target_accept=config.target_accept,
                 random_seed=int(rng.integers(2**31 - 1)),
                 progressbar=config.progressbar,
+                workers=config.workers(),
+                dense_mass=dense_mass(sum(np.size(v) for v in points[0].values()), config),
+                enough=enough if config.target_ess is not None else None,
+                max_time=config.max_time,
             )
         return _finish(idata, model, sampler)
     starts = jittered_starts(model, start, config.chains, config.jitter, rng)
     seed = int(rng.integers(2**31 - 1))
     kwargs: dict[str, Any] = {}
     if sampler == "pymc":
-        kwargs.update(init="adapt_diag", initvals=starts, cores=config.cores)
+        kwargs.update(init="adapt_diag", initvals=starts, cores=config.workers())
     elif sampler == "blackjax":
         kwargs.update(initvals=starts, nuts={"jitter": False, **_JAX_NUTS_KWARGS})
     else:  # nutpie takes one start for all chains

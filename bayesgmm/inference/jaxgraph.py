@@ -1,0 +1,154 @@
+"""The PyMC model as JAX functions of its unconstrained parameters, for NumPyro's NUTS.
+
+:func:`model_functions` returns the log density (the model's priors, transforms and
+Jacobians through PyTensor's JAX backend, plus the likelihood term from
+:mod:`bayesgmm.inference.jaxlik`) and the posterior outputs (free variables and
+deterministics in their constrained form). Both take the model's shared data -- the
+observations, the standardisation and the priors' values -- as *arguments*, so that one
+compiled program serves every dataset of the same shape.
+
+:func:`enable_compilation_cache` turns on JAX's persistent compilation cache, so a new
+process skips XLA's compilation of a program compiled before (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymc as pm
+
+from bayesgmm.core.spec import GMMSpec
+from bayesgmm.inference.jaxlik import features, mixture_loglik
+
+__all__ = ["ModelFunctions", "enable_compilation_cache", "model_functions"]
+
+#: Environment variable: "0" (or "off", "false", "no") keeps JAX's persistent cache off.
+CACHE_ENV = "BAYESGMM_JAX_CACHE"
+_CACHE_STATE: dict[str, Any] = {"done": False, "dir": None}
+
+
+def enable_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache, once per process; returns its folder.
+
+    The folder is ``$BAYESGMM_JAX_CACHE`` when that is a path, else
+    ``$XDG_CACHE_HOME/bayesgmm/jax`` (``~/.cache/bayesgmm/jax``). Nothing changes when the
+    variable is ``0`` / ``off``, or when JAX's own cache is configured already (e.g. by
+    ``JAX_COMPILATION_CACHE_DIR``).
+    """
+    if _CACHE_STATE["done"]:
+        return _CACHE_STATE["dir"]
+    import jax
+
+    _CACHE_STATE["done"] = True
+    setting = os.environ.get(CACHE_ENV, "").strip()
+    if setting.lower() in ("0", "off", "false", "no"):
+        return None
+    if jax.config.jax_compilation_cache_dir:  # the user (or the test suite) chose one
+        _CACHE_STATE["dir"] = jax.config.jax_compilation_cache_dir
+        return _CACHE_STATE["dir"]
+    if setting and setting.lower() not in ("1", "on", "true", "yes"):
+        folder = Path(setting).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder = Path(base) / "bayesgmm" / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: compile every time, as without the cache
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    _CACHE_STATE["dir"] = str(folder)
+    return _CACHE_STATE["dir"]
+
+
+@dataclass
+class ModelFunctions:
+    """JAX functions for one model structure.
+
+    ``prepare`` turns the values of the model's shared variables (``shared_names``
+    order) into the arguments ``args`` of the others, once per dataset: those values
+    and the likelihood's point features.
+    """
+
+    value_names: list[str]  # the unconstrained parameters (the sampler's state)
+    shared_names: list[str]  # pm.Data of the model, in the order of ``shared_values``
+    out_names: list[str]
+    prepare: Any  # (shared values) -> args
+    logp: Any  # (params, args) -> scalar log density
+    outputs: Any  # (params, args) -> tuple of constrained outputs (``out_names``)
+
+
+def shared_inputs(model: pm.Model, outputs) -> list:
+    """The model's shared variables (``pm.Data``) the graphs ``outputs`` read, by name."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.traversal import graph_inputs
+
+    found = {v.name: v for v in graph_inputs(outputs) if isinstance(v, SharedVariable)}
+    if any(name is None for name in found):
+        raise RuntimeError("the model has an unnamed shared variable; cannot cache it.")
+    return [found[name] for name in sorted(found)]
+
+
+def _jaxify(model: pm.Model, outputs, shared: Sequence):
+    """JAX function of (value variables..., shared values...) -> outputs."""
+    from pytensor.compile import mode as pt_mode
+    from pytensor.graph import FunctionGraph
+    from pytensor.graph.replace import graph_replace
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    symbolic = [s.type() for s in shared]
+    outs = graph_replace(list(outputs), dict(zip(shared, symbolic, strict=True)), strict=False)
+    fgraph = FunctionGraph(inputs=[*model.value_vars, *symbolic], outputs=outs, clone=True)
+    pt_mode.JAX.optimizer.rewrite(fgraph)
+    return jax_funcify(fgraph)
+
+
+def _graphs(model: pm.Model):
+    from pymc.util import get_default_varnames
+
+    x = model["x"]
+    likelihood_inputs = model.replace_rvs_by_values(x.owner.inputs[-3:])  # w, mu_z, cov
+    prior = model.logp(vars=model.free_RVs)
+    outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
+    shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"]])
+    return prior, likelihood_inputs, outputs, shared
+
+
+def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, list]:
+    """The log density and the posterior outputs of ``model`` as JAX functions, and the
+    model's shared variables whose values they take (in ``shared_names`` order).
+
+    The log density is ``model.logp()`` -- the priors and Jacobians of the free variables
+    from PyTensor, and the likelihood of ``x`` from :func:`mixture_loglik` at the
+    likelihood's own inputs (as the model computes them from the parameters).
+    """
+    prior, likelihood_inputs, outputs, shared = _graphs(model)
+    shared_names = [s.name for s in shared]
+    value_names = [v.name for v in model.value_vars]
+    prior_fn = _jaxify(model, [prior, *likelihood_inputs], shared)
+    outputs_fn = _jaxify(model, outputs, shared)
+    fam = spec.family
+    where = {name: i for i, name in enumerate(shared_names)}
+
+    def prepare(shared_values):
+        data, loc, scale = (shared_values[where[n]] for n in ("data", "loc", "scale"))
+        return tuple(shared_values), features(data, loc, scale, fam)
+
+    def logp(params, args):
+        shared_values, feats = args
+        values = [params[n] for n in value_names]
+        lp, weights, means_z, cov_param = prior_fn(*values, *shared_values)
+        n_obs = feats.shape[1]
+        scale = shared_values[where["scale"]]
+        # the likelihood's inputs carry a leading batch axis of 1 (PyMC's CustomDist)
+        return lp + mixture_loglik(weights[0], means_z[0], cov_param[0], feats, n_obs, scale, fam)
+
+    def outputs_of(params, args):
+        return outputs_fn(*(params[n] for n in value_names), *args[0])
+
+    names = [v.name for v in outputs]
+    return ModelFunctions(value_names, shared_names, names, prepare, logp, outputs_of), shared
