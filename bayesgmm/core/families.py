@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg.lapack import dtrtri
 
 from bayesgmm.core.cov_priors import CovPriorTerms, InverseGammaTerms, InverseWishartTerms
+from bayesgmm.core.triangular import solve_lower_identity
 from bayesgmm.exceptions import ConfigError, DegenerateFitError
 
 __all__ = ["COVARIANCE_TYPES", "FAMILIES", "CovarianceFamily", "family"]
@@ -174,7 +174,7 @@ class _MatrixFamily(CovarianceFamily):
         return self.unstack(chol), (bad if self.per_component else bad[:1])
 
     def prec_chol(self, chol_cov: np.ndarray) -> np.ndarray:
-        prec = np.swapaxes(solve_lower_identity(self.stack(chol_cov), self), -1, -2)
+        prec = np.swapaxes(solve_lower_identity(self.stack(chol_cov), self.not_pd_message), -1, -2)
         return self.unstack(prec)
 
     def full_prec_chol(self, prec_chol: np.ndarray, n_components: int, n_features: int):
@@ -263,7 +263,9 @@ class _MatrixFamily(CovarianceFamily):
         rhs = Sx - N[:, None] * m0
         cov = cov if self.per_component else np.broadcast_to(cov, (K, D, D))
         system = cov + N[:, None, None] * np.diag(s0_sq)  # SPD
-        inv_chol = solve_lower_identity(np.linalg.cholesky(system), self)  # L^-1, triangular
+        inv_chol = solve_lower_identity(
+            np.linalg.cholesky(system), self.not_pd_message
+        )  # L^-1, triangular
         y = np.einsum("kij,kj->ki", inv_chol, rhs)  # forward substitution L y = rhs
         z = np.einsum("kji,kj->ki", inv_chol, y)  # back substitution L^T z = y
         return m0 + s0_sq * z
@@ -442,57 +444,6 @@ def _is_pd(matrix: np.ndarray) -> bool:
     except np.linalg.LinAlgError:
         return False
     return True
-
-
-def solve_lower_identity(chol: np.ndarray, fam: CovarianceFamily | None = None) -> np.ndarray:
-    """``X_k`` with ``chol_k @ X_k = I`` for a stack of lower-triangular factors.
-
-    A few factors (EM's K) go one by one through LAPACK ``dtrtri``, used instead of
-    ``scipy.linalg.solve_triangular(chol_k, I)`` (same result) because that goes through
-    OpenBLAS's threaded ``dtrsm``, which costs 0.1-3 ms per tiny matrix when numpy's own
-    BLAS threads are still spinning from the E-step's matrix products. Many factors (one
-    per posterior draw and component) are solved together by forward substitution, row
-    by row across the whole stack (D steps of batched products instead of S x K calls).
-
-    Examples
-    --------
-    >>> L = np.array([[[2.0, 0.0], [1.0, 4.0]]] * 100)
-    >>> np.allclose(solve_lower_identity(L) @ L, np.eye(2))
-    True
-    """
-    if chol.shape[0] > _BATCH_SOLVE_MIN:
-        out = _forward_substitution(chol)
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(out).all(axis=(1, 2))
-        if bad.any():
-            raise DegenerateFitError(
-                (fam or FAMILIES["full"]).not_pd_message([int(i) for i in np.flatnonzero(bad)])
-            )
-        return out
-    out = np.empty_like(chol)
-    for k in range(chol.shape[0]):
-        inv, info = dtrtri(chol[k], lower=1)
-        if info != 0 or not np.isfinite(inv).all():
-            raise DegenerateFitError((fam or FAMILIES["full"]).not_pd_message([k]))
-        out[k] = np.tril(inv)
-    return out
-
-
-_BATCH_SOLVE_MIN = 32  # factors above which the stack is solved by batched substitution
-
-
-def _forward_substitution(chol: np.ndarray) -> np.ndarray:
-    """The inverses of a stack of lower-triangular factors, row by row (see above)."""
-    D = chol.shape[1]
-    out = np.zeros_like(chol)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv_diag = 1.0 / np.diagonal(chol, axis1=1, axis2=2)  # (n, D)
-        for i in range(D):
-            # row i of X: (e_i - L[i, :i] X[:i]) / L[i, i]
-            row = -np.matmul(chol[:, i : i + 1, :i], out[:, :i, :])[:, 0, :]
-            row[:, i] += 1.0
-            out[:, i, :] = row * inv_diag[:, i : i + 1]
-    return out
 
 
 FAMILIES: dict[str, CovarianceFamily] = {
