@@ -26,7 +26,10 @@ the Monte Carlo standard error of the posterior mean relative to the posterior s
 the median of the chain means, in units of the pooled within-chain sd, over the total
 log-likelihood and every relabelled parameter. Chains exploring one posterior give
 ``z`` of order ``1 / sqrt(ESS per chain)``; a chain that merged two clusters or sits in
-another local mode gives ``z`` of many units.
+another local mode gives ``z`` of many units. When the fit found chains in different
+modes (label-invariantly, :mod:`bayesgmm.analysis.modes`), the row instead names the
+modes, their chains and shares, and what was done: ``warn`` when they were stacked,
+``fail`` when they were only recorded (``multimodal="report"``).
 
 An approximate fit (minibatch ADVI, :mod:`bayesgmm.inference.advi`; ``attrs["inference"] ==
 "advi"``) has independent draws from a fitted approximation, for which R-hat, ESS and
@@ -55,42 +58,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesgmm.analysis.advice import ADVICE, OK_ADVICE
 from bayesgmm.exceptions import ConfigError, DataError
 
-__all__ = ["DEFAULT_VARS", "DiagnosticsReport", "diagnose"]
+__all__ = ["DEFAULT_VARS", "DiagnosticsReport", "diagnose", "flat_parameters"]
 
 DEFAULT_VARS = ("weights", "means", "sds", "correlation")
 #: Fewest draws per chain for which R-hat, ESS and MCSE are computed.
 MIN_DRAWS = 4
 VERDICTS = ("ok", "warn", "fail")
-
-ADVICE = {
-    "r_hat": "Chains disagree. Run more tuning and draws; check the 'modes' row for chains in "
-    "different modes, and that the posterior was relabelled.",
-    "ess_bulk": "Too few effective draws for the posterior centre: raise draws (and tune); a "
-    "higher target_accept, a stronger prior or fewer components help poorly identified "
-    "components mix.",
-    "ess_tail": "Too few effective draws in the tails (intervals are unreliable): raise draws "
-    "and tune; consider a stronger prior on sds or fewer components.",
-    "mcse": "Posterior means are noisy relative to the posterior sd: raise draws.",
-    "divergences": "Divergent transitions bias the posterior: raise target_accept (0.95-0.99); "
-    "in mixtures they usually come from a nearly empty component, so try fewer components or a "
-    "stronger prior (Dirichlet a > 1 on weights, tighter sds prior).",
-    "tree_depth": "Trajectories hit the maximum tree depth (slow, possibly incomplete "
-    "exploration): more tuning, a stronger prior, or fewer components.",
-    "e_bfmi": "Low E-BFMI: the sampler explores the energy distribution poorly. More tuning; a "
-    "stronger prior or fewer components often fixes the geometry.",
-    "elbo_trend": "The ELBO was still changing at the end of the optimisation: raise n_steps "
-    "(advi={'n_steps': ...}); if it oscillates, lower learning_rate or raise batch_size.",
-    "elbo_progress": "The ELBO ended worse than it started at the EM solution: the optimisation "
-    "diverged or left the mode. Lower learning_rate, raise batch_size, use more EM restarts, or "
-    "use NUTS (inference='nuts').",
-    "modes": "Chains sit in genuinely different modes (e.g. one chain merged two clusters), not "
-    "just permuted labels: the pooled posterior is not trustworthy. Compare per-chain summaries "
-    "(az.summary(idata.posterior.sel(chain=c))), use more EM restarts (em={'n_init': 50}), fewer "
-    "components, or a stronger prior.",
-}
-OK_ADVICE = "-"
 
 
 @dataclass
@@ -193,7 +169,7 @@ def grade(value: float, ok, warn, higher_is_better: bool) -> str:
     return "ok" if value <= ok else "warn" if value <= warn else "fail"
 
 
-def _flat_params(post: xr.Dataset, var_names: Sequence[str]) -> xr.DataArray:
+def flat_parameters(post: xr.Dataset, var_names: Sequence[str]) -> xr.DataArray:
     """Every scalar of ``var_names`` as one (chain, draw, param) array, constants dropped."""
     pieces = []
     for name in var_names:
@@ -223,6 +199,56 @@ def _flat_params(post: xr.Dataset, var_names: Sequence[str]) -> xr.DataArray:
     values = np.concatenate([p[0] for p in pieces], axis=-1)
     labels = [lab for p in pieces for lab in p[1]]
     return xr.DataArray(values, dims=("chain", "draw", "param"), coords={"param": labels})
+
+
+def _param_table(flat: xr.DataArray, enough: bool) -> pd.DataFrame:
+    C = flat.sizes["chain"]
+    return pd.DataFrame(
+        {
+            "mean": flat.mean(("chain", "draw")).to_numpy(),
+            "sd": flat.std(("chain", "draw")).to_numpy(),
+            "r_hat": az.rhat(flat).to_numpy() if C > 1 and enough else np.nan,
+            "ess_bulk": az.ess(flat).to_numpy() if enough else np.nan,
+            "ess_tail": az.ess(flat, method="tail").to_numpy() if enough else np.nan,
+            "mcse_mean": az.mcse(flat).to_numpy() if enough else np.nan,
+        },
+        index=pd.Index(flat["param"].to_numpy(), name="param"),
+    )
+
+
+def _pooled_modes(idata: xr.DataTree, var_names):
+    """Each kept mode's draws as (chain, draw, param) and its stacking weight, when the
+    stacked posterior pooled several modes (None otherwise)."""
+    if "modes" not in idata.children or "posterior_chains" not in idata.children:
+        return None
+    if idata["posterior"].sizes["chain"] > 1:
+        return None
+    from bayesgmm.analysis.modes import MIN_WEIGHT, mode_posterior
+
+    modes = idata["modes"].to_dataset()
+    chains = idata["posterior_chains"].to_dataset()
+    index, weight = modes["mode_index"].values, modes["weight"].values
+    kept = [(int(i), float(w)) for i, w in zip(index, weight, strict=True) if w >= MIN_WEIGHT]
+    return [(flat_parameters(mode_posterior(chains, modes, i), var_names), w) for i, w in kept]
+
+
+def _per_mode_table(pooled, params: pd.DataFrame):
+    """The stacked posterior's checks from each mode's own chains: R-hat the worst over
+    the modes with two or more chains; ESS and MCSE of the stacked mean, a weighted sum
+    of the modes' independent means (``1 / ESS = sum_m w_m**2 / ESS_m``, weights
+    renormalised over the kept modes)."""
+    tables = [_param_table(f, f.sizes["draw"] >= MIN_DRAWS) for f, _ in pooled]
+    w = np.array([weight for _, weight in pooled])
+    w = w / w.sum()
+    out = params.copy()
+    out["r_hat"] = pd.concat([t["r_hat"] for t in tables], axis=1).max(axis=1)
+    for col in ("ess_bulk", "ess_tail"):
+        inv = sum(wm**2 / t[col] for wm, t in zip(w, tables, strict=True))
+        out[col] = 1.0 / inv
+    out["mcse_mean"] = np.sqrt(
+        sum(wm**2 * t["mcse_mean"] ** 2 for wm, t in zip(w, tables, strict=True))
+    )
+    return out, min(f.sizes["draw"] for f, _ in pooled) >= MIN_DRAWS
 
 
 def _stat(stats: xr.Dataset, *names: str) -> xr.DataArray | None:
@@ -327,7 +353,7 @@ def diagnose(
             raise ConfigError(
                 f"var_names {missing} are not in the posterior; available: {list(post.data_vars)}."
             )
-    flat = _flat_params(post, var_names)
+    flat = flat_parameters(post, var_names)
     C, S = flat.sizes["chain"], flat.sizes["draw"]
     notes: list[str] = []
     relabelled = "posterior_raw" in idata.children
@@ -342,17 +368,16 @@ def diagnose(
         )
 
     enough = S >= MIN_DRAWS  # ArviZ's R-hat, ESS and MCSE need a few draws per chain
-    params = pd.DataFrame(
-        {
-            "mean": flat.mean(("chain", "draw")).to_numpy(),
-            "sd": flat.std(("chain", "draw")).to_numpy(),
-            "r_hat": az.rhat(flat).to_numpy() if C > 1 and enough else np.nan,
-            "ess_bulk": az.ess(flat).to_numpy() if enough else np.nan,
-            "ess_tail": az.ess(flat, method="tail").to_numpy() if enough else np.nan,
-            "mcse_mean": az.mcse(flat).to_numpy() if enough else np.nan,
-        },
-        index=pd.Index(flat["param"].to_numpy(), name="param"),
-    )
+    params = _param_table(flat, enough)
+    pooled = _pooled_modes(idata, var_names)
+    if pooled is not None:  # stacked modes pooled into one sequence: check each mode's chains
+        params, enough = _per_mode_table(pooled, params)
+        C, S = idata["posterior_chains"].sizes["chain"], idata["posterior_chains"].sizes["draw"]
+        notes.append(
+            "the stacked posterior pools several modes into one sequence: R-hat is the worst "
+            "over the modes, each on its own chains; ESS and MCSE are those of the stacked "
+            "mean, from each mode's by its stacking weight."
+        )
     rows = []
 
     def add(check, value, threshold, verdict, detail):
@@ -371,6 +396,9 @@ def diagnose(
             ("mcse", "MCSE/sd <= 0.1 (warn <= 0.2)"),
         ):
             rows.append((check, np.nan, threshold, "fail", f"needs >= {MIN_DRAWS} draws", too_few))
+    elif C > 1 and params["r_hat"].isna().all():  # pooled modes, each of one chain
+        add("r_hat", np.nan, "<= 1.01 (warn <= 1.05)", "warn", "no mode has 2 whole chains")
+        rows[-1] = (*rows[-1][:5], "Each mode was visited by one chain: run more chains.")
     elif C > 1:
         worst = params["r_hat"].idxmax() if params["r_hat"].notna().any() else "-"
         v = float(params["r_hat"].max(skipna=False))
@@ -443,7 +471,22 @@ def diagnose(
             grade(v, 0.3, 0.2, True),
             "per chain " + ", ".join(f"{b:.2f}" for b in bfmi),
         )
-    if C > 1 and S > 1:
+    if "modes" in idata.children:  # chains in different modes, found and handled at fit
+        modes = idata["modes"]
+        action = modes.attrs.get("action", "reported")
+        n_modes = int(modes.sizes.get("mode_index", 0))
+        advice = ADVICE["modes_stacked" if action == "stacked" else "modes"]
+        rows.append(
+            (
+                "modes",
+                float(n_modes),
+                "1 mode",
+                "warn" if action == "stacked" else "fail",
+                f"{n_modes} modes: {modes.attrs.get('description', '')}",
+                advice,
+            )
+        )
+    elif C > 1 and S > 1:
         z, detail, z_by = _mode_z(idata, flat)
         add("modes", z, "max z <= 1 (warn <= 3)", grade(z, 1.0, 3.0, False), detail)
         if z > 3 and z_by.get("log-likelihood", np.inf) <= 1 and not relabelled:

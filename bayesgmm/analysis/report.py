@@ -262,6 +262,27 @@ def _img(out: Path, name: str, alt: str) -> str:
     return f'<p><a href="{name}"><img src="data:image/png;base64,{data}" alt="{alt}"></a></p>'
 
 
+def _sampling_facts(idata, cfg) -> list[str]:
+    """How the draws came about: threads, mass matrix, rounds and targets, modes."""
+    attrs = idata["posterior"].attrs
+    facts = []
+    if "workers" in attrs:
+        mass = "dense" if attrs.get("dense_mass") else "diagonal"
+        facts.append(
+            f"Chains run {attrs['workers']} at a time; {mass} mass matrix; sampling took "
+            f"{attrs.get('sampling_seconds', float('nan')):.1f} s."
+        )
+    if "target_met" in attrs:
+        met = "met" if attrs["target_met"] else "NOT met (time or rounds ran out)"
+        facts.append(
+            f"Drawn in {attrs.get('rounds', 1)} round(s) of {cfg.draws} until min ESS >= "
+            f"{cfg.target_ess} and R-hat <= 1.01: {met}."
+        )
+    if "modes" in idata.children:
+        facts.append("Posterior modes: " + str(idata["modes"].attrs.get("description", "")))
+    return facts
+
+
 def _html_page(g, *, title, notes, summary, diag, assign, selection, out, seconds) -> str:
     esc = html.escape
     cfg = g.sampler_config_
@@ -280,7 +301,8 @@ def _html_page(g, *, title, notes, summary, diag, assign, selection, out, second
         how = [
             f"NUTS ({g.idata_.attrs.get('nuts_sampler', cfg.nuts_sampler)}): {n_chain} chains "
             f"x {n_draw} draws after {cfg.tune} tuning steps, started at the EM solution; "
-            f"random_seed {cfg.random_seed}."
+            f"random_seed {cfg.random_seed}.",
+            *_sampling_facts(g.idata_, cfg),
         ]
     facts = [
         f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}', "

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesgmm.analysis.diagnostics import ADVICE, OK_ADVICE, DiagnosticsReport, grade
+from bayesgmm.analysis.advice import ADVICE, OK_ADVICE
+from bayesgmm.analysis.diagnostics import DiagnosticsReport, grade
 from bayesgmm.core.approx import describe
 
 __all__ = ["diagnose_variational"]

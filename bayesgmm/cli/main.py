@@ -47,6 +47,39 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+#: The CLI keeps drawing (numpyro backend) until min bulk/tail ESS >= this per chain ...
+TARGET_ESS_PER_CHAIN = 100
+#: ... or this many seconds have passed.
+MAX_TIME = 1800.0
+
+
+def _with_targets(cfg, args: argparse.Namespace):
+    """The CLI's default: draw until the diagnostics' "ok" ESS (100 per chain) and R-hat
+    are met, within MAX_TIME, when the backend draws in rounds (numpyro); --target-ess 0
+    turns it off, and a spec's own target_ess is kept."""
+    from dataclasses import replace
+
+    target = getattr(args, "target_ess", None)
+    if target == 0:
+        return replace(cfg, target_ess=None)
+    if target is None:
+        if cfg.target_ess is not None or cfg.resolved_sampler() != "numpyro":
+            return cfg
+        target = TARGET_ESS_PER_CHAIN * cfg.chains
+    max_time = getattr(args, "max_time", None) or cfg.max_time or MAX_TIME
+    return replace(cfg, target_ess=target, max_time=max_time)
+
+
+def _plan(cfg) -> str:
+    plan = f"NUTS {cfg.chains} chains x {cfg.draws} draws after {cfg.tune} tuning steps"
+    if cfg.target_ess is not None:
+        plan += (
+            f", more rounds of {cfg.draws} until min ESS >= {cfg.target_ess} and R-hat <= 1.01 "
+            f"(at most {cfg.max_time:.0f} s)"
+        )
+    return plan
+
+
 def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
     """Fit the spec (one K, or each K compared by PSIS-LOO); returns (gmm, data, selection)."""
     from bayesgmm.estimator.estimator import BayesianGMM
@@ -55,17 +88,14 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
     data = spec.load_data()
     for note in data.notes:
         progress(note)
-    cfg = spec.sampler_config(_overrides(args))
+    cfg = _with_targets(spec.sampler_config(_overrides(args)), args)
     caught_notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
         warnings.simplefilter("always", ConvergenceWarning)
         if len(spec.components) == 1:
             K = spec.components[0]
-            progress(
-                f"fitting K={K} ({spec.covariance}): EM start, then NUTS {cfg.chains} chains x "
-                f"{cfg.draws} draws after {cfg.tune} tuning steps (compiling takes a while)"
-            )
+            progress(f"fitting K={K} ({spec.covariance}): EM start, then {_plan(cfg)}")
             gmm = BayesianGMM(
                 K, spec.covariance, priors=spec.priors or None, sampler=cfg, em=spec.em or None
             ).fit(data.X)
@@ -187,6 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from bayesgmm.core.config import SamplerConfig
     from bayesgmm.core.datasets import load_faithful
     from bayesgmm.estimator.estimator import BayesianGMM
     from bayesgmm.exceptions import SamplingWarning
@@ -206,6 +237,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     }
     if args.sampler is not None:
         sampler["nuts_sampler"] = args.sampler
+    sampler = _with_targets(SamplerConfig.from_dict(sampler), args)
     gmm = BayesianGMM(args.components, sampler=sampler)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -215,10 +247,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(gmm.em_.summary())
     print()
+    rounds = gmm.idata_["posterior"].attrs.get("rounds", 1)
     print(
-        f"NUTS ({gmm.idata_.attrs.get('nuts_sampler')}): {args.chains} chains x {args.draws} "
-        f"draws after {args.tune} tuning steps, started at the EM solution; fit took "
-        f"{elapsed:.1f} s"
+        f"NUTS ({gmm.idata_.attrs.get('nuts_sampler')}): {args.chains} chains x "
+        f"{gmm.idata_['posterior'].sizes['draw']} draws ({rounds} round{'s' * (rounds > 1)} "
+        f"of {args.draws}) after {args.tune} tuning steps, started at the EM solution; fit "
+        f"took {elapsed:.1f} s"
     )
     print()
     print("Posterior summary (data units; 89% equal-tailed intervals, ArviZ default):")
@@ -257,6 +291,22 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: dict[str, Any] | Non
     g.add_argument("--seed", type=int, default=d.get("seed"), help="random seed")
     g.add_argument(
         "--sampler", default=None, help="NUTS backend: auto, pymc, nutpie, numpyro or blackjax"
+    )
+    g.add_argument(
+        "--target-ess",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep drawing (in rounds of --draws) until the min bulk and tail ESS reach N and "
+        f"R-hat <= 1.01 (default {TARGET_ESS_PER_CHAIN} x chains with the numpyro backend; "
+        "0: exactly --draws)",
+    )
+    g.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"no new round of draws after this (default {MAX_TIME:.0f})",
     )
     g.add_argument("--quiet", action="store_true", help="no progress messages or bars")
     p.add_argument(

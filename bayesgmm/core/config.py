@@ -151,7 +151,8 @@ class SamplerConfig(_Settings):
     target_ess : int, optional
         Keep drawing, in rounds of ``draws``, until the smallest bulk and tail ESS of the
         relabelled weights, means, sds and correlations reach this (and R-hat is at most
-        1.01), or ``max_time`` has passed (``numpyro`` backend). None: ``draws`` only.
+        1.01) over the chains of the best mode, or ``max_time`` has passed (at most 20
+        rounds; ``numpyro`` backend). None: ``draws`` only.
     max_time : float, optional
         Seconds after which no further round of draws starts (with ``target_ess``).
     multimodal : {"stack", "report"}

@@ -21,17 +21,13 @@ import xarray as xr
 
 from bayesgmm.core import predict as _predict
 from bayesgmm.core.config import (
-    INFERENCE_METHODS,
     ADVIConfig,
     SamplerConfig,
-    em_settings,
 )
-from bayesgmm.core.data import check_n_components, check_new_data
+from bayesgmm.core.data import check_new_data
 from bayesgmm.core.draws import training_data
 from bayesgmm.core.em import _rng, fit_em_checked
-from bayesgmm.core.families import family
-from bayesgmm.core.relabel import RELABEL_METHODS
-from bayesgmm.core.relabel import relabel as _relabel
+from bayesgmm.core.relabel import relabel
 from bayesgmm.core.spec import make_spec
 from bayesgmm.estimator import io
 from bayesgmm.estimator.advice import (
@@ -39,6 +35,7 @@ from bayesgmm.estimator.advice import (
     warn_if_overparameterised,
     warn_on_sampling_trouble,
 )
+from bayesgmm.estimator.posterior import enough_draws, finish_posterior, validate_params
 from bayesgmm.estimator.state import FitState
 from bayesgmm.exceptions import ConfigError, DegenerateFitError, NotFittedError
 
@@ -67,8 +64,8 @@ class BayesianGMM:
         Prior overrides merged over the data-scaled defaults, e.g.
         ``{"weights": Prior("Dirichlet", a=2.0)}``; see :mod:`bayesgmm.core.priors`.
     sampler : dict or SamplerConfig, optional
-        ``draws``, ``tune``, ``chains``, ``target_accept``, ``nuts_sampler``,
-        ``random_seed``, ``progressbar``, ``cores``, ``jitter``; see :class:`SamplerConfig`.
+        ``draws``, ``tune``, ``chains``, ``cores``, ``target_ess``, ``max_time``,
+        ``multimodal``, ...; see :class:`SamplerConfig`.
     em : dict, optional
         Settings for the EM start: ``n_init`` (default 10), ``init``, ``max_iter``, ``tol``.
     relabel : {"stephens", "pivot"} or None, default="stephens"
@@ -98,7 +95,9 @@ class BayesianGMM:
         Built by ``fit``; rebuilt from the training data when first used after ``load``
         or unpickling.
     idata_ : xarray.DataTree
-        ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data`` groups.
+        ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data`` groups;
+        when chains settled in different modes, ``modes`` (and, stacked,
+        ``posterior_chains``: every chain sampled; see :mod:`bayesgmm.analysis.modes`).
     spec_ : GMMSpec
     relabel_info_ : RelabelInfo or None
         How many draws were permuted per chain (and the permutations).
@@ -178,24 +177,7 @@ class BayesianGMM:
 
     # -- fitting ---------------------------------------------------------------------
     def _validate_params(self) -> tuple[SamplerConfig, dict[str, Any], ADVIConfig | None]:
-        check_n_components(self.n_components)
-        family(self.covariance_type)
-        if self.inference not in INFERENCE_METHODS:
-            raise ConfigError(
-                f"unknown inference {self.inference!r}; valid: {list(INFERENCE_METHODS)} "
-                "('advi' is a fast approximation for very large data)."
-            )
-        advi = ADVIConfig.from_dict(self.advi)
-        sampler = SamplerConfig.from_dict(self.sampler)
-        if self.inference == "nuts":
-            sampler.resolved_sampler()  # an uninstalled backend is refused before any work
-        em = em_settings(self.em)
-        if self.relabel is not None and self.relabel not in RELABEL_METHODS:
-            raise ConfigError(
-                f"unknown relabel {self.relabel!r}; valid: {list(RELABEL_METHODS)} or None "
-                "(keep the sampler's labels)."
-            )
-        return sampler, em, advi if self.inference == "advi" else None
+        return validate_params(self.get_params())
 
     def fit(self, X, y=None, *, feature_names: Sequence[str] | None = None) -> BayesianGMM:
         """Fit the posterior: EM MAP start, then NUTS (or, approximately, ADVI) from it.
@@ -240,12 +222,13 @@ class BayesianGMM:
         else:
             from bayesgmm.inference.sampling import sample_posterior
 
-            idata = sample_posterior(model, spec, em, sampler)
-        relabel_info = None
-        if self.relabel is not None:
-            idata, relabel_info = _relabel(
-                idata, reference=em, method=self.relabel, X=X, random_seed=seed
-            )
+            enough = None
+            if sampler.target_ess is not None:
+                enough = enough_draws(em, X, sampler.target_ess)
+            idata = sample_posterior(model, spec, em, sampler, enough=enough)
+        idata, relabel_info = finish_posterior(
+            idata, em, X, self.relabel, seed, sampler if advi is None else None
+        )
         self._set_state(FitState(spec, em, idata, sampler, advi, relabel_info), model=model)
         self._warn_on_sampling_trouble()
         return self
@@ -327,7 +310,7 @@ class BayesianGMM:
         state = self._fitted()
         if "posterior_raw" in state.idata.children or state.spec.n_components == 1:
             return self
-        tree, info = _relabel(state.idata, reference=state.em)
+        tree, info = relabel(state.idata, reference=state.em)
         out = copy.copy(self)
         out._set_state(replace(state, idata=tree, relabel_info=info, diagnostics=None),
                        model=self.__dict__.get("_model"))  # fmt: skip

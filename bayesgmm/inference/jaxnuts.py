@@ -45,6 +45,8 @@ from bayesgmm.inference.jaxgraph import (
 __all__ = ["cache_info", "clear_cache", "sample_numpyro"]
 
 _CHUNK = 50  # NUTS iterations per compiled call (the progress bar's granularity)
+#: Most rounds of ``draws`` that ``enough`` can ask for.
+MAX_ROUNDS = 20
 _CACHE_SIZE = 16
 _CACHE: OrderedDict[tuple, _Compiled] = OrderedDict()
 _LOCK = threading.Lock()
@@ -276,7 +278,7 @@ def sample_numpyro(
     enough : callable, optional
         Called with the draws so far (a DataTree as returned); while it returns False,
         every chain draws ``draws`` more, until ``max_time`` seconds have passed since
-        the start.
+        the start (or, at most, ``MAX_ROUNDS`` rounds).
     max_time : float, optional
 
     Returns
@@ -321,7 +323,8 @@ def sample_numpyro(
         if enough is None:
             break
         target_met = bool(enough(tree))
-        if target_met or (max_time is not None and time.perf_counter() - t0 >= max_time):
+        out_of_time = max_time is not None and time.perf_counter() - t0 >= max_time
+        if target_met or out_of_time or rounds >= MAX_ROUNDS:
             break
         rounds += 1
         if bar is not None:

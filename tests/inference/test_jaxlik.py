@@ -5,18 +5,20 @@ import pytest
 
 pytest.importorskip("numpyro")
 
-import jax  # noqa: E402
+import jax
+import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
 
-import pymc.sampling.jax  # noqa: E402,F401  (64-bit floats, as the sampler uses)
-from bayesgmm import build_model, make_spec  # noqa: E402
-from bayesgmm.core.families import COVARIANCE_TYPES  # noqa: E402
-from bayesgmm.inference.jaxgraph import model_functions  # noqa: E402
+from bayesgmm import build_model, make_spec
+from bayesgmm.core.families import COVARIANCE_TYPES
+from bayesgmm.inference.jaxgraph import model_functions
 
 
 def _data(D: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=4.0, size=(3, D)) + 10.0
-    return np.concatenate([c + rng.normal(scale=[0.5 + d for d in range(D)], size=(25, D)) for c in centres])
+    return np.concatenate(
+        [c + rng.normal(scale=[0.5 + d for d in range(D)], size=(25, D)) for c in centres]
+    )
 
 
 @pytest.mark.parametrize("D", [1, 3])

@@ -1,0 +1,129 @@
+"""From settings to the fit's posterior: checked settings, relabelling, modes, enough draws.
+
+:func:`finish_posterior` relabels the draws (:mod:`bayesgmm.core.relabel`), then looks
+for chains in different posterior modes (:mod:`bayesgmm.analysis.modes`) and, as the
+sampler settings say (``multimodal``), stacks them or only records them.
+:func:`enough_draws` is the check that ``target_ess`` asks the sampler to make after
+each round of draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayesgmm.core.config import INFERENCE_METHODS, ADVIConfig, SamplerConfig, em_settings
+from bayesgmm.core.data import check_n_components
+from bayesgmm.core.families import family
+from bayesgmm.core.relabel import RELABEL_METHODS, relabel
+from bayesgmm.exceptions import ConfigError
+
+__all__ = ["enough_draws", "finish_posterior", "validate_params"]
+
+#: R-hat at most this (with ``target_ess``): the diagnostics' "ok" threshold.
+TARGET_RHAT = 1.01
+
+
+def validate_params(params: Mapping[str, Any]):
+    """``BayesianGMM``'s parameters checked at once: (sampler, em, advi or None) settings."""
+    check_n_components(params["n_components"])
+    family(params["covariance_type"])
+    if params["inference"] not in INFERENCE_METHODS:
+        raise ConfigError(
+            f"unknown inference {params['inference']!r}; valid: {list(INFERENCE_METHODS)} "
+            "('advi' is a fast approximation for very large data)."
+        )
+    advi = ADVIConfig.from_dict(params["advi"])
+    sampler = SamplerConfig.from_dict(params["sampler"])
+    if params["inference"] == "nuts":
+        backend = sampler.resolved_sampler()  # uninstalled: refused before any work
+        if sampler.target_ess is not None and backend != "numpyro":
+            raise ConfigError(
+                f"target_ess draws in rounds with the numpyro backend only; this fit would "
+                f"use {backend!r}. Use nuts_sampler='numpyro' (pip install 'bayesgmm[jax]') "
+                "or set draws instead."
+            )
+    em = em_settings(params["em"])
+    relabel_method = params["relabel"]
+    if relabel_method is not None and relabel_method not in RELABEL_METHODS:
+        raise ConfigError(
+            f"unknown relabel {relabel_method!r}; valid: {list(RELABEL_METHODS)} or None "
+            "(keep the sampler's labels)."
+        )
+    return sampler, em, advi if params["inference"] == "advi" else None
+
+
+def _mode_groups(idata: xr.DataTree, report) -> xr.DataTree:
+    """Record modes that were only reported (``multimodal="report"``)."""
+    from bayesgmm.analysis.modes import mode_group
+
+    out = idata.copy()
+    report.action = "reported"
+    what = (
+        "The chains were pooled as sampled (multimodal='report'); "
+        "sampler={'multimodal': 'stack'} stacks them"
+    )
+    out["modes"] = mode_group(report, np.full(len(report.modes), np.nan), what)
+    return out
+
+
+def finish_posterior(
+    idata: xr.DataTree,
+    reference,
+    X: np.ndarray,
+    relabel_method: str | None,
+    random_seed: int | None,
+    config: SamplerConfig | None,
+):
+    """Relabel, then find (and stack or record) posterior modes.
+
+    Returns
+    -------
+    idata : DataTree
+    relabel_info : RelabelInfo or None
+    """
+    info = None
+    if relabel_method is not None:
+        idata, info = relabel(
+            idata, reference=reference, method=relabel_method, X=X, random_seed=random_seed
+        )
+    C, S = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
+    if config is None or C < 2 or S < 4 or "weights" not in idata["posterior"]:
+        return idata, info
+    from bayesgmm.analysis.modes import find_modes, stack_modes
+
+    report = find_modes(idata)
+    if report.multimodal:
+        if config.multimodal == "stack" and "log_likelihood" in idata.children:
+            idata = stack_modes(idata, report)
+        else:
+            idata = _mode_groups(idata, report)
+    return idata, info
+
+
+def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.DataTree], bool]:
+    """The check after each round of draws: the smallest bulk and tail ESS of the
+    relabelled weights, means, sds and correlations at least ``target_ess``, and R-hat
+    at most 1.01, over the chains that stayed in the best mode (all chains when they
+    agree)."""
+    import arviz as az
+
+    from bayesgmm.analysis.diagnostics import DEFAULT_VARS, flat_parameters
+    from bayesgmm.analysis.modes import find_modes
+
+    def enough(tree: xr.DataTree) -> bool:
+        tree, _ = relabel(tree, reference=reference, method="pivot", X=X)
+        report = find_modes(tree)
+        best = report.modes[0].whole_chains(report.n_draws) or list(range(report.n_chains))
+        post = tree["posterior"].to_dataset().isel(chain=best)
+        flat = flat_parameters(post, [v for v in DEFAULT_VARS if v in post])
+        ess = min(float(az.ess(flat).min()), float(az.ess(flat, method="tail").min()))
+        ok = ess >= target_ess
+        if post.sizes["chain"] > 1:
+            ok = ok and float(az.rhat(flat).max()) <= TARGET_RHAT
+        return bool(ok)
+
+    return enough
