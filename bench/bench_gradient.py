@@ -1,8 +1,9 @@
 """Benchmark: one value + gradient of the log density, against the arithmetic floor.
 
 For each workload (full covariance, ``bench_em.make_data``), the jitted value and gradient
-of the posterior log density at the EM start, timed to ``jax.block_until_ready`` (median
-of repeats after a warm-up call), for:
+of the posterior log density near the EM start, per evaluation inside one compiled loop
+of evaluations (as inside a sampler: no Python dispatch), timed to
+``jax.block_until_ready`` (median of three loops after a warm-up), for:
 
 ``bayesgmm``
     What the NumPyro backend samples: the model's priors through PyTensor's JAX backend
@@ -15,10 +16,12 @@ of repeats after a warm-up call), for:
     ``MultivariateNormal(scale_tril)``), its potential from ``initialize_model``.
 
 The floor is ``N K (D**2 + 4 D) 3`` floating-point operations (the Mahalanobis product
-and its gradient; see the issue) at this machine's measured rate: the float64 GFLOP/s
-of a jitted 1000 x 1000 matrix product. Graph size is the number of equations in the
-jaxpr of the value and gradient (it grows like D**2 for bayesgmm, D**3 for an unrolled
-triangular inverse).
+and its gradient; see the issue) at this machine's measured float64 rate, two ways: the
+peak of a jitted 1000 x 1000 matrix product, and a fused multiply-add streamed over 4
+million elements (the rate of memory-bound elementwise work, which is what most of a
+mixture's per-point arithmetic is: exp, log and sums over N x K terms). Graph size is
+the number of equations in the jaxpr of the value and gradient (it grows like D**2 for
+bayesgmm, D**3 for an unrolled triangular inverse).
 
 Run::
 
@@ -57,14 +60,33 @@ def _time(fn, *args, repeats: int) -> float:
     return float(np.median(times))
 
 
-def gflops() -> float:
-    """Measured float64 matrix-product rate of this machine (GFLOP/s)."""
+def _per_eval(vg, params, *rest, evals: int) -> float:
+    """Seconds per value + gradient inside one compiled loop of ``evals`` evaluations (as
+    in a sampler's trajectory: no Python dispatch per call). Each evaluation starts from
+    a point moved by the previous gradient, so nothing can be hoisted out of the loop."""
+    import jax
+
+    def body(_, carry):
+        _, grad = vg(carry, *rest)
+        return jax.tree.map(lambda a, g: a + 1e-12 * g, carry, grad)
+
+    loop = jax.jit(lambda p, *r: jax.lax.fori_loop(0, evals, body, p))
+    return _time(loop, params, *rest, repeats=3) / evals
+
+
+def gflops() -> tuple[float, float]:
+    """Measured float64 rates of this machine (GFLOP/s): a 1000 x 1000 matrix product
+    (the peak, BLAS-3 with cache reuse) and a fused multiply-add streamed over 4 million
+    elements (memory-bound, like the per-point work of a mixture)."""
     import jax
     import jax.numpy as jnp
 
-    a = jnp.asarray(np.random.default_rng(0).normal(size=(1000, 1000)))
-    mm = jax.jit(lambda x: x @ x)
-    return 2e9 / _time(mm, a, repeats=10) / 1e9
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.normal(size=(1000, 1000)))
+    peak = 2e9 / _time(jax.jit(lambda x: x @ x), a, repeats=10) / 1e9
+    x, y, z = (jnp.asarray(rng.normal(size=4_000_000)) for _ in range(3))
+    stream = 8e6 / _time(jax.jit(lambda x, y, z: x * y + z), x, y, z, repeats=20) / 1e9
+    return peak, stream
 
 
 def _eqns(fn, *args) -> int:
@@ -94,7 +116,6 @@ def bayesgmm_fn(X, K):
     from bench_sampling import em_reference
 
     from bayesgmm import build_model, make_spec
-    from bayesgmm.inference.jaxgraph import model_functions
     from bayesgmm.inference.starts import em_start, jittered_unconstrained_starts
 
     Xv, spec = make_spec(X, K, "full")
@@ -106,14 +127,15 @@ def bayesgmm_fn(X, K):
     return model, point, spec
 
 
-def run(name: str, repeats: int, methods: list[str], rate: float) -> list:
+def run(name: str, repeats: int, methods: list[str], rates: tuple[float, float]) -> list:
     import jax
     import jax.numpy as jnp
     from bench_em import make_data
 
     N, K, D = WORKLOADS[name]
     X = make_data(N, K, D, 0)
-    floor = N * K * (D**2 + 4 * D) * 3 / (rate * 1e9)
+    flops = N * K * (D**2 + 4 * D) * 3
+    floors = tuple(flops / (rate * 1e9) for rate in rates)
     rows = []
     model, point, spec = bayesgmm_fn(X, K)
     names = [v.name for v in model.value_vars]
@@ -124,17 +146,18 @@ def run(name: str, repeats: int, methods: list[str], rate: float) -> list:
         values = jax.jit(functions.prepare)(tuple(jnp.asarray(s.get_value()) for s in shared))
         vg = jax.jit(jax.value_and_grad(functions.logp))
         p = {k: jnp.asarray(v) for k, v in point.items()}
-        rows.append((name, "bayesgmm", _time(vg, p, values, repeats=repeats), _eqns(vg, p, values)))
+        seconds = _per_eval(vg, p, values, evals=repeats)
+        rows.append((name, "bayesgmm", seconds, _eqns(vg, p, values)))
     if "pytensor" in methods and D <= 20:
         from pymc.sampling.jax import get_jaxified_logp
 
         logp = get_jaxified_logp(model)
         vg = jax.jit(jax.value_and_grad(lambda xs: logp(xs)))
         xs = [jnp.asarray(point[n]) for n in names]
-        rows.append((name, "pytensor", _time(vg, xs, repeats=repeats), _eqns(vg, xs)))
+        rows.append((name, "pytensor", _per_eval(vg, xs, evals=repeats), _eqns(vg, xs)))
     if "numpyro" in methods:
         rows.append((name, "numpyro", *numpyro_time(X, K, repeats)))
-    return [(*r, floor) for r in rows]
+    return [(*r, *floors) for r in rows]
 
 
 def numpyro_time(X, K, repeats):
@@ -160,35 +183,59 @@ def numpyro_time(X, K, repeats):
         with numpyro.plate("obs", N):
             numpyro.sample("x", mix, obs=x)
 
-    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(jnp.asarray(X),))
+    from bench_sampling import em_reference
+    from numpyro.infer import init_to_value
+
+    em = em_reference(X, K, 0)  # the EM start (random starts fail for D >= 20)
+    cov = np.asarray(em.covariance_matrices())
+    sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    start = {
+        "weights": em.weights / em.weights.sum(),
+        "means": em.means,
+        "sds": sds,
+        "chol_corr": np.linalg.cholesky(cov / (sds[:, :, None] * sds[:, None, :])),
+    }
+    info = initialize_model(
+        jax.random.PRNGKey(0),
+        model,
+        model_args=(jnp.asarray(X),),
+        init_strategy=init_to_value(values=start),
+    )
     vg = jax.jit(jax.value_and_grad(info.potential_fn))
     z = info.param_info.z
-    return _time(vg, z, repeats=repeats), _eqns(vg, z)
+    return _per_eval(vg, z, evals=repeats), _eqns(vg, z)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", default="W1,W2,D20,D50")
     p.add_argument("--methods", default="bayesgmm,pytensor,numpyro")
-    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=200, help="evaluations per timed loop")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the samplers use)
 
-    rate = gflops()
+    rates = gflops()
     rows = []
     for name in args.workloads.split(","):
-        rows += run(name, args.repeats, args.methods.split(","), rate)
+        rows += run(name, args.repeats, args.methods.split(","), rates)
         for r in rows[-3:]:
             print(f"# {r[0]} {r[1]}: {r[2] * 1e6:.0f} us", file=sys.stderr, flush=True)
-    print(f"measured rate: {rate:.1f} GFLOP/s (float64 matrix product)")
-    header = f"{'workload':<9}{'method':<10}{'us/eval':>10}{'floor us':>10}{'x floor':>9}{'eqns':>8}"
+    print(
+        f"measured float64 rates: {rates[0]:.1f} GFLOP/s (matrix product), "
+        f"{rates[1]:.1f} GFLOP/s (streamed multiply-add)"
+    )
+    header = (
+        f"{'workload':<9}{'method':<10}{'us/eval':>10}{'eqns':>7}"
+        f"{'floor us (peak)':>17}{'x':>7}{'floor us (stream)':>19}{'x':>7}"
+    )
     print(header)
     print("-" * len(header))
-    for name, method, seconds, eqns, floor in rows:
+    for name, method, seconds, eqns, peak, stream in rows:
         print(
-            f"{name:<9}{method:<10}{seconds * 1e6:>10.0f}{floor * 1e6:>10.1f}"
-            f"{seconds / floor:>9.1f}{eqns:>8}"
+            f"{name:<9}{method:<10}{seconds * 1e6:>10.0f}{eqns:>7}"
+            f"{peak * 1e6:>17.1f}{seconds / peak:>7.1f}{stream * 1e6:>19.1f}"
+            f"{seconds / stream:>7.1f}"
         )
 
 

@@ -53,7 +53,8 @@ def main(argv=None) -> None:
         }
         rows.append(row)
         print(
-            f"seed {seed:>3}  {row['verdict']:<4}  R-hat {row['r_hat']:.3f}  ESS {row['ess_bulk']:>6.0f}"
+            f"seed {seed:>3}  {row['verdict']:<4}  R-hat {row['r_hat']:.3f}  "
+            f"ESS {row['ess_bulk']:>6.0f}"
             f"  modes {row['modes']}  {row['action']:<8} {wall:6.1f} s  {row['detail'][:300]}",
             flush=True,
         )

@@ -62,6 +62,7 @@ class _Compiled:
     init_fn: Any  # (rng_key, init_params, shared) -> HMCState
     advance_fn: Any  # (state, shared) -> (state, (z, stats)) over _CHUNK iterations
     post_fn: Any  # (z batched over draws, shared) -> constrained outputs
+    advance_exe: Any = None  # advance_fn compiled ahead of time (by the first run)
 
 
 def clear_cache() -> None:
@@ -184,48 +185,51 @@ class _Chains:
         self.z: list[list] = [[] for _ in init_points]
         self.stats: list[list] = [[] for _ in init_points]
         self.iterations = 0
+        self.compile_seconds = 0.0
 
-    def _advance_one(self, c: int, n_chunks: int, first_done: threading.Event | None):
-        import jax
+    def _start(self) -> Any:
+        """Every chain's initial state, and the chunk program compiled ahead of time (once
+        per compiled sampler), so that all chains start together."""
         import jax.numpy as jnp
 
+        t = time.perf_counter()
         compiled = self.compiled
-        if self.states[c] is None:
-            init = {
-                n: jnp.asarray(self.init_points[c][n], dtype=jnp.float64)
-                for n in compiled.value_names
-            }
+        for c in range(len(self.states)):
+            init = {n: jnp.asarray(self.init_points[c][n], dtype=jnp.float64)
+                    for n in compiled.value_names}  # fmt: skip
             self.states[c] = compiled.init_fn(self.keys[c], init, self.args)
+        with _LOCK:
+            if compiled.advance_exe is None:
+                compiled.advance_exe = compiled.advance_fn.lower(
+                    self.states[0], self.args
+                ).compile()
+        self.compile_seconds = time.perf_counter() - t
+        return compiled.advance_exe
+
+    def _advance_one(self, exe, c: int, n_chunks: int) -> None:
+        import jax
+
         for _ in range(n_chunks):
-            state, (z, st) = compiled.advance_fn(self.states[c], self.args)
+            state, (z, st) = exe(self.states[c], self.args)
             jax.block_until_ready(z)
             self.states[c] = state
             self.z[c].append(z)
             self.stats[c].append(tuple(np.asarray(v) for v in st))
-            if first_done is not None:
-                first_done.set()
             if self.bar is not None:
                 self.bar.update(_CHUNK)
 
     def advance(self, n_chunks: int) -> None:
         """Run every chain ``n_chunks`` chunks further, ``workers`` chains at a time."""
-        chains = len(self.states)
         if n_chunks <= 0:
             return
+        exe = self._start() if self.iterations == 0 else self.compiled.advance_exe
+        chains = range(len(self.states))
         if self.workers == 1:
-            for c in range(chains):
-                self._advance_one(c, n_chunks, None)
+            for c in chains:
+                self._advance_one(exe, c, n_chunks)
         else:
-            fresh = self.iterations == 0
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                first_done = threading.Event()
-                first = pool.submit(self._advance_one, 0, n_chunks, first_done)
-                # on the first call, chain 0 alone until its first chunk has run (and
-                # compiled): the other threads then reuse the compiled program
-                while fresh and not (first_done.wait(0.05) or first.done()):
-                    pass
-                rest = [pool.submit(self._advance_one, c, n_chunks, None) for c in range(1, chains)]
-                for fut in [first, *rest]:
+                for fut in [pool.submit(self._advance_one, exe, c, n_chunks) for c in chains]:
                     fut.result()
         self.iterations += n_chunks * _CHUNK
 
@@ -288,7 +292,8 @@ def sample_numpyro(
         ``sample_stats`` (``diverging``, ``n_steps``, ``tree_depth``, ``acceptance_rate``,
         ``energy``, ``lp``, ``step_size``), ``observed_data`` and ``constant_data``; the
         posterior's attributes say whether a compiled sampler was reused
-        (``compile_cache_hit``), the seconds spent compiling and sampling, the rounds of
+        (``compile_cache_hit``), the seconds spent compiling (and initialising the
+        chains) and sampling, the rounds of
         draws and whether ``enough`` was met (``target_met``).
     """
     import jax
@@ -335,6 +340,7 @@ def sample_numpyro(
     tree["posterior"].attrs.update(
         sampling_seconds=round(time.perf_counter() - t0, 3),
         first_round_seconds=round(first_seconds, 3),
+        compile_seconds=round(run.compile_seconds, 3),
         rounds=rounds,
         workers=run.workers,
         dense_mass=bool(dense_mass),

@@ -75,3 +75,18 @@ def test_sample_stats_and_layout():
     assert post["chol_corr"].dims == ("chain", "draw", "component", "feature", "feature_bis")
     assert not any(name.endswith("__") for name in post.data_vars)
     assert set(idata.children) >= {"posterior", "sample_stats", "log_likelihood", "observed_data"}
+
+
+def test_parallel_chains_give_the_same_draws_as_one_after_the_other():
+    from dataclasses import replace
+
+    X = _data(0.0, 7)
+    X, spec = make_spec(X, 2)
+    em = fit_em(X, 2, prior=spec.priors.to_em_prior("full"), random_seed=0)
+    model = build_model(X, spec=spec)
+    cfg = replace(CFG, chains=3)
+    one = sample_posterior(model, spec, em, replace(cfg, cores=1))
+    three = sample_posterior(model, spec, em, replace(cfg, cores=3))
+    assert one["posterior"].attrs["workers"] == 1 and three["posterior"].attrs["workers"] == 3
+    for name in ("means", "sds", "weights", "correlation"):
+        np.testing.assert_array_equal(one["posterior"][name], three["posterior"][name])
