@@ -71,13 +71,14 @@ def draw_log_densities(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
 
 
 def membership_array(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
-    """``p(z_i = k | x_i, theta_s)`` for every draw, flattened over (chain, draw): (S, N, K)."""
+    """``p(z_i = k | x_i, theta_s)`` for every draw, flattened over (chain, draw), in the
+    engine's layout (S, K, N): component before point, so no transposed copy is made."""
     draws = Draws.from_dataset(post)
     S, K, _ = draws.shape
-    out = np.empty((S, X.shape[0], K))
+    out = np.empty((S, K, X.shape[0]))
     for start, stop, blocks in Stream(draws, X, 4096).chunks():
         for lo, hi, lp, _ in blocks:
-            out[lo:hi, start:stop] = lp.transpose(0, 2, 1)
+            out[lo:hi, :, start:stop] = lp
     return out
 
 

@@ -26,6 +26,7 @@ Label-invariant summaries need no relabelling: the co-clustering probability
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,8 +185,16 @@ def _kl_cost(means: np.ndarray, covs: np.ndarray, ref: Mapping[str, np.ndarray])
 
 
 def _assign(cost: np.ndarray) -> np.ndarray:
-    """Optimal permutation per draw from ``cost[s, raw j, new k]``: ``perm[s, k] = j``."""
+    """Optimal permutation per draw from ``cost[s, raw j, new k]``: ``perm[s, k] = j``.
+
+    Up to ``_ENUMERATE_K`` components every permutation is scored at once (K! columns);
+    above, one ``linear_sum_assignment`` per draw.
+    """
     S, K, _ = cost.shape
+    if K <= _ENUMERATE_K:
+        perms = np.array(list(itertools.permutations(range(K))))  # (P, K): perms[p, k] = j
+        total = cost[:, perms, np.arange(K)].sum(axis=-1)  # (S, P)
+        return perms[np.argmin(total, axis=1)]
     perm = np.empty((S, K), dtype=np.int64)
     for s in range(S):
         raw, new = linear_sum_assignment(cost[s])
@@ -193,18 +202,21 @@ def _assign(cost: np.ndarray) -> np.ndarray:
     return perm
 
 
+_ENUMERATE_K = 6
+
+
 def _stephens(P: np.ndarray, perm: np.ndarray, max_iter: int) -> tuple[np.ndarray, int, bool]:
     """Stephens (2000): minimise sum_s KL(P_s permuted || Q) over per-draw permutations.
 
-    ``P`` (S, N, K) membership probabilities, ``perm`` (S, K) the starting permutations.
+    ``P`` (S, K, N) membership probabilities, ``perm`` (S, K) the starting permutations.
     The entropy of ``P_s`` does not depend on the permutation, so the cost of sending raw
-    component j to label k is ``-sum_i P_s[i, j] log Q[i, k]``.
+    component j to label k is ``-sum_i P_s[j, i] log Q[k, i]``.
     """
     tiny = np.finfo(float).tiny
     for it in range(1, max_iter + 1):
-        Q = np.take_along_axis(P, perm[:, None, :], axis=2).mean(axis=0)  # (N, K)
+        Q = np.take_along_axis(P, perm[:, :, None], axis=1).mean(axis=0)  # (K, N)
         log_q = np.log(np.maximum(Q, tiny))
-        cost = -np.matmul(np.swapaxes(P, 1, 2), log_q)  # (S, j, k)
+        cost = -np.matmul(P, log_q.T)  # (S, j, k)
         new = _assign(cost)
         if np.array_equal(new, perm):
             return perm, it, True

@@ -14,6 +14,7 @@ process skips XLA's compilation of a program compiled before (see the README).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import pymc as pm
 
 from bayesgmm.core.spec import GMMSpec
-from bayesgmm.inference.jaxlik import features, mixture_loglik
+from bayesgmm.inference.jaxlik import features, mixture_loglik, pointwise_loglik
 
 __all__ = ["ModelFunctions", "enable_compilation_cache", "model_functions"]
 
@@ -79,7 +80,7 @@ class ModelFunctions:
     out_names: list[str]
     prepare: Any  # (shared values) -> args
     logp: Any  # (params, args) -> scalar log density
-    outputs: Any  # (params, args) -> tuple of constrained outputs (``out_names``)
+    outputs: Any  # (params, args) -> constrained outputs (``out_names``), pointwise loglik
 
 
 def shared_inputs(model: pm.Model, outputs) -> list:
@@ -104,7 +105,11 @@ def _jaxify(model: pm.Model, outputs, shared: Sequence):
     outs = graph_replace(list(outputs), dict(zip(shared, symbolic, strict=True)), strict=False)
     fgraph = FunctionGraph(inputs=[*model.value_vars, *symbolic], outputs=outs, clone=True)
     pt_mode.JAX.optimizer.rewrite(fgraph)
-    return jax_funcify(fgraph)
+    with warnings.catch_warnings():
+        # PyTensor drops the priors' parameter checks in JAX (their values are validated
+        # by bayesgmm before the model is built) and says so for each; nothing to act on
+        warnings.filterwarnings("ignore", message="Skipping .* as JAX tracing would remove it")
+        return jax_funcify(fgraph)
 
 
 def _graphs(model: pm.Model):
@@ -148,7 +153,13 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         return lp + mixture_loglik(weights[0], means_z[0], cov_param[0], feats, n_obs, scale, fam)
 
     def outputs_of(params, args):
-        return outputs_fn(*(params[n] for n in value_names), *args[0])
+        """The constrained outputs and the points' log-likelihoods (N,)."""
+        shared_values, feats = args
+        values = [params[n] for n in value_names]
+        _, weights, means_z, cov_param = prior_fn(*values, *shared_values)
+        scale = shared_values[where["scale"]]
+        pointwise = pointwise_loglik(weights[0], means_z[0], cov_param[0], feats, scale, fam)
+        return (*outputs_fn(*values, *shared_values), pointwise)
 
     names = [v.name for v in outputs]
     return ModelFunctions(value_names, shared_names, names, prepare, logp, outputs_of), shared

@@ -37,7 +37,7 @@ from jax.scipy.linalg import solve_triangular
 
 from bayesgmm.core.families import CovarianceFamily
 
-__all__ = ["features", "mixture_loglik"]
+__all__ = ["coefficients", "features", "mixture_loglik", "pointwise_loglik"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -74,6 +74,29 @@ def features(data, loc, scale, fam: CovarianceFamily):
     return jnp.concatenate([z, jnp.square(z)], axis=1).T
 
 
+def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
+    """Every component's log density as ``A @ features + c``: ``A`` (K, F), ``c`` (K,)
+    (weights included; arguments as for :func:`mixture_loglik`)."""
+    K, D = means_z.shape
+    const = jnp.log(weights) - 0.5 * D * _LOG_2PI
+    if fam.correlated:
+        chol_cov = jnp.broadcast_to(cov_param, (K, D, D))
+        inv_chol = solve_triangular(chol_cov, jnp.broadcast_to(jnp.eye(D), (K, D, D)), lower=True)
+        prec = jnp.swapaxes(inv_chol, 1, 2) @ inv_chol  # (K, D, D): L^-T L^-1
+        white_mean = jnp.einsum("kij,kj->ki", inv_chol, means_z)  # L^-1 mu
+        a, b = np.triu_indices(D)
+        quad = jnp.where(a == b, -0.5, -1.0) * prec[:, a, b]  # z_a z_b counted once
+        linear = jnp.einsum("kji,kj->ki", inv_chol, white_mean)  # P mu = L^-T L^-1 mu
+        logdet = jnp.log(jnp.diagonal(chol_cov, axis1=1, axis2=2)).sum(axis=1)
+        c = const - logdet - 0.5 * jnp.square(white_mean).sum(axis=1)
+    else:
+        sds = jnp.broadcast_to(cov_param[:, None] if fam.isotropic else cov_param, (K, D))
+        prec = 1.0 / jnp.square(sds)
+        quad, linear = -0.5 * prec, means_z * prec
+        c = const - jnp.log(sds).sum(axis=1) - 0.5 * (jnp.square(means_z) * prec).sum(axis=1)
+    return jnp.concatenate([linear, quad], axis=1), c
+
+
 def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: CovarianceFamily):
     """The model's log-likelihood of the data (the ``x`` term of ``model.logp()``).
 
@@ -93,22 +116,13 @@ def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: C
         The standardisation's scale (its Jacobian, ``N sum log scale``).
     fam : CovarianceFamily
     """
-    K, D = means_z.shape
-    const = jnp.log(weights) - 0.5 * D * _LOG_2PI
-    if fam.correlated:
-        chol_cov = jnp.broadcast_to(cov_param, (K, D, D))
-        inv_chol = solve_triangular(chol_cov, jnp.broadcast_to(jnp.eye(D), (K, D, D)), lower=True)
-        prec = jnp.swapaxes(inv_chol, 1, 2) @ inv_chol  # (K, D, D): L^-T L^-1
-        white_mean = jnp.einsum("kij,kj->ki", inv_chol, means_z)  # L^-1 mu
-        a, b = np.triu_indices(D)
-        quad = jnp.where(a == b, -0.5, -1.0) * prec[:, a, b]  # z_a z_b counted once
-        linear = jnp.einsum("kji,kj->ki", inv_chol, white_mean)  # P mu = L^-T L^-1 mu
-        logdet = jnp.log(jnp.diagonal(chol_cov, axis1=1, axis2=2)).sum(axis=1)
-        c = const - logdet - 0.5 * jnp.square(white_mean).sum(axis=1)
-    else:
-        sds = jnp.broadcast_to(cov_param[:, None] if fam.isotropic else cov_param, (K, D))
-        prec = 1.0 / jnp.square(sds)
-        quad, linear = -0.5 * prec, means_z * prec
-        c = const - jnp.log(sds).sum(axis=1) - 0.5 * (jnp.square(means_z) * prec).sum(axis=1)
-    A = jnp.concatenate([linear, quad], axis=1)  # (K, F)
+    A, c = coefficients(weights, means_z, cov_param, fam)
     return _linear_lse(feats, A, c) - n_obs * jnp.log(scale).sum()
+
+
+def pointwise_loglik(weights, means_z, cov_param, feats, scale, fam: CovarianceFamily):
+    """Each point's mixture log density in the data's units, (N,) (no custom gradient:
+    for the posterior's pointwise log-likelihood, not for sampling)."""
+    A, c = coefficients(weights, means_z, cov_param, fam)
+    lp = A @ feats + c[:, None]
+    return jax.scipy.special.logsumexp(lp, axis=0) - jnp.log(scale).sum()

@@ -61,7 +61,7 @@ class _Compiled:
     prepare_fn: Any  # (shared values) -> args of the others
     init_fn: Any  # (rng_key, init_params, shared) -> HMCState
     advance_fn: Any  # (state, shared) -> (state, (z, stats)) over _CHUNK iterations
-    post_fn: Any  # (z batched over draws, shared) -> constrained outputs
+    post_fn: Any  # (z batched over draws, args) -> constrained outputs, pointwise loglik
     advance_exe: Any = None  # advance_fn compiled ahead of time (by the first run)
 
 
@@ -290,7 +290,8 @@ def sample_numpyro(
     DataTree
         ``posterior`` (free variables in their constrained form and the deterministics),
         ``sample_stats`` (``diverging``, ``n_steps``, ``tree_depth``, ``acceptance_rate``,
-        ``energy``, ``lp``, ``step_size``), ``observed_data`` and ``constant_data``; the
+        ``energy``, ``lp``, ``step_size``), ``log_likelihood`` (``x`` point by point, in
+        the data's units), ``observed_data`` and ``constant_data``; the
         posterior's attributes say whether a compiled sampler was reused
         (``compile_cache_hit``), the seconds spent compiling (and initialising the
         chains) and sampling, the rounds of
@@ -354,10 +355,12 @@ def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> x
     compiled = run.compiled
     zs, stats = run.draws(keep)
     posterior = {name: [] for name in compiled.out_names}
+    pointwise = []
     for z in zs:
-        outs = compiled.post_fn(z, run.args)
+        *outs, ll = compiled.post_fn(z, run.args)
         for name, value in zip(compiled.out_names, outs, strict=True):
             posterior[name].append(np.asarray(value))
+        pointwise.append(np.asarray(ll))
     posterior = {name: np.stack(v) for name, v in posterior.items()}
     stat = {name: np.stack([s[i] for s in stats]) for i, name in enumerate(_STATS)}
     sample_stats = {
@@ -369,7 +372,13 @@ def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> x
         "lp": -stat["potential_energy"],
         "step_size": stat["step_size"],
     }
-    return _to_datatree(model, posterior, sample_stats, tune, hit)
+    tree = _to_datatree(model, posterior, sample_stats, tune, hit)
+    ll = np.stack(pointwise)  # (chain, draw, obs): the model's x term, point by point
+    post = tree["posterior"]
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values,
+              "obs": np.arange(ll.shape[-1])}  # fmt: skip
+    tree["log_likelihood"] = xr.Dataset({"x": (("chain", "draw", "obs"), ll)}, coords=coords)
+    return tree
 
 
 def _progress(progressbar: bool, total: int):

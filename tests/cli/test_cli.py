@@ -345,3 +345,23 @@ def test_missing_values_are_an_error_unless_dropped():
 def test_spec_round_trips_through_json_types():
     spec = ModelSpec.from_dict(json.loads(json.dumps(_spec(model={"components": [1, 3]}))))
     assert spec.components == [1, 3]
+
+
+def test_the_cli_draws_until_its_ess_target_by_default():
+    import argparse
+
+    pytest.importorskip("numpyro")
+
+    from bayesgmm.cli.main import MAX_TIME, _with_targets
+    from bayesgmm.core.config import SamplerConfig
+
+    args = argparse.Namespace(target_ess=None, max_time=None)
+    numpyro = SamplerConfig(nuts_sampler="numpyro", chains=3)
+    cfg = _with_targets(numpyro, args)
+    assert (cfg.target_ess, cfg.max_time) == (300, MAX_TIME)
+    off = _with_targets(numpyro, argparse.Namespace(target_ess=0, max_time=None))
+    assert off.target_ess is None
+    own = _with_targets(SamplerConfig(nuts_sampler="numpyro", target_ess=50), args)
+    assert own.target_ess == 50  # a spec's own target is kept
+    pymc = _with_targets(SamplerConfig(nuts_sampler="pymc"), args)
+    assert pymc.target_ess is None  # other backends draw exactly `draws`

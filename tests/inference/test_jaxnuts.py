@@ -90,3 +90,15 @@ def test_parallel_chains_give_the_same_draws_as_one_after_the_other():
     assert one["posterior"].attrs["workers"] == 1 and three["posterior"].attrs["workers"] == 3
     for name in ("means", "sds", "weights", "correlation"):
         np.testing.assert_array_equal(one["posterior"][name], three["posterior"][name])
+
+
+def test_the_pointwise_log_likelihood_from_jax_equals_the_numpy_engines():
+    from bayesgmm.inference.sampling import pointwise_log_likelihood
+
+    X, spec = make_spec(_data(0.0, 8), 2)
+    em = fit_em(X, 2, prior=spec.priors.to_em_prior("full"), random_seed=0)
+    model = build_model(X, spec=spec)
+    idata = sample_posterior(model, spec, em, CFG)
+    numpy_ll = pointwise_log_likelihood(model, idata["posterior"].to_dataset())["x"]
+    np.testing.assert_allclose(idata["log_likelihood"]["x"].values, numpy_ll.values, rtol=1e-10)
+    assert idata["log_likelihood"]["x"].dims == ("chain", "draw", "obs")
