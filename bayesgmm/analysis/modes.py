@@ -8,10 +8,13 @@ neither. This module
 * **finds** the modes (:func:`find_modes`) from label-invariant quantities only -- the
   total log-likelihood of each draw and its component weights sorted by size -- so that
   label switching is never mistaken for a mode. Every chain is cut into blocks of
-  consecutive draws (a chain can move mid-run); two blocks are in one mode when every
-  such quantity's block means differ by at most ``threshold`` within-block sds (the
-  smaller of the two blocks'). Blocks of one mode differ by ``~1 / sqrt(ESS per
-  block)`` sds;
+  consecutive draws (a chain can move mid-run); two blocks *agree* when every such
+  quantity's block means differ by at most ``threshold`` pooled within-block sds
+  (weights that differ by less than ``MIN_SHARE_CHANGE`` always agree: emptied
+  components of an overfitted mixture wander near zero). The modes are the connected
+  groups of agreeing blocks (single linkage), so a chain that drifts slowly through one
+  mode stays one mode, and two modes are separated by a gap that no block bridges.
+  Blocks of one mode differ by ``~1 / sqrt(ESS per block)`` sds;
 * **describes** each mode: which chains (and from which draw), the mean log-likelihood,
   and the components' shares of the points (posterior mean weights, relabelled) that
   differ most from the best mode's;
@@ -35,8 +38,10 @@ import xarray as xr
 
 __all__ = ["Mode", "ModeReport", "find_modes", "mode_posterior", "stack_modes"]
 
-#: Block means further apart than this many within-block sds: different modes.
+#: Block means further apart than this many pooled within-block sds do not agree.
 MODE_THRESHOLD = 4.0
+#: Sorted weights closer than this (a share of the points) always agree.
+MIN_SHARE_CHANGE = 0.02
 #: Blocks per chain (fewer for short chains: at least MIN_BLOCK draws each).
 BLOCKS = 10
 MIN_BLOCK = 25
@@ -86,7 +91,7 @@ class ModeReport:
     modes: list[Mode]
     n_chains: int
     n_draws: int
-    separation: float  # largest z between blocks of different modes
+    separation: float  # smallest z between blocks of different modes (the gap)
     action: str = "none"  # "none", "stacked", "reported"
     notes: list[str] = field(default_factory=list)
 
@@ -177,32 +182,23 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
     >>> [m.where(200) for m in report.modes]
     ["chains 0, 1, 2 and chain 3's draws 0-99", 'chain 3 from draw 100']
     """
+    from scipy.sparse.csgraph import connected_components
+
     sig = _signatures(idata)
     C, S, _ = sig.shape
     spans = _blocks(S)
     blocks = [(c, a, b) for c in range(C) for a, b in spans]
     means = np.array([sig[c, a:b].mean(axis=0) for c, a, b in blocks])
     sds = np.array([sig[c, a:b].std(axis=0, ddof=1) for c, a, b in blocks])
-    # greedy: blocks in order of log-likelihood join the first mode they agree with
-    order = np.argsort(-means[:, 0])
-    seeds: list[int] = []
-    label = np.empty(len(blocks), dtype=int)
-    separation = 0.0
-    for i in order:
-        for m, j in enumerate(seeds):
-            if _z(means, sds, i, j) <= threshold:
-                label[i] = m
-                break
-        else:
-            label[i] = len(seeds)
-            seeds.append(i)
-    for i in range(len(blocks)):
-        for j in seeds:
-            if label[j] != label[i]:
-                separation = max(separation, _z(means, sds, i, j))
+    floor = np.zeros(sig.shape[-1])
+    floor[sig.shape[-1] - _n_weights(idata) :] = MIN_SHARE_CHANGE
+    z = _pairwise_z(means, sds, floor)
+    n_modes, label = connected_components(z <= threshold, directed=False)
+    between = label[:, None] != label[None, :]
+    separation = float(z[between].min()) if n_modes > 1 else 0.0
     weights = idata["posterior"]["weights"].transpose("chain", "draw", "component").to_numpy()
     modes = []
-    for m in range(len(seeds)):
+    for m in range(n_modes):
         mine = [blocks[i] for i in range(len(blocks)) if label[i] == m]
         n_draws: dict[int, int] = {}
         for c, a, b in mine:
@@ -214,13 +210,20 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
     return ModeReport(modes, C, S, float(separation))
 
 
-def _z(means: np.ndarray, sds: np.ndarray, i: int, j: int) -> float:
-    """Largest |block mean difference| in units of the smaller within-block sd."""
-    diff = np.abs(means[i] - means[j])
-    scale = np.minimum(sds[i], sds[j])
+def _n_weights(idata: xr.DataTree) -> int:
+    post = idata["posterior"]
+    return int(post["weights"].sizes["component"]) if "weights" in post else 0
+
+
+def _pairwise_z(means: np.ndarray, sds: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """(B, B): the largest |block mean difference| over the quantities, in pooled
+    within-block sds; differences below ``floor`` count as none."""
+    diff = np.abs(means[:, None] - means[None, :])
+    scale = np.sqrt(0.5 * (sds[:, None] ** 2 + sds[None, :] ** 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, diff / scale, np.where(diff > 0, np.inf, 0.0))
-    return float(np.max(z))
+    z = np.where(diff < floor, 0.0, z)
+    return z.max(axis=-1)
 
 
 def _mode_draws(ds: xr.Dataset, mode: Mode) -> xr.Dataset:

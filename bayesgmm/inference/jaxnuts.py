@@ -203,6 +203,7 @@ class _Chains:
                 compiled.advance_exe = compiled.advance_fn.lower(
                     self.states[0], self.args
                 ).compile()
+                logger.info("compiled in %.1f s", time.perf_counter() - t)
         self.compile_seconds = time.perf_counter() - t
         return compiled.advance_exe
 

@@ -280,7 +280,9 @@ def run_sbc(
         Fixed priors merged over :data:`SBC_PRIORS` (no ``"auto"`` parameters).
     draws, tune, chains : int
         Sampler settings of each fit (NumPyro when installed: one compiled sampler
-        serves every simulation, see :mod:`bayesgmm.inference.jaxnuts`).
+        serves every simulation, see :mod:`bayesgmm.inference.jaxnuts`). Chains in
+        different posterior modes are recorded (``multimodal="report"``), not stacked:
+        the ranks are those of the posterior itself.
     n_ranks : int
         Thinned posterior draws the truth is ranked among (evenly spaced in each
         chain); ``draws * chains`` should be several times larger so that they are
@@ -300,7 +302,6 @@ def run_sbc(
     if draws * chains < n_ranks:
         raise ConfigError(f"draws * chains = {draws * chains} < n_ranks = {n_ranks}.")
     rank_rows, fit_rows = [], []
-    keep = _thin_per_chain(chains, draws, n_ranks)
     for i in range(n_sims):
         rng = np.random.default_rng(child_sequence(random_seed, i))
         theta = draw_prior(n_components, n_features, priors, rng)
@@ -317,6 +318,8 @@ def run_sbc(
                 "chains": chains,
                 "random_seed": seed,
                 "progressbar": False,
+                # ranks need the posterior itself: modes are recorded, never stacked
+                "multimodal": "report",
             },
             em=dict(em or {"n_init": 3}),
         )
@@ -336,12 +339,16 @@ def run_sbc(
             theta["correlation"][None],
         )
         draws_q = _posterior_invariants(gmm)
+        post = gmm.idata_["posterior"]
+        keep = _thin_per_chain(post.sizes["chain"], post.sizes["draw"], n_ranks)
         ranks = {name: int(np.sum(draws_q[name][keep] < truth[name][0])) for name in truth}
         rank_rows.append({"sim": i, **ranks})
         report = gmm.diagnostics_
+        tree = gmm.idata_
         row.update(
             status="ok",
             verdict=report.verdict,
+            modes=int(tree["modes"].sizes["mode_index"]) if "modes" in tree.children else 1,
             divergences=int(gmm.idata_["sample_stats"]["diverging"].sum()),
             max_rhat=float(report.parameters["r_hat"].max()),
             min_ess_bulk=float(report.parameters["ess_bulk"].min()),

@@ -167,3 +167,26 @@ def test_pooled_modes_are_diagnosed_mode_by_mode():
     assert report.table.loc["r_hat", "value"] < 1.05
     assert report.table.loc["ess_bulk", "value"] > 200
     assert any("by its stacking weight" in n for n in report.notes)
+
+
+def test_slow_drift_and_wandering_empty_components_are_not_modes():
+    # what an overfitted (sparse) mixture looks like: every chain drifts slowly (a random
+    # walk in the log-likelihood, blocks far apart at the ends but each close to the
+    # next), and five nearly empty components wander between 1e-6 and 1e-2 of the points
+    rng = np.random.default_rng(3)
+    C, S = 2, 300
+    walk = np.cumsum(rng.normal(scale=0.6, size=(C, S)), axis=1)
+    ll = (-820.0 + walk + rng.normal(scale=2.0, size=(C, S)))[..., None]
+    tiny = 10 ** rng.uniform(-6, -2, size=(C, S, 5))
+    big = np.array([0.34, 0.33, 0.33]) + rng.normal(scale=0.01, size=(C, S, 3))
+    w = np.concatenate([big, tiny], axis=-1)
+    w /= w.sum(-1, keepdims=True)
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"weights": (("chain", "draw", "component"), w)}),
+            "log_likelihood": xr.Dataset({"x": (("chain", "draw", "obs"), ll)}),
+        }
+    )
+    z_ends = abs(ll[:, :30].mean() - ll[:, -30:].mean()) / ll[:, :30].std()
+    report = find_modes(tree)
+    assert not report.multimodal, (z_ends, report.describe())
