@@ -163,38 +163,12 @@ def run(name: str, repeats: int, methods: list[str], rates: tuple[float, float])
 def numpyro_time(X, K, repeats):
     import jax
     import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
+    from bench_sampling import em_reference, em_start, numpyro_model
+    from numpyro.infer import init_to_value
     from numpyro.infer.util import initialize_model
 
-    N, D = X.shape
-    loc, sd = X.mean(axis=0), X.std(axis=0)
-
-    def model(x):
-        weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(K)))
-        with numpyro.plate("component", K):
-            means = numpyro.sample("means", dist.Normal(loc, 2.0 * sd).to_event(1))
-            sds = numpyro.sample("sds", dist.HalfNormal(sd).to_event(1))
-            chol_corr = numpyro.sample("chol_corr", dist.LKJCholesky(D, concentration=2.0))
-        mix = dist.MixtureSameFamily(
-            dist.Categorical(probs=weights),
-            dist.MultivariateNormal(means, scale_tril=sds[..., :, None] * chol_corr),
-        )
-        with numpyro.plate("obs", N):
-            numpyro.sample("x", mix, obs=x)
-
-    from bench_sampling import em_reference
-    from numpyro.infer import init_to_value
-
-    em = em_reference(X, K, 0)  # the EM start (random starts fail for D >= 20)
-    cov = np.asarray(em.covariance_matrices())
-    sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    start = {
-        "weights": em.weights / em.weights.sum(),
-        "means": em.means,
-        "sds": sds,
-        "chol_corr": np.linalg.cholesky(cov / (sds[:, :, None] * sds[:, None, :])),
-    }
+    model = numpyro_model(X, K)
+    start = em_start(em_reference(X, K, 0))  # the EM start (random starts fail for D >= 20)
     info = initialize_model(
         jax.random.PRNGKey(0),
         model,
@@ -218,8 +192,9 @@ def main(argv=None) -> None:
     rates = gflops()
     rows = []
     for name in args.workloads.split(","):
-        rows += run(name, args.repeats, args.methods.split(","), rates)
-        for r in rows[-3:]:
+        new = run(name, args.repeats, args.methods.split(","), rates)
+        rows += new
+        for r in new:
             print(f"# {r[0]} {r[1]}: {r[2] * 1e6:.0f} us", file=sys.stderr, flush=True)
     print(
         f"measured float64 rates: {rates[0]:.1f} GFLOP/s (matrix product), "

@@ -155,18 +155,15 @@ def run_bayesgmm(X, K, args, nuts_sampler="auto"):
     return wall, draws, steps, note
 
 
-def run_numpyro(X, K, em, args):
-    import jax
+def numpyro_model(X, K):
+    """The hand-written NumPyro model: bayesgmm's default priors in the data's units,
+    ``MixtureSameFamily`` of ``MultivariateNormal(scale_tril)``."""
     import jax.numpy as jnp
-    import numpy as np
     import numpyro
     import numpyro.distributions as dist
-    from numpyro.distributions import biject_to, constraints
-    from numpyro.infer import MCMC, NUTS
 
     N, D = X.shape
     loc, sd = X.mean(axis=0), X.std(axis=0)
-    t = time.perf_counter()
 
     def model(x):
         weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(K)))
@@ -181,16 +178,40 @@ def run_numpyro(X, K, em, args):
         with numpyro.plate("obs", N):
             numpyro.sample("x", mix, obs=x)
 
+    return model
+
+
+def em_start(em) -> dict:
+    """The EM solution as the NumPyro model's (constrained) parameters."""
+    import numpy as np
+
     cov = np.asarray(em.covariance_matrices())
-    em_sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    chol_corr = np.linalg.cholesky(cov / (em_sds[:, :, None] * em_sds[:, None, :]))
+    sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    return {
+        "weights": em.weights / em.weights.sum(),
+        "means": em.means,
+        "sds": sds,
+        "chol_corr": np.linalg.cholesky(cov / (sds[:, :, None] * sds[:, None, :])),
+    }
+
+
+def run_numpyro(X, K, em, args):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from numpyro.distributions import biject_to, constraints
+    from numpyro.infer import MCMC, NUTS
+
+    t = time.perf_counter()
+    model = numpyro_model(X, K)
+    em_point = em_start(em)
     # the EM start on the unconstrained scale, one copy per chain (init_to_value fails
     # under pmap for LKJCholesky with numpyro 0.22; init_params starts the chains there)
     start = {
-        "weights": biject_to(constraints.simplex).inv(jnp.asarray(em.weights / em.weights.sum())),
-        "means": jnp.asarray(em.means),
-        "sds": biject_to(constraints.positive).inv(jnp.asarray(em_sds)),
-        "chol_corr": biject_to(constraints.corr_cholesky).inv(jnp.asarray(chol_corr)),
+        "weights": biject_to(constraints.simplex).inv(jnp.asarray(em_point["weights"])),
+        "means": jnp.asarray(em_point["means"]),
+        "sds": biject_to(constraints.positive).inv(jnp.asarray(em_point["sds"])),
+        "chol_corr": biject_to(constraints.corr_cholesky).inv(jnp.asarray(em_point["chol_corr"])),
     }
     init_params = {k: jnp.stack([v] * args.chains) for k, v in start.items()}
     mcmc = MCMC(
