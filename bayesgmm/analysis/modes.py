@@ -9,8 +9,9 @@ neither. This module
   total log-likelihood of each draw and its component weights sorted by size -- so that
   label switching is never mistaken for a mode. Every chain is cut into blocks of
   consecutive draws (a chain can move mid-run); two blocks *agree* when every such
-  quantity's block means differ by at most ``threshold`` pooled within-block sds
-  (weights that differ by less than ``MIN_SHARE_CHANGE`` always agree: emptied
+  quantity's block means differ by at most ``threshold`` within-block sds (the smaller
+  of the two blocks', so that a block in which a chain moves does not bridge two modes;
+  weights that differ by less than ``MIN_SHARE_CHANGE`` always agree: emptied
   components of an overfitted mixture wander near zero). The modes are the connected
   groups of agreeing blocks (single linkage), so a chain that drifts slowly through one
   mode stays one mode, and two modes are separated by a gap that no block bridges.
@@ -216,10 +217,12 @@ def _n_weights(idata: xr.DataTree) -> int:
 
 
 def _pairwise_z(means: np.ndarray, sds: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """(B, B): the largest |block mean difference| over the quantities, in pooled
-    within-block sds; differences below ``floor`` count as none."""
+    """(B, B): the largest |block mean difference| over the quantities, in the smaller
+    of the two blocks' sds; differences below ``floor`` count as none."""
     diff = np.abs(means[:, None] - means[None, :])
-    scale = np.sqrt(0.5 * (sds[:, None] ** 2 + sds[None, :] ** 2))
+    # the smaller sd: a block in which a chain moves between modes has a wide sd and
+    # must not bridge the two
+    scale = np.minimum(sds[:, None], sds[None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, diff / scale, np.where(diff > 0, np.inf, 0.0))
     z = np.where(diff < floor, 0.0, z)

@@ -190,3 +190,15 @@ def test_slow_drift_and_wandering_empty_components_are_not_modes():
     z_ends = abs(ll[:, :30].mean() - ll[:, -30:].mean()) / ll[:, :30].std()
     report = find_modes(tree)
     assert not report.multimodal, (z_ends, report.describe())
+
+
+def test_a_move_inside_a_block_does_not_bridge_the_modes():
+    # the block holding the move has draws of both modes (a wide sd): it must not join
+    # them into one (seen on iris, seed 3)
+    tree = _two_modes(_data(), moves_at=110)
+    report = find_modes(tree)
+    assert report.multimodal
+    first = report.modes[0]
+    assert first.whole_chains(200) == [0, 1, 2]
+    assert all(c == 3 for m in report.modes[1:] for c in m.n_draws)
+    assert any(m.where(200) == "chain 3 from draw 125" for m in report.modes[1:])
