@@ -86,7 +86,7 @@ def test_imports_follow_the_tiers(path):
     for name, lazy in _imports(tree):
         top = name.split(".")[0]
         target = _bayesgmm_tier(name)
-        if tier is None:  # top level: the lazy __init__, exceptions, _logging
+        if tier is None:  # top level: the lazy __init__ and __main__, exceptions, _logging
             if not lazy and target not in (None, *SHARED) and path.name != "__init__.py":
                 problems.append(f"{name} (top-level modules import no tier)")
             continue

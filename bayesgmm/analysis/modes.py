@@ -10,11 +10,11 @@ neither. This module
   label switching is never mistaken for a mode. Every chain is cut into blocks of
   consecutive draws (a chain can move mid-run); two blocks *agree* when every such
   quantity's block means differ by at most ``threshold`` within-block sds (the smaller
-  of the two blocks', so that a block in which a chain moves does not bridge two modes;
-  weights that differ by less than ``MIN_SHARE_CHANGE`` always agree: emptied
-  components of an overfitted mixture wander near zero). The modes are the connected
-  groups of agreeing blocks (single linkage), so a chain that drifts slowly through one
-  mode stays one mode, and two modes are separated by a gap that no block bridges.
+  of the two blocks'; weights that differ by less than ``MIN_SHARE_CHANGE`` always
+  agree: emptied components of an overfitted mixture wander near zero). Blocks, in order
+  of log-likelihood, join the first mode whose first block they agree with; then modes
+  whose pooled draws are not ``threshold`` sds apart are merged (a chain that drifts
+  slowly through one mode splits into overlapping pieces, which this joins again).
   Blocks of one mode differ by ``~1 / sqrt(ESS per block)`` sds;
 * **describes** each mode: which chains (and from which draw), the mean log-likelihood,
   and the components' shares of the points (posterior mean weights, relabelled) that
@@ -183,8 +183,6 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
     >>> [m.where(200) for m in report.modes]
     ["chains 0, 1, 2 and chain 3's draws 0-99", 'chain 3 from draw 100']
     """
-    from scipy.sparse.csgraph import connected_components
-
     sig = _signatures(idata)
     C, S, _ = sig.shape
     spans = _blocks(S)
@@ -194,7 +192,20 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
     floor = np.zeros(sig.shape[-1])
     floor[sig.shape[-1] - _n_weights(idata) :] = MIN_SHARE_CHANGE
     z = _pairwise_z(means, sds, floor)
-    n_modes, label = connected_components(z <= threshold, directed=False)
+    # greedy: blocks in order of log-likelihood join the first mode whose first block
+    # they agree with
+    label = np.empty(len(blocks), dtype=int)
+    seeds: list[int] = []
+    for i in np.argsort(-means[:, 0]):
+        for m, j in enumerate(seeds):
+            if z[i, j] <= threshold:
+                label[i] = m
+                break
+        else:
+            label[i] = len(seeds)
+            seeds.append(i)
+    label = _merge_overlapping(sig, blocks, label, floor, threshold)
+    n_modes = int(label.max()) + 1
     between = label[:, None] != label[None, :]
     separation = float(z[between].min()) if n_modes > 1 else 0.0
     weights = idata["posterior"]["weights"].transpose("chain", "draw", "component").to_numpy()
@@ -209,6 +220,31 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
         modes.append(Mode(mine, n_draws, float(draws.mean()), shares))
     modes.sort(key=lambda mode: -mode.mean_loglik)
     return ModeReport(modes, C, S, float(separation))
+
+
+def _merge_overlapping(sig, blocks, label, floor, threshold) -> np.ndarray:
+    """Merge modes whose pooled draws are not ``threshold`` sds apart (the smaller of the
+    two modes' sds): a chain that drifts slowly through one mode splits into greedy
+    modes that overlap as a whole. Closest pair first, until none is left."""
+    label = label.copy()
+    while label.max() > 0:
+        pooled = [
+            np.concatenate(
+                [sig[c, a:b] for (c, a, b), m in zip(blocks, label, strict=True) if m == k]
+            )
+            for k in range(label.max() + 1)
+        ]
+        means = np.array([p.mean(axis=0) for p in pooled])
+        sds = np.array([p.std(axis=0, ddof=1) for p in pooled])
+        z = _pairwise_z(means, sds, floor)
+        np.fill_diagonal(z, np.inf)
+        i, j = np.unravel_index(np.argmin(z), z.shape)
+        if z[i, j] > threshold:
+            break
+        keep, gone = min(i, j), max(i, j)
+        label[label == gone] = keep
+        label[label > gone] -= 1
+    return label
 
 
 def _n_weights(idata: xr.DataTree) -> int:

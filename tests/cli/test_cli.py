@@ -365,3 +365,14 @@ def test_the_cli_draws_until_its_ess_target_by_default():
     assert own.target_ess == 50  # a spec's own target is kept
     pymc = _with_targets(SamplerConfig(nuts_sampler="pymc"), args)
     assert pymc.target_ess is None  # other backends draw exactly `draws`
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bayesgmm", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: bayesgmm" in proc.stdout
