@@ -264,8 +264,6 @@ def check_fit(
 
 
 def _feature_index(features, names: list[str]) -> tuple[int, int]:
-    if len(names) < 2:
-        raise DataError("plot_clusters needs at least 2 features.")
     if len(features) != 2:
         raise ConfigError(f"features must name exactly two features; got {features!r}.")
     idx = []
@@ -321,8 +319,11 @@ def plot_clusters(
         Defaults to the DataTree's training data.
     features : pair of int or str, default=(0, 1)
         The two features to show (the ellipses are the components' marginals on them).
+        With one feature the figure is a histogram with each component's weighted
+        density and the points as a rug.
     n_ellipse_draws : int, default=30
-        Faint ellipses from this many random posterior draws show the parameter spread.
+        Faint ellipses (curves, with one feature) from this many random posterior draws
+        show the parameter spread.
     n_std : float, default=2.0
         Ellipse radius in standard deviations (Mahalanobis distance).
     uncertainty : {"alpha", "size"}, default="alpha"
@@ -343,15 +344,26 @@ def plot_clusters(
     if not integer(0)(n_ellipse_draws):
         raise ConfigError(f"n_ellipse_draws must be an integer >= 0; got {n_ellipse_draws!r}.")
     draws, X = draws_and_data(posterior, X, None)
-    i, j = _feature_index(features, draws.feature_names)
     proba = predict_proba(posterior, X)
     cluster, certainty = proba.argmax(axis=1), proba.max(axis=1)
-    S, K, _ = draws.shape
+    S, K, D = draws.shape
     colours = plt.get_cmap("tab10" if K <= 10 else "tab20")
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 5))
     else:
         fig = ax.figure
+    if D == 1:
+        return _clusters_1d(
+            ax,
+            draws,
+            X[:, 0],
+            cluster,
+            certainty,
+            colours,
+            n_ellipse_draws,
+            rng=np.random.default_rng(random_seed),
+        )
+    i, j = _feature_index(features, draws.feature_names)
     rgba = np.array([to_rgba(colours(k % colours.N)) for k in cluster])
     lo = 1.0 / K  # certainty of a uniform guess
     strength = np.clip((certainty - lo) / max(1.0 - lo, 1e-12), 0.0, 1.0)
@@ -398,3 +410,41 @@ def plot_clusters(
     ax.legend(loc="best", fontsize="small")
     ax.autoscale_view()
     return fig
+
+
+def _clusters_1d(ax, draws, x, cluster, certainty, colours, n_curves, rng):
+    """One feature: a histogram of the data, each component's weighted density (posterior
+    mean parameters, bold; ``n_curves`` random draws, faint) and the points as a rug
+    coloured by most probable cluster, opacity = certainty."""
+    from matplotlib.colors import to_rgba
+    from scipy.stats import norm
+
+    S, K, _ = draws.shape
+    grid = np.linspace(x.min() - 0.1 * np.ptp(x), x.max() + 0.1 * np.ptp(x), 400)
+    ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="white", label="data")
+    weights = np.exp(draws.log_weights)
+    sds = np.sqrt(draws.covariance[:, :, 0, 0])
+    for s in rng.choice(S, size=min(int(n_curves), S), replace=False):
+        for k in range(K):
+            dens = weights[s, k] * norm.pdf(grid, draws.means[s, k, 0], sds[s, k])
+            ax.plot(grid, dens, color=colours(k % colours.N), alpha=0.15, linewidth=0.6)
+    w, mu, sd = weights.mean(axis=0), draws.means[:, :, 0].mean(axis=0), sds.mean(axis=0)
+    total = np.zeros_like(grid)
+    for k in range(K):
+        dens = w[k] * norm.pdf(grid, mu[k], sd[k])
+        total += dens
+        name = draws.coords["component"][k]
+        ax.plot(grid, dens, color=colours(k % colours.N), linewidth=2.0,
+                label=f"component {name} (w={w[k]:.2f})")  # fmt: skip
+    ax.plot(grid, total, color="black", linewidth=1.2, linestyle="--", label="mixture")
+    rgba = np.array([to_rgba(colours(k % colours.N)) for k in cluster])
+    lo = 1.0 / K
+    rgba[:, 3] = 0.1 + 0.9 * np.clip((certainty - lo) / max(1.0 - lo, 1e-12), 0.0, 1.0)
+    top = ax.get_ylim()[1]
+    ax.scatter(x, np.full(x.shape, -0.04 * top), c=rgba, marker="|", s=120, linewidths=1.2)
+    ax.set_ylim(-0.08 * top, top)
+    ax.set_xlabel(draws.feature_names[0])
+    ax.set_ylabel("density")
+    ax.set_title("most probable cluster (rug; opacity = certainty); weighted component densities")
+    ax.legend(loc="best", fontsize="small")
+    return ax.figure

@@ -376,3 +376,15 @@ def test_python_dash_m_runs_the_command_line():
     )
     assert proc.returncode == 0, proc.stderr
     assert "usage: bayesgmm" in proc.stdout
+
+
+def test_one_feature_data_gets_the_whole_report(tmp_path, capsys):
+    # a one-column CSV (e.g. galaxy velocities) used to fit, then exit 2 at the cluster plot
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(10, 1, 30), rng.normal(20, 2, 50)])
+    (tmp_path / "one.csv").write_text("velocity\n" + "\n".join(f"{v:.3f}" for v in x) + "\n")
+    code, _, err = _run(
+        ["fit", tmp_path / "one.csv", "-k", "2", "--out", tmp_path / "o", *SMALL], capsys
+    )
+    assert code == 0, err
+    _check_report(tmp_path / "o", 80, ["velocity"])
