@@ -77,9 +77,11 @@ def _save_figure(obj, path: Path) -> None:
 
 
 def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
-    return df.to_html(
+    """A table inside a container that scrolls sideways, so the page keeps its width."""
+    table = df.to_html(
         float_format=lambda v: float_format.format(v), border=0, classes="tbl", na_rep="-"
     )
+    return f'<div class="scroll">{table}</div>'
 
 
 def write_report(
@@ -254,6 +256,7 @@ h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid
 .tbl{border-collapse:collapse;font-size:.85em} .tbl td,.tbl th{padding:2px 8px;text-align:right}
 .tbl tr:nth-child(even){background:#f6f8fa} img{max-width:100%;border:1px solid #eee}
 .ok{color:#1a7f37} .warn{color:#9a6700} .fail{color:#cf222e} pre{background:#f6f8fa;padding:.6em}
+.scroll{max-width:100%;overflow-x:auto} .tbl td,.tbl th{white-space:nowrap}
 """
 
 
@@ -333,7 +336,7 @@ def _html_page(g, *, title, notes, summary, diag, assign, selection, out, second
         "<p>Data units; <a href='summary.csv'>summary.csv</a></p>",
         _table_html(summary),
         "<h2>Diagnostics</h2>",
-        diag._repr_html_(),
+        f'<div class="scroll">{diag._repr_html_()}</div>',
         "<h2>Clusters</h2>",
         f"<p>{n_uncertain} of {assign.shape[0]} points have assignment uncertainty "
         "(1 - max probability) above 0.2. Per-point probabilities with intervals: "

@@ -124,6 +124,10 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                     f"{exc} No report was written; the comparison is in {out / 'selection.csv'}."
                 ) from None
             gmm, selection = res.fits[best], res.table
+            print(
+                f"chosen K = {best}: the highest PSIS-LOO elpd among K = "
+                f"{', '.join(str(k) for k in spec.components)} (selection.csv)"
+            )
             caught_notes.append(
                 f"K compared by PSIS-LOO over {spec.components}: best K={best} (highest elpd "
                 "among fits whose diagnostics did not fail); see selection.csv."

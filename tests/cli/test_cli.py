@@ -388,3 +388,42 @@ def test_one_feature_data_gets_the_whole_report(tmp_path, capsys):
     )
     assert code == 0, err
     _check_report(tmp_path / "o", 80, ["velocity"])
+
+
+def test_every_report_table_scrolls_inside_the_page(fit_out):
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.tables = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("img", "br", "hr", "meta", "link", "input"):
+                return  # void elements have no end tag
+            if tag == "table":
+                self.tables.append("scroll" in (dict(attrs).get("class") or "").split()
+                                   or any("scroll" in c for c in self.stack))  # fmt: skip
+            self.stack.append(dict(attrs).get("class") or "")
+
+        def handle_endtag(self, tag):
+            if self.stack:
+                self.stack.pop()
+
+    page = (fit_out / "report.html").read_text()
+    parser = Tables()
+    parser.feed(page)
+    assert len(parser.tables) >= 3 and all(parser.tables), parser.tables
+    assert ".scroll{max-width:100%;overflow-x:auto}" in page  # the container scrolls sideways
+
+
+def test_the_chosen_k_is_printed_on_the_console(data_dir, tmp_path, capsys):
+    spec = tmp_path / "k.toml"
+    spec.write_text(
+        f'[data]\npath = "{data_dir / "small.csv"}"\ncolumns = ["a", "b"]\nmissing = "drop"\n'
+        '[model]\ncomponents = [1, 2]\ncovariance = "diag"\n'
+    )
+    code, stdout, err = _run(["run", spec, "--out", tmp_path / "o", *SMALL], capsys)
+    assert code == 0, err
+    line = next(x for x in stdout.splitlines() if x.startswith("chosen K ="))
+    assert line.startswith("chosen K = 2:") and "K = 1, 2" in line
