@@ -59,7 +59,10 @@ import pandas as pd
 import xarray as xr
 
 from bayesgmm.analysis.advice import ADVICE, OK_ADVICE
+from bayesgmm.core.config import RHAT_OK, RHAT_WARN
 from bayesgmm.exceptions import ConfigError, DataError
+
+_RHAT_RULE = f"<= {RHAT_OK} (warn <= {RHAT_WARN})"
 
 __all__ = ["DEFAULT_VARS", "DiagnosticsReport", "diagnose", "flat_parameters"]
 
@@ -390,14 +393,14 @@ def diagnose(
             f"{MIN_DRAWS}. Raise draws (default 1000) to check convergence; the fit itself is kept."
         )
         for check, threshold in (
-            ("r_hat", "<= 1.01 (warn <= 1.05)"),
+            ("r_hat", _RHAT_RULE),
             ("ess_bulk", f">= {100 * C} (warn >= {50 * C})"),
             ("ess_tail", f">= {100 * C} (warn >= {50 * C})"),
             ("mcse", "MCSE/sd <= 0.1 (warn <= 0.2)"),
         ):
             rows.append((check, np.nan, threshold, "fail", f"needs >= {MIN_DRAWS} draws", too_few))
     elif C > 1 and params["r_hat"].isna().all():  # pooled modes, each of one chain
-        add("r_hat", np.nan, "<= 1.01 (warn <= 1.05)", "warn", "no mode has 2 whole chains")
+        add("r_hat", np.nan, _RHAT_RULE, "warn", "no mode has 2 whole chains")
         rows[-1] = (*rows[-1][:5], "Each mode was visited by one chain: run more chains.")
     elif C > 1:
         worst = params["r_hat"].idxmax() if params["r_hat"].notna().any() else "-"
@@ -405,12 +408,12 @@ def diagnose(
         add(
             "r_hat",
             v,
-            "<= 1.01 (warn <= 1.05)",
-            grade(v, 1.01, 1.05, False),
+            _RHAT_RULE,
+            grade(v, RHAT_OK, RHAT_WARN, False),
             f"max {v:.3f} ({worst})",
         )
     else:
-        add("r_hat", np.nan, "<= 1.01 (warn <= 1.05)", "warn", "needs >= 2 chains")
+        add("r_hat", np.nan, _RHAT_RULE, "warn", "needs >= 2 chains")
         rows[-1] = (*rows[-1][:5], "Run at least 2 (better 4) chains to check convergence.")
     for check in ("ess_bulk", "ess_tail") if enough else ():
         v = float(params[check].min(skipna=False))

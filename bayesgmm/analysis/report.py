@@ -37,6 +37,7 @@ from bayesgmm.analysis.plots import plot_trace
 from bayesgmm.analysis.ppc import plot_clusters, plot_ppc
 from bayesgmm.analysis.summary import posterior_summary
 from bayesgmm.core.approx import describe, is_approximate, label
+from bayesgmm.core.config import RHAT_OK
 from bayesgmm.core.files import check_save_path, parent_is_file, sha256
 from bayesgmm.core.predict import assignments_table
 from bayesgmm.exceptions import ReportPathError
@@ -279,7 +280,7 @@ def _sampling_facts(idata, cfg) -> list[str]:
         met = "met" if attrs["target_met"] else "NOT met (time or rounds ran out)"
         facts.append(
             f"Drawn in {attrs.get('rounds', 1)} round(s) of {cfg.draws} until min ESS >= "
-            f"{cfg.target_ess} and R-hat <= 1.01: {met}."
+            f"{cfg.target_ess} and R-hat <= {RHAT_OK}: {met}."
         )
     if "modes" in idata.children:
         facts.append("Posterior modes: " + str(idata["modes"].attrs.get("description", "")))

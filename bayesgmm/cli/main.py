@@ -71,11 +71,13 @@ def _with_targets(cfg, args: argparse.Namespace):
 
 
 def _plan(cfg) -> str:
+    from bayesgmm.core.config import RHAT_OK
+
     plan = f"NUTS {cfg.chains} chains x {cfg.draws} draws after {cfg.tune} tuning steps"
     if cfg.target_ess is not None:
         plan += (
-            f", more rounds of {cfg.draws} until min ESS >= {cfg.target_ess} and R-hat <= 1.01 "
-            f"(at most {cfg.max_time:.0f} s)"
+            f", more rounds of {cfg.draws} until min ESS >= {cfg.target_ess} and R-hat <= "
+            f"{RHAT_OK} (at most {cfg.max_time:.0f} s)"
         )
     return plan
 
@@ -287,6 +289,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_sampler_args(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+    from bayesgmm.core.config import RHAT_OK
+
     d = defaults or {}
     g = p.add_argument_group("sampler settings (override the spec's [sampler] table)")
     g.add_argument("--draws", type=int, default=d.get("draws"), help="posterior draws per chain")
@@ -302,7 +306,7 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: dict[str, Any] | Non
         default=None,
         metavar="N",
         help="keep drawing (in rounds of --draws) until the min bulk and tail ESS reach N and "
-        f"R-hat <= 1.01 (default {TARGET_ESS_PER_CHAIN} x chains with the numpyro backend; "
+        f"R-hat <= {RHAT_OK} (default {TARGET_ESS_PER_CHAIN} x chains with the numpyro backend; "
         "0: exactly --draws)",
     )
     g.add_argument(

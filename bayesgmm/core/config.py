@@ -35,6 +35,8 @@ __all__ = [
     "MASS_MATRICES",
     "MULTIMODAL",
     "NUTS_SAMPLERS",
+    "RHAT_OK",
+    "RHAT_WARN",
     "ADVIConfig",
     "SamplerConfig",
     "available_cores",
@@ -46,6 +48,8 @@ __all__ = [
 NUTS_SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "blackjax")
 MASS_MATRICES = ("auto", "diag", "dense")
 MULTIMODAL = ("stack", "report")
+#: R-hat "ok" and "warn" bounds of the diagnostics; ``target_ess`` also asks R-hat <= RHAT_OK.
+RHAT_OK, RHAT_WARN = 1.01, 1.05
 #: ``mass_matrix="auto"`` adapts a dense mass matrix up to this many unconstrained
 #: parameters (bench/bench_sampling.py: see bench/README.md).
 DENSE_MAX_PARAMETERS = 200

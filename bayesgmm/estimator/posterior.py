@@ -15,16 +15,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayesgmm.core.config import INFERENCE_METHODS, ADVIConfig, SamplerConfig, em_settings
+from bayesgmm.core.config import (
+    INFERENCE_METHODS,
+    RHAT_OK,
+    ADVIConfig,
+    SamplerConfig,
+    em_settings,
+)
 from bayesgmm.core.data import check_n_components
 from bayesgmm.core.families import family
 from bayesgmm.core.relabel import RELABEL_METHODS, relabel
 from bayesgmm.exceptions import ConfigError
 
 __all__ = ["enough_draws", "finish_posterior", "validate_params"]
-
-#: R-hat at most this (with ``target_ess``): the diagnostics' "ok" threshold.
-TARGET_RHAT = 1.01
 
 
 def validate_params(params: Mapping[str, Any]):
@@ -123,7 +126,7 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
         ess = min(float(az.ess(flat).min()), float(az.ess(flat, method="tail").min()))
         ok = ess >= target_ess
         if post.sizes["chain"] > 1:
-            ok = ok and float(az.rhat(flat).max()) <= TARGET_RHAT
+            ok = ok and float(az.rhat(flat).max()) <= RHAT_OK
         return bool(ok)
 
     return enough
