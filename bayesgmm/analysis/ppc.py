@@ -352,18 +352,6 @@ def plot_clusters(
         fig, ax = plt.subplots(figsize=(6, 5))
     else:
         fig = ax.figure
-    if D == 1:
-        return _clusters_1d(
-            ax,
-            draws,
-            X[:, 0],
-            cluster,
-            certainty,
-            colours,
-            n_ellipse_draws,
-            rng=np.random.default_rng(random_seed),
-        )
-    i, j = _feature_index(features, draws.feature_names)
     rgba = np.array([to_rgba(colours(k % colours.N)) for k in cluster])
     lo = 1.0 / K  # certainty of a uniform guess
     strength = np.clip((certainty - lo) / max(1.0 - lo, 1e-12), 0.0, 1.0)
@@ -372,10 +360,13 @@ def plot_clusters(
         rgba[:, 3] = 0.1 + 0.9 * strength
     else:
         sizes = 2.0 + 28.0 * strength
-    ax.scatter(X[:, i], X[:, j], c=rgba, s=sizes, linewidths=0)
-    pair = np.ix_([i, j], [i, j])
     rng = np.random.default_rng(random_seed)
     picks = rng.choice(S, size=min(int(n_ellipse_draws), S), replace=False)
+    if D == 1:
+        return _clusters_1d(ax, draws, X[:, 0], rgba, sizes, colours, picks, uncertainty)
+    i, j = _feature_index(features, draws.feature_names)
+    ax.scatter(X[:, i], X[:, j], c=rgba, s=sizes, linewidths=0)
+    pair = np.ix_([i, j], [i, j])
     for s in picks:
         for k in range(K):
             _ellipse(
@@ -412,19 +403,18 @@ def plot_clusters(
     return fig
 
 
-def _clusters_1d(ax, draws, x, cluster, certainty, colours, n_curves, rng):
+def _clusters_1d(ax, draws, x, rgba, sizes, colours, picks, uncertainty):
     """One feature: a histogram of the data, each component's weighted density (posterior
-    mean parameters, bold; ``n_curves`` random draws, faint) and the points as a rug
-    coloured by most probable cluster, opacity = certainty."""
-    from matplotlib.colors import to_rgba
+    mean parameters, bold; the draws ``picks``, faint) and the points as a rug coloured
+    by most probable cluster, with ``plot_clusters``'s opacity or size for certainty."""
     from scipy.stats import norm
 
-    S, K, _ = draws.shape
+    K = draws.shape[1]
     grid = np.linspace(x.min() - 0.1 * np.ptp(x), x.max() + 0.1 * np.ptp(x), 400)
     ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="white", label="data")
     weights = np.exp(draws.log_weights)
     sds = np.sqrt(draws.covariance[:, :, 0, 0])
-    for s in rng.choice(S, size=min(int(n_curves), S), replace=False):
+    for s in picks:
         for k in range(K):
             dens = weights[s, k] * norm.pdf(grid, draws.means[s, k, 0], sds[s, k])
             ax.plot(grid, dens, color=colours(k % colours.N), alpha=0.15, linewidth=0.6)
@@ -437,14 +427,13 @@ def _clusters_1d(ax, draws, x, cluster, certainty, colours, n_curves, rng):
         ax.plot(grid, dens, color=colours(k % colours.N), linewidth=2.0,
                 label=f"component {name} (w={w[k]:.2f})")  # fmt: skip
     ax.plot(grid, total, color="black", linewidth=1.2, linestyle="--", label="mixture")
-    rgba = np.array([to_rgba(colours(k % colours.N)) for k in cluster])
-    lo = 1.0 / K
-    rgba[:, 3] = 0.1 + 0.9 * np.clip((certainty - lo) / max(1.0 - lo, 1e-12), 0.0, 1.0)
     top = ax.get_ylim()[1]
-    ax.scatter(x, np.full(x.shape, -0.04 * top), c=rgba, marker="|", s=120, linewidths=1.2)
+    rug = 120.0 if uncertainty == "alpha" else 4.0 * sizes  # a tick 120 long at most
+    ax.scatter(x, np.full(x.shape, -0.04 * top), c=rgba, marker="|", s=rug, linewidths=1.2)
     ax.set_ylim(-0.08 * top, top)
     ax.set_xlabel(draws.feature_names[0])
     ax.set_ylabel("density")
-    ax.set_title("most probable cluster (rug; opacity = certainty); weighted component densities")
+    how = "opacity" if uncertainty == "alpha" else "size"
+    ax.set_title(f"most probable cluster (rug, {how} = certainty); component densities")
     ax.legend(loc="best", fontsize="small")
     return ax.figure
