@@ -92,7 +92,7 @@ class ModeReport:
     modes: list[Mode]
     n_chains: int
     n_draws: int
-    separation: float  # smallest z between blocks of different modes (the gap)
+    separation: float  # smallest z between two modes' pooled draws (the gap)
     action: str = "none"  # "none", "stacked", "reported"
     notes: list[str] = field(default_factory=list)
 
@@ -204,10 +204,8 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
         else:
             label[i] = len(seeds)
             seeds.append(i)
-    label = _merge_overlapping(sig, blocks, label, floor, threshold)
+    label, separation = _merge_overlapping(sig, blocks, label, floor, threshold)
     n_modes = int(label.max()) + 1
-    between = label[:, None] != label[None, :]
-    separation = float(z[between].min()) if n_modes > 1 else 0.0
     weights = idata["posterior"]["weights"].transpose("chain", "draw", "component").to_numpy()
     modes = []
     for m in range(n_modes):
@@ -222,10 +220,11 @@ def find_modes(idata: xr.DataTree, threshold: float = MODE_THRESHOLD) -> ModeRep
     return ModeReport(modes, C, S, float(separation))
 
 
-def _merge_overlapping(sig, blocks, label, floor, threshold) -> np.ndarray:
+def _merge_overlapping(sig, blocks, label, floor, threshold) -> tuple[np.ndarray, float]:
     """Merge modes whose pooled draws are not ``threshold`` sds apart (the smaller of the
     two modes' sds): a chain that drifts slowly through one mode splits into greedy
-    modes that overlap as a whole. Closest pair first, until none is left."""
+    modes that overlap as a whole. Closest pair first, until none is left. Returns the
+    labels and the smallest z left between two modes (0 for one mode)."""
     label = label.copy()
     while label.max() > 0:
         pooled = [
@@ -240,11 +239,11 @@ def _merge_overlapping(sig, blocks, label, floor, threshold) -> np.ndarray:
         np.fill_diagonal(z, np.inf)
         i, j = np.unravel_index(np.argmin(z), z.shape)
         if z[i, j] > threshold:
-            break
+            return label, float(z[i, j])
         keep, gone = min(i, j), max(i, j)
         label[label == gone] = keep
         label[label > gone] -= 1
-    return label
+    return label, 0.0
 
 
 def _n_weights(idata: xr.DataTree) -> int:
