@@ -405,13 +405,8 @@ def diagnose(
     elif C > 1:
         worst = params["r_hat"].idxmax() if params["r_hat"].notna().any() else "-"
         v = float(params["r_hat"].max(skipna=False))
-        add(
-            "r_hat",
-            v,
-            _RHAT_RULE,
-            grade(v, RHAT_OK, RHAT_WARN, False),
-            f"max {v:.3f} ({worst})",
-        )
+        verdict = grade(v, RHAT_OK, RHAT_WARN, False)
+        add("r_hat", v, _RHAT_RULE, verdict, f"max {v:.3f} ({worst})")
     else:
         add("r_hat", np.nan, _RHAT_RULE, "warn", "needs >= 2 chains")
         rows[-1] = (*rows[-1][:5], "Run at least 2 (better 4) chains to check convergence.")
