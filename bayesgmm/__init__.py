@@ -65,7 +65,7 @@ _EXPORTS: dict[str, str] = {
     "plot_rank": "bayesgmm.analysis.plots",
     "plot_trace": "bayesgmm.analysis.plots",
     "check_fit": "bayesgmm.analysis.ppc",
-    "plot_clusters": "bayesgmm.analysis.ppc",
+    "plot_clusters": "bayesgmm.analysis.clusters",
     "plot_ppc": "bayesgmm.analysis.ppc",
     "posterior_predictive": "bayesgmm.analysis.ppc",
     "write_report": "bayesgmm.analysis.report",

@@ -48,6 +48,38 @@ def separated_fit(separated_X):
         return gmm.fit(separated_X)
 
 
+def _small_fit(X, k, seed):
+    from bayesgmm import BayesianGMM
+
+    gmm = BayesianGMM(
+        k,
+        sampler={"draws": 200, "tune": 300, "chains": 2, "random_seed": seed, "progressbar": False},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gmm.fit(X)
+
+
+@pytest.fixture(scope="session")
+def faithful_fit():
+    """``BayesianGMM(2)`` on Old Faithful (D=2): 2 chains x 200 draws, for figure and report
+    structure tests (not for statistics). Treat it as read-only."""
+    from bayesgmm import load_faithful
+
+    return _small_fit(load_faithful(), 2, seed=3)
+
+
+@pytest.fixture(scope="session")
+def iris_fit():
+    """``BayesianGMM(3)`` on iris (D=4, scikit-learn's copy, feature names without units):
+    2 chains x 200 draws, for figure and report structure tests. Treat it as read-only."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).frame
+    X = iris.iloc[:, :4].rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    return _small_fit(X, 3, seed=5)
+
+
 def sample_from_starts(model, starts, *, draws, tune, random_seed):
     """NumPyro NUTS with 4 chains started exactly at ``starts`` (no jitter), plus the
     pointwise log-likelihood: for tests that put chains in chosen modes or labellings."""

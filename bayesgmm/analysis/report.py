@@ -33,8 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bayesgmm.analysis.clusters import plot_clusters
 from bayesgmm.analysis.plots import plot_trace
-from bayesgmm.analysis.ppc import plot_clusters, plot_ppc
+from bayesgmm.analysis.ppc import plot_ppc
 from bayesgmm.analysis.summary import posterior_summary
 from bayesgmm.core.approx import describe, is_approximate, label
 from bayesgmm.core.config import RHAT_OK

@@ -399,7 +399,7 @@ class BayesianGMM:
 
     def plot_clusters(self, X=None, **kwargs: Any):
         """Data coloured by most probable cluster, with ellipses; :func:`bayesgmm.plot_clusters`."""
-        from bayesgmm.analysis.ppc import plot_clusters
+        from bayesgmm.analysis.clusters import plot_clusters
 
         return plot_clusters(self.idata_, self._data_or_train(X), **kwargs)
 

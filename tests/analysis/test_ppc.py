@@ -18,10 +18,10 @@ import xarray as xr
 from scipy import stats
 from scipy.special import logsumexp
 
+from bayesgmm.analysis.clusters import plot_clusters
 from bayesgmm.analysis.ppc import (
     check_fit,
     loo_pit,
-    plot_clusters,
     plot_loo_pit,
     plot_ppc,
     posterior_predictive,
