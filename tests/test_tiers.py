@@ -182,7 +182,9 @@ def test_the_public_api_is_lazy_and_complete():
 
 def test_the_readme_layout_table_lists_every_module():
     readme = (PACKAGE.parent / "README.md").read_text()
-    layout = readme[readme.index("## Layout") : readme.index("## Benchmarks")]
+    start = readme.index("## Layout")
+    end = readme.find("\n## ", start + 1)  # up to the next section (or the end)
+    layout = readme[start : end if end >= 0 else None]
     missing = []
     for path in _modules():
         rel = path.relative_to(PACKAGE)

@@ -3,67 +3,187 @@
 :func:`write_report` fills a directory with
 
 ============================  ==========================================================
-``summary.csv``/``.txt``      posterior summary (ArviZ) of the relabelled parameters
+``summary.csv``/``.txt``      posterior summary (ArviZ, 94% HDIs) of the relabelled
+                              parameters
 ``diagnostics.csv``/``.txt``  :func:`bayesgmm.diagnose` verdicts and advice
-``assignments.csv``           per point: data, cluster, probabilities with intervals,
-                              uncertainty and entropy
+``assignments.csv``           per point: ``row``, the data's columns, (the label,) cluster,
+                              probabilities with 94% HDIs, uncertainty and entropy
 ``selection.csv``             (K sweeps only) the PSIS-LOO comparison
-``trace.png``                 trace plot (:func:`bayesgmm.plot_trace`)
-``clusters.png``              clusters with assignment uncertainty and ellipses
-``ppc.png``                   posterior predictive density overlays
+``labels.csv``/``.txt``       (with known labels only) clusters x label values, and the
+                              adjusted Rand index
+``pairs.png`` ...             the figures of :data:`FIGURES`: clusters (pairs plot),
+                              assignment uncertainty, co-clustering, posterior
+                              predictive check, LOO-PIT, trace plot
 ``report.html``               all of the above on one self-contained page
-``model/``                    the saved estimator (:meth:`bayesgmm.BayesianGMM.save`)
+``model/``                    the saved estimator (load with ``bayesgmm.load("model")``)
 ============================  ==========================================================
 
 Everything is computed on the posterior relabelled to the EM solution's labelling
 (:meth:`bayesgmm.BayesianGMM.relabelled`), so per-component summaries mean one component
-each.
-An approximate fit (``BayesianGMM(inference="advi")``) is labelled so in the page's
-title, its first lines and ``summary.txt``; its diagnostics check the ELBO.
+each. Every interval is a 94% highest-density interval, and every column holding one says
+so (``hdi94``). An approximate fit (``BayesianGMM(inference="advi")``) is labelled so in
+the page's title, its first lines and ``summary.txt``; its diagnostics check the ELBO.
+
+A figure is one :class:`ReportFigure` entry in :data:`FIGURES` (file name, title,
+drawing function, caption): adding one to the tuple adds its PNG, its section of the
+page and its place in the report's record of files.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from bayesgmm.analysis.clusters import plot_clusters
+from bayesgmm.analysis.clusters import plot_pairs
 from bayesgmm.analysis.plots import plot_trace
-from bayesgmm.analysis.ppc import plot_ppc
-from bayesgmm.analysis.summary import posterior_summary
+from bayesgmm.analysis.ppc import plot_loo_pit, plot_ppc
+from bayesgmm.analysis.report_html import html_page
+from bayesgmm.analysis.summary import is_pooled, posterior_summary
+from bayesgmm.analysis.uncertainty_plots import plot_coclustering, plot_uncertainty
+from bayesgmm.core.agreement import adjusted_rand_index, contingency
 from bayesgmm.core.approx import describe, is_approximate, label
-from bayesgmm.core.config import RHAT_OK
+from bayesgmm.core.draws import training_data
 from bayesgmm.core.files import check_save_path, parent_is_file, sha256
 from bayesgmm.core.predict import assignments_table
-from bayesgmm.exceptions import ReportPathError
+from bayesgmm.exceptions import DataError, ReportPathError
 
 __all__ = [
+    "FIGURES",
+    "OPTIONAL_FILES",
     "RECORD_FILE",
     "REPORT_FILES",
+    "LabelComparison",
+    "ReportFigure",
     "check_output_dir",
+    "compare_labels",
     "write_report",
 ]
 
-REPORT_FILES = (
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """One figure of the report.
+
+    Attributes
+    ----------
+    name : str
+        PNG file name in the report directory, e.g. ``"trace.png"``.
+    title : str
+        Heading of its section of the page (also the progress message).
+    draw : callable
+        ``draw(gmm, random_seed)`` -> a matplotlib Figure or an arviz-plots
+        PlotCollection, given the relabelled estimator and the report's ``random_seed``.
+    caption : str
+        A sentence shown above the figure (may be empty).
+    """
+
+    name: str
+    title: str
+    draw: Callable[[Any, int | None], Any]
+    caption: str = ""
+
+
+#: The report's figures, in page order. The posterior predictive check draws from a copy
+#: of the tree: its replicated data are not part of the saved model.
+FIGURES: tuple[ReportFigure, ...] = (
+    ReportFigure(
+        "pairs.png",
+        "Pairs plot",
+        lambda g, seed: plot_pairs(g.idata_, random_seed=seed),
+        "Every pair of features (2-D projections of the fit; up to six features, the most "
+        "separating ones beyond): points coloured by most probable cluster and faded by "
+        "assignment uncertainty, 2-sd ellipses of the posterior mean (bold) and of posterior "
+        "draws (faint); on the diagonal, each component's weighted density.",
+    ),
+    ReportFigure(
+        "uncertainty.png",
+        "Assignment uncertainty",
+        lambda g, seed: plot_uncertainty(g.idata_),
+        "Left: the most uncertain points, named by row. Right: every point's uncertainty "
+        "(1 - its largest membership probability), most uncertain first, with its 94% HDI "
+        "over posterior draws.",
+    ),
+    ReportFigure(
+        "coclustering.png",
+        "Co-clustering",
+        lambda g, seed: plot_coclustering(g.idata_, random_seed=seed),
+        "The posterior probability that two points are in the same cluster, points ordered "
+        "by most probable cluster (then by certainty). Pale blocks or off-diagonal strips "
+        "are points the posterior cannot place.",
+    ),
+    ReportFigure(
+        "ppc.png",
+        "Posterior predictive check",
+        lambda g, seed: plot_ppc(g.idata_.copy(), random_seed=seed),
+        "Each feature's observed density against datasets replicated from posterior draws: "
+        "the observed curve should look like one of the replicated ones.",
+    ),
+    ReportFigure(
+        "loo_pit.png",
+        "Calibration (LOO-PIT)",
+        lambda g, seed: plot_loo_pit(g.idata_.copy(), random_seed=seed),
+        "Leave-one-out probability integral transforms per feature, as the difference "
+        "between their ECDF and the uniform CDF: a calibrated model stays inside the 94% "
+        "simultaneous band.",
+    ),
+    ReportFigure(
+        "trace.png",
+        "Trace plot",
+        lambda g, seed: plot_trace(g.idata_, group=_trace_group(g.idata_)),
+        "Relabelled draws per chain: densities (left) and traces (right), one row per "
+        "quantity and feature. Chains that disagree point to modes or too few draws; "
+        "when the chains found several modes, every sampled chain is shown "
+        "(posterior_chains), not the stacked draws.",
+    ),
+)
+
+
+def _trace_group(tree) -> str:
+    """The sampled chains when the posterior pools several modes into one sequence."""
+    return "posterior_chains" if is_pooled(tree) else "posterior"
+
+
+_TABLE_FILES = (
     "summary.csv",
     "summary.txt",
     "diagnostics.csv",
     "diagnostics.txt",
     "assignments.csv",
-    "trace.png",
-    "clusters.png",
-    "ppc.png",
-    "report.html",
 )
+#: Files every report writes.
+REPORT_FILES = (*_TABLE_FILES, *(f.name for f in FIGURES), "report.html")
+#: Files only some reports write (a K comparison, known labels); an earlier report's copy
+#: is removed when the new report has none.
+OPTIONAL_FILES = ("selection.csv", "labels.csv", "labels.txt")
 _DPI = 110
 #: Written last into a report directory: the files the report wrote, with their SHA-256.
 RECORD_FILE = ".bayesgmm-report.json"
+
+
+@dataclass(frozen=True)
+class LabelComparison:
+    """Clusters against known labels: the confusion table and the adjusted Rand index."""
+
+    name: str  # the label column's name
+    table: pd.DataFrame  # clusters (rows) x label values (columns), counts
+    ari: float
+    n_points: int  # points with a label (the others are left out)
+    n_missing: int
+
+    def text(self) -> str:
+        """The first line of ``labels.txt`` (and of the command line's output)."""
+        missing = f"; {self.n_missing} without a label left out" if self.n_missing else ""
+        return (
+            f"adjusted Rand index of the clusters against {self.name!r}: {self.ari:.3f} "
+            f"({self.n_points} points{missing})"
+        )
 
 
 def _save_figure(obj, path: Path) -> None:
@@ -78,12 +198,45 @@ def _save_figure(obj, path: Path) -> None:
     plt.close(fig)
 
 
-def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
-    """A table inside a container that scrolls sideways, so the page keeps its width."""
-    table = df.to_html(
-        float_format=lambda v: float_format.format(v), border=0, classes="tbl", na_rep="-"
+def _front(g, data: pd.DataFrame | None) -> pd.DataFrame:
+    """``row`` and the data's columns: ``data`` (its index as ``row``), else the training
+    data the fit holds (``row`` = 0, 1, ...), so every report has the same layout."""
+    if data is None:
+        X = training_data(g.idata_)
+        data = pd.DataFrame(X, columns=[str(f) for f in g.feature_names_in_])
+    return data.reset_index(names="row")
+
+
+def _labels(labels, n: int) -> pd.Series | None:
+    if labels is None:
+        return None
+    s = labels if isinstance(labels, pd.Series) else pd.Series(np.asarray(labels))
+    if s.shape != (n,):
+        raise DataError(f"labels must hold one value per fitted point ({n}); got {s.shape}.")
+    return s.rename(s.name if s.name is not None else "label").reset_index(drop=True)
+
+
+def compare_labels(cluster: np.ndarray, labels: pd.Series, n_components: int) -> LabelComparison:
+    """Confusion table (every component a row, empty ones too) and adjusted Rand index of
+    the clusters against the points' known labels; points without a label left out.
+
+    Examples
+    --------
+    >>> c = compare_labels(np.array([0, 0, 1]), pd.Series(["a", "a", "b"], name="kind"), 3)
+    >>> c.table.to_numpy().tolist(), c.ari
+    ([[2, 0], [0, 1], [0, 0]], 1.0)
+    >>> c.text()
+    "adjusted Rand index of the clusters against 'kind': 1.000 (3 points)"
+    """
+    known = labels.notna().to_numpy()
+    lab = labels[known].astype(str).to_numpy()
+    counts, rows, cols = contingency(cluster[known], lab)
+    table = pd.DataFrame(counts, index=rows, columns=cols).reindex(
+        range(n_components), fill_value=0
     )
-    return f'<div class="scroll">{table}</div>'
+    table.index.name, table.columns.name = "cluster", str(labels.name)
+    ari = adjusted_rand_index(cluster[known], lab) if known.any() else float("nan")
+    return LabelComparison(str(labels.name), table, ari, int(known.sum()), int((~known).sum()))
 
 
 def write_report(
@@ -93,6 +246,7 @@ def write_report(
     title: str = "bayesgmm fit report",
     notes: Sequence[str] = (),
     data: pd.DataFrame | None = None,
+    labels: pd.Series | Sequence | None = None,
     selection: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
     random_seed: int | None = 0,
@@ -113,15 +267,23 @@ def write_report(
     notes : sequence of str
         Lines shown at the top of the page (data source, dropped rows, ...).
     data : DataFrame, optional
-        The fitted data with its original row labels; its columns and index are put in
-        front of ``assignments.csv`` (``row`` = original row number).
+        The fitted data with its original row labels; its index (as ``row``) and columns
+        are put in front of ``assignments.csv``. Default: the training data the fit holds,
+        with the feature names, rows numbered from 0.
+    labels : Series or array-like of shape (n_samples,), optional
+        Known groups of the fitted points (e.g. species), in the order of the data; not
+        fitted. The report adds them to ``assignments.csv`` and compares the clusters with
+        them: a confusion table (``labels.csv``) and the adjusted Rand index
+        (``labels.txt``, the page). A Series' name names them. Missing values are left out
+        of the comparison.
     selection : DataFrame, optional
         A K comparison table (e.g. :class:`bayesgmm.LOOComparison` ``.table``),
         written to ``selection.csv`` and shown.
     progress : callable, optional
         Called with a short message before each step.
     random_seed : int, optional
-        Seed of the posterior predictive draws behind ``ppc.png``.
+        Seed of the figures' random draws (e.g. the posterior predictive draws behind
+        ``ppc.png``).
     """
     import matplotlib
 
@@ -131,6 +293,7 @@ def write_report(
     out = Path(out_dir)
     written = _claim(out)
     t0 = time.perf_counter()
+    optional: set[str] = set()
 
     try:
         say("relabelling the posterior")
@@ -155,30 +318,39 @@ def write_report(
 
         say("assignments")
         assign = assignments_table(tree)
-        if data is not None:
-            front = data.reset_index(names="row")
-            front.index = assign.index
-            assign = pd.concat([front, assign], axis=1)
+        front = _front(g, data)
+        known = _labels(labels, assign.shape[0])
+        parts = [front, known.rename(_free(known.name, front))] if known is not None else [front]
+        for part in parts:
+            part.index = assign.index
+        assign = pd.concat([*parts, assign], axis=1)
         assign.to_csv(out / "assignments.csv", index_label="obs")
 
+        compared = None
+        if known is not None:
+            say("clusters against the labels")
+            compared = compare_labels(assign["cluster"].to_numpy(), known, g.spec_.n_components)
+            compared.table.to_csv(out / "labels.csv")
+            (out / "labels.txt").write_text(
+                compared.text() + "\n\n" + compared.table.to_string() + "\n"
+            )
+            optional |= {"labels.csv", "labels.txt"}
         if selection is not None:
             selection.to_csv(out / "selection.csv")
-        elif "selection.csv" in written:  # an earlier report's (unchanged, see _claim)
-            (out / "selection.csv").unlink()
+            optional.add("selection.csv")
+        for name in OPTIONAL_FILES:
+            if name not in optional and name in written:  # an earlier report's (unchanged)
+                (out / name).unlink()
 
         say("saving the model")
         g.save(out / "model", overwrite=True)
 
-        say("trace plot")
-        _save_figure(plot_trace(tree), out / "trace.png")
-        say("cluster plot")
-        _save_figure(plot_clusters(tree), out / "clusters.png")
-        say("posterior predictive check")
-        # on a copy of the tree: the posterior predictive draws are not part of the saved model
-        _save_figure(plot_ppc(tree.copy(), random_seed=random_seed), out / "ppc.png")
+        for figure in FIGURES:
+            say(figure.title.lower())
+            _save_figure(figure.draw(g, random_seed), out / figure.name)
 
         say("report.html")
-        page = _html_page(
+        page = html_page(
             g,
             title=title,
             notes=list(notes),
@@ -186,6 +358,8 @@ def write_report(
             diag=diag,
             assign=assign,
             selection=selection,
+            compared=compared,
+            figures=FIGURES,
             out=out,
             seconds=time.perf_counter() - t0,
         )
@@ -193,6 +367,11 @@ def write_report(
     finally:
         _record(out)  # what was written, also when a step failed: a rerun may replace it
     return out / "report.html"
+
+
+def _free(name: str, front: pd.DataFrame) -> str:
+    """``name``, or ``name (label)`` when the data already have a column of that name."""
+    return name if name not in front.columns else f"{name} (label)"
 
 
 def check_output_dir(out_dir: str | Path) -> None:
@@ -227,10 +406,9 @@ def _claim(out: Path, create: bool = True) -> dict[str, str]:
             earlier = {str(k): str(v) for k, v in loaded.get("files", {}).items()}
         except (ValueError, AttributeError, UnicodeDecodeError):
             earlier = {}
-    ours = [*REPORT_FILES, "selection.csv"]
     foreign = [
         name
-        for name in ours
+        for name in (*REPORT_FILES, *OPTIONAL_FILES)
         if (out / name).exists()
         and (not (out / name).is_file() or earlier.get(name) != sha256(out / name))
     ]
@@ -247,112 +425,6 @@ def _claim(out: Path, create: bool = True) -> dict[str, str]:
 
 
 def _record(out: Path) -> None:
-    names = [*REPORT_FILES, "selection.csv"]
+    names = (*REPORT_FILES, *OPTIONAL_FILES)
     files = {name: sha256(out / name) for name in names if (out / name).is_file()}
     (out / RECORD_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n")
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
-.tbl{border-collapse:collapse;font-size:.85em} .tbl td,.tbl th{padding:2px 8px;text-align:right}
-.tbl tr:nth-child(even){background:#f6f8fa} img{max-width:100%;border:1px solid #eee}
-.ok{color:#1a7f37} .warn{color:#9a6700} .fail{color:#cf222e} pre{background:#f6f8fa;padding:.6em}
-.scroll{max-width:100%;overflow-x:auto} .tbl td,.tbl th{white-space:nowrap}
-"""
-
-
-def _img(out: Path, name: str, alt: str) -> str:
-    data = base64.b64encode((out / name).read_bytes()).decode("ascii")
-    return f'<p><a href="{name}"><img src="data:image/png;base64,{data}" alt="{alt}"></a></p>'
-
-
-def _sampling_facts(idata, cfg) -> list[str]:
-    """How the draws came about: threads, mass matrix, rounds and targets, modes."""
-    attrs = idata["posterior"].attrs
-    facts = []
-    if "workers" in attrs:
-        mass = "dense" if attrs.get("dense_mass") else "diagonal"
-        facts.append(
-            f"Chains run {attrs['workers']} at a time; {mass} mass matrix; sampling took "
-            f"{attrs.get('sampling_seconds', float('nan')):.1f} s."
-        )
-    if "target_met" in attrs:
-        met = "met" if attrs["target_met"] else "NOT met (time or rounds ran out)"
-        facts.append(
-            f"Drawn in {attrs.get('rounds', 1)} round(s) of {cfg.draws} until min ESS >= "
-            f"{cfg.target_ess} and R-hat <= {RHAT_OK}: {met}."
-        )
-    if "modes" in idata.children:
-        facts.append("Posterior modes: " + str(idata["modes"].attrs.get("description", "")))
-    return facts
-
-
-def _html_page(g, *, title, notes, summary, diag, assign, selection, out, seconds) -> str:
-    esc = html.escape
-    cfg = g.sampler_config_
-    post = g.idata_["posterior"]
-    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    if is_approximate(g.idata_):
-        seed = g.idata_["variational"].attrs.get("random_seed")
-        how = [
-            f"{describe(g.idata_)[0].upper()}{describe(g.idata_)[1:]}, started at the EM "
-            f"solution; random_seed {seed}.",
-            "This is a variational approximation, not MCMC: mean-field ADVI typically "
-            "underestimates posterior variances (intervals are too narrow), and the "
-            "diagnostics check the ELBO's convergence (R-hat and ESS do not apply).",
-        ]
-    else:
-        how = [
-            f"NUTS ({g.idata_.attrs.get('nuts_sampler', cfg.nuts_sampler)}): {n_chain} chains "
-            f"x {n_draw} draws after {cfg.tune} tuning steps, started at the EM solution; "
-            f"random_seed {cfg.random_seed}.",
-            *_sampling_facts(g.idata_, cfg),
-        ]
-    facts = [
-        f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}', "
-        f"features {g.feature_names_in_}, {assign.shape[0]} points.",
-        *how,
-        "Component labels: relabelled to the EM solution's labelling (posterior_raw holds "
-        "the raw draws).",
-        *notes,
-    ]
-    n_uncertain = int((assign["uncertainty"] > 0.2).sum())
-    cls = diag.verdict
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in facts) + "</ul>",
-        f"<p>Diagnostics verdict: <b class='{cls}'>{cls.upper()}</b> "
-        "(<a href='diagnostics.txt'>diagnostics.txt</a>)</p>",
-    ]
-    if selection is not None:
-        parts += [
-            "<h2>Choice of K (PSIS-LOO)</h2>",
-            _table_html(selection),
-            "<p><a href='selection.csv'>selection.csv</a></p>",
-        ]
-    parts += [
-        "<h2>Posterior summary</h2>",
-        "<p>Data units; <a href='summary.csv'>summary.csv</a></p>",
-        _table_html(summary),
-        "<h2>Diagnostics</h2>",
-        f'<div class="scroll">{diag._repr_html_()}</div>',
-        "<h2>Clusters</h2>",
-        f"<p>{n_uncertain} of {assign.shape[0]} points have assignment uncertainty "
-        "(1 - max probability) above 0.2. Per-point probabilities with intervals: "
-        "<a href='assignments.csv'>assignments.csv</a>.</p>",
-        _img(out, "clusters.png", "clusters"),
-        "<h2>Posterior predictive check</h2>",
-        _img(out, "ppc.png", "posterior predictive check"),
-        "<h2>Trace plot</h2>",
-        _img(out, "trace.png", "trace plot"),
-        "<h2>Most uncertain assignments</h2>",
-        _table_html(assign.sort_values("uncertainty", ascending=False).head(15)),
-        "<h2>Saved model</h2>",
-        "<p><code>model/</code>: load with <code>bayesgmm.BayesianGMM.load('model')</code>.</p>",
-        f"<p><small>Report written in {seconds:.1f} s.</small></p>",
-        "</body></html>",
-    ]
-    return "\n".join(parts)

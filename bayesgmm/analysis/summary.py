@@ -1,4 +1,10 @@
-"""The posterior summary table (ArviZ) of a fit, in the data's units."""
+"""The posterior summary table (ArviZ) of a fit, in the data's units, with 94% HDIs.
+
+bayesgmm states every interval one way: 94% highest-density intervals (HDI), the same
+as the assignment probabilities' (:func:`bayesgmm.core.predict.assignments_table`), in
+columns that say so (``hdi94_lb``/``hdi94_ub`` here, ``prob_<k>_hdi94_lower``/``_upper``
+there); ArviZ 1's own default would be 89% equal-tailed intervals.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +18,49 @@ import xarray as xr
 
 from bayesgmm.core.approx import describe, is_approximate, label
 
-__all__ = ["SUMMARY_VARS", "posterior_summary"]
+__all__ = [
+    "CI_KIND",
+    "CI_PROB",
+    "POOLED_NOTE",
+    "SUMMARY_VARS",
+    "interval_text",
+    "is_pooled",
+    "posterior_summary",
+]
 
 SUMMARY_VARS = ("weights", "means", "sds", "correlation")
+#: The interval of every bayesgmm summary: a 94% highest-density interval.
+CI_KIND, CI_PROB = "hdi", 0.94
+
+
+def interval_text(prob: float = CI_PROB, kind: str = CI_KIND) -> str:
+    """How an interval is named in text.
+
+    Examples
+    --------
+    >>> interval_text(), interval_text(0.89, "eti")
+    ('94% HDI', '89% ETI')
+    """
+    return f"{round(100 * prob, 4):g}% {kind.upper()}"
 
 
 def posterior_summary(
     idata: xr.DataTree, var_names: Sequence[str] | None = None, **kwargs: Any
 ) -> pd.DataFrame:
-    """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of a fit's posterior.
+    """ArviZ summary (mean, sd, 94% HDI, MCSE, ESS, R-hat) of a fit's posterior.
 
+    The interval is the 94% HDI (columns ``hdi94_lb``, ``hdi94_ub``) unless ``ci_prob`` or
+    ``ci_kind`` is given (they, and every other keyword, go to ``arviz.summary``).
     Defaults to the weights, means, sds and (full/tied) correlations in the data's units;
     correlations are given once per pair of features (``"a:b"``), the strictly lower
     triangle. For an approximate (ADVI) fit the MCMC columns (MCSE, ESS, R-hat),
     meaningless for independent variational draws, are left out (``kind="stats"`` unless
     ``kind`` is given), the column header reads e.g. "approximate (minibatch ADVI)" and
-    ``attrs["approximate"]`` is True.
+    ``attrs["approximate"]`` is True. Likewise for a posterior stacked from draws of
+    several modes (:mod:`bayesgmm.analysis.modes`): one pooled sequence has no chains to
+    compare and no autocorrelation of one run, so its ESS and R-hat would mislead; the
+    table has the statistics only and ``attrs["stacked"]`` is True (the diagnostics
+    check each mode on its own chains).
 
     Examples
     --------
@@ -36,9 +69,14 @@ def posterior_summary(
     >>> t = posterior_summary(xr.DataTree.from_dict({"posterior": example_posterior()}))
     >>> t.index[0], "r_hat" in t.columns
     ('weights[0]', True)
+    >>> list(t.columns[2:4])
+    ['hdi94_lb', 'hdi94_ub']
     """
+    kwargs.setdefault("ci_kind", CI_KIND)
+    kwargs.setdefault("ci_prob", CI_PROB)
     approximate = is_approximate(idata)
-    if approximate:
+    pooled = is_pooled(idata)
+    if approximate or pooled:
         kwargs.setdefault("kind", "stats")
     post = idata["posterior"].to_dataset()
     if var_names is None:
@@ -61,4 +99,32 @@ def posterior_summary(
     if approximate and isinstance(table, pd.DataFrame):
         table.columns.name = f"approximate ({label(idata)})"
         table.attrs.update(approximate=True, inference="advi", note=describe(idata))
+    if pooled and isinstance(table, pd.DataFrame):
+        table.attrs.update(stacked=True, note=POOLED_NOTE)
     return table
+
+
+#: Why a stacked posterior's summary has no MCMC columns.
+POOLED_NOTE = (
+    "the posterior pools draws of several modes (stacking) into one sequence, so the "
+    "summary gives no ESS, MCSE or R-hat; the diagnostics check each mode on its own chains"
+)
+
+
+def is_pooled(idata: xr.DataTree) -> bool:
+    """Whether ``idata``'s posterior is draws of several modes pooled into one sequence.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from bayesgmm.core.draws import example_posterior
+    >>> is_pooled(xr.DataTree.from_dict({"posterior": example_posterior()}))
+    False
+    """
+    return (
+        isinstance(idata, xr.DataTree)
+        and "posterior_chains" in idata.children
+        and "modes" in idata.children
+        and idata["posterior"].sizes.get("chain") == 1
+        and idata["posterior_chains"].sizes.get("chain", 1) > 1
+    )

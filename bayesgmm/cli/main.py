@@ -1,10 +1,14 @@
 """Command-line interface: ``bayesgmm fit``, ``bayesgmm run`` and ``bayesgmm demo``.
 
-Every command that fits can write a report directory (see :mod:`bayesgmm.analysis.report`).
-User errors (bad path, column, spec or data) print one line to stderr and exit with
-code 2; other failures print one line and exit with 1 (``--traceback`` shows the
-traceback). With ``--strict``, a fit whose diagnostics verdict is FAIL also exits with 1
-(after writing its report).
+Every command fits and writes a report directory (see :mod:`bayesgmm.analysis.report`):
+``--out DIR``, by default ``out/NAME`` in the current directory, where NAME is the data
+file's stem (``fit``), the spec's name (``run``) or ``demo``. A report only replaces the
+files of an earlier bayesgmm report; it stops, before fitting, rather than overwrite any
+other file (``demo --out ''`` writes none). User errors (bad path, column, spec or data)
+print one line to stderr and exit with code 2; other failures print one line and exit
+with 1 (``--traceback`` shows the traceback). With ``--strict``, a fit whose diagnostics
+verdict is FAIL also exits with 1 (after writing its report). The options and help texts
+are in :mod:`bayesgmm.cli.options`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from bayesgmm.cli.options import DEFAULT_OUT, MAX_TIME, TARGET_ESS_PER_CHAIN, build_parser
 
 __all__ = ["main"]
 
@@ -45,12 +51,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.quiet:
         out["progressbar"] = False
     return out
-
-
-#: The CLI keeps drawing (numpyro backend) until min bulk/tail ESS >= this per chain ...
-TARGET_ESS_PER_CHAIN = 100
-#: ... or this many seconds have passed.
-MAX_TIME = 1800.0
 
 
 def _with_targets(cfg, args: argparse.Namespace):
@@ -103,8 +103,10 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             ).fit(data.X)
             selection = None
         else:
+            from bayesgmm.core.config import resolve_seed
             from bayesgmm.workflows.selection import loo_compare
 
+            master = resolve_seed(cfg).random_seed  # the run's seed, drawn once if not given
             progress(f"fitting K in {spec.components} and comparing them by PSIS-LOO")
             res = loo_compare(
                 data.X,
@@ -113,7 +115,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 priors=spec.priors or None,
                 sampler={**cfg.to_dict(), "random_seed": None},
                 em=spec.em or None,
-                random_seed=cfg.random_seed or 0,
+                random_seed=master,
                 progress=not args.quiet,
             )
             try:
@@ -134,6 +136,11 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 f"K compared by PSIS-LOO over {spec.components}: best K={best} (highest elpd "
                 "among fits whose diagnostics did not fail); see selection.csv."
             )
+            caught_notes.append(
+                f"random_seed {master} seeds the comparison (rerunning the spec with it "
+                "reruns every fit); each K's fit has its own seed derived from it, the "
+                "chosen fit's is given above."
+            )
     for w in caught:
         if issubclass(w.category, SamplingWarning | ConvergenceWarning):
             first = str(w.message).splitlines()[0]
@@ -142,12 +149,21 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
     return gmm, data, selection, caught_notes
 
 
-def _check_out(out: str | None) -> None:
-    """Refuse an output directory the report may not write to, before fitting."""
-    if out:
-        from bayesgmm.analysis.report import check_output_dir
+def _resolve_out(args: argparse.Namespace, name: str, optional: bool = False) -> None:
+    """Set ``args.out`` (the default ``out/NAME`` when not given) and refuse, before
+    fitting, an output directory the report may not write to. ``optional``: ``--out ''``
+    means no report (``demo``)."""
+    if args.out is None:
+        args.out = DEFAULT_OUT.format(name=name)
+    if args.out == "":
+        if optional:
+            return
+        from bayesgmm.exceptions import ReportPathError
 
-        check_output_dir(out)
+        raise ReportPathError("--out '' is not a directory; give the report's directory")
+    from bayesgmm.analysis.report import check_output_dir
+
+    check_output_dir(args.out)
 
 
 def _exit_code(verdict: str, strict: bool) -> int:
@@ -161,7 +177,11 @@ def _exit_code(verdict: str, strict: bool) -> int:
     return EXIT_OK
 
 
-def _report(gmm, data, selection, notes, title: str, out: str, progress: _Progress) -> None:
+def _report(
+    gmm, data, selection, notes, title: str, out: str, progress: _Progress, verdict: bool = True
+) -> None:
+    """Write the report; print its verdict line (unless the caller printed the
+    diagnostics already) and where it is."""
     from bayesgmm.analysis.report import write_report
 
     page = write_report(
@@ -170,11 +190,14 @@ def _report(gmm, data, selection, notes, title: str, out: str, progress: _Progre
         title=title,
         notes=notes,
         data=data.X if data is not None else None,
+        labels=data.labels if data is not None else None,
         selection=selection,
         progress=lambda m: progress(f"report: {m}"),
     )
-    verdict = (Path(out) / "diagnostics.txt").read_text().splitlines()[0]
-    print(verdict)
+    if verdict:
+        print((Path(out) / "diagnostics.txt").read_text().splitlines()[0])
+    if data is not None and data.labels is not None:  # the clusters against known labels
+        print((Path(out) / "labels.txt").read_text().splitlines()[0])
     print(f"report written to {page} (model saved in {Path(out) / 'model'})")
 
 
@@ -196,7 +219,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         covariance=args.covariance,
         source=str(args.data),
     )
-    _check_out(args.out)
+    _resolve_out(args, spec.name)
     progress = _Progress(args.quiet)
     gmm, data, selection, notes = _fit_spec(spec, args, progress)
     _report(
@@ -209,7 +232,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bayesgmm.cli.specs import load_spec
 
     spec = load_spec(args.spec)
-    _check_out(args.out)
+    _resolve_out(args, spec.name)
     progress = _Progress(args.quiet)
     progress(f"model spec {args.spec}: {spec.description or spec.name}")
     gmm, data, selection, notes = _fit_spec(spec, args, progress)
@@ -228,11 +251,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bayesgmm.estimator.estimator import BayesianGMM
     from bayesgmm.exceptions import SamplingWarning
 
-    _check_out(args.out)
+    _resolve_out(args, "demo", optional=True)
+    progress = _Progress(args.quiet)
     df = load_faithful()
     print(
         f"bayesgmm demo: Old Faithful ({df.shape[0]} eruptions x {df.shape[1]} features), "
-        f"K={args.components}, covariance 'full'"
+        f"K={args.components}, covariance 'full'" + (f"; report to {args.out}" if args.out else "")
     )
     sampler = {
         "draws": args.draws,
@@ -245,6 +269,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         sampler["nuts_sampler"] = args.sampler
     sampler = _with_targets(SamplerConfig.from_dict(sampler), args)
     gmm = BayesianGMM(args.components, sampler=sampler)
+    progress(f"fitting K={args.components} (full): EM start, then {_plan(sampler)}")
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
@@ -261,7 +286,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"took {elapsed:.1f} s"
     )
     print()
-    print("Posterior summary (data units; 89% equal-tailed intervals, ArviZ default):")
+    print("Posterior summary (data units; 94% HDI: highest-density intervals):")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(gmm.summary().to_string())
     sampling = [w for w in caught if issubclass(w.category, SamplingWarning)]
@@ -282,134 +307,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 for w in sampling
             ),
         ]
-        _report(
-            gmm, None, None, notes, "bayesgmm demo: Old Faithful", args.out, _Progress(args.quiet)
-        )
+        # the diagnostics are printed above: the report's verdict line would repeat them
+        title = "bayesgmm demo: Old Faithful"
+        _report(gmm, None, None, notes, title, args.out, progress, verdict=False)
     return _exit_code(gmm.diagnostics_.verdict, args.strict)
 
 
-def _add_sampler_args(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
-    from bayesgmm.core.config import RHAT_OK
-
-    d = defaults or {}
-    g = p.add_argument_group("sampler settings (override the spec's [sampler] table)")
-    g.add_argument("--draws", type=int, default=d.get("draws"), help="posterior draws per chain")
-    g.add_argument("--tune", type=int, default=d.get("tune"), help="tuning steps per chain")
-    g.add_argument("--chains", type=int, default=d.get("chains"), help="number of chains")
-    g.add_argument("--seed", type=int, default=d.get("seed"), help="random seed")
-    g.add_argument(
-        "--sampler", default=None, help="NUTS backend: auto, pymc, nutpie, numpyro or blackjax"
-    )
-    g.add_argument(
-        "--target-ess",
-        type=int,
-        default=None,
-        metavar="N",
-        help="keep drawing (in rounds of --draws) until the min bulk and tail ESS reach N and "
-        f"R-hat <= {RHAT_OK} (default {TARGET_ESS_PER_CHAIN} x chains with the numpyro backend; "
-        "0: exactly --draws)",
-    )
-    g.add_argument(
-        "--max-time",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help=f"no new round of draws after this (default {MAX_TIME:.0f})",
-    )
-    g.add_argument("--quiet", action="store_true", help="no progress messages or bars")
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit with code 1 when the diagnostics verdict is FAIL (the report is still "
-        "written); without it a FAIL is reported but the exit code is 0",
-    )
-
-
-def _fit_args(p: argparse.ArgumentParser) -> None:
-    from bayesgmm.core.families import COVARIANCE_TYPES
-
-    p.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
-    p.add_argument("--components", "-k", type=int, required=True, help="number of components K")
-    p.add_argument(
-        "--columns",
-        nargs="+",
-        metavar="COL",
-        help="columns to use, e.g. --columns a,b,c (space- or comma-separated; default: all "
-        "columns). Only numeric columns can be used",
-    )
-    p.add_argument(
-        "--covariance", default="full", choices=COVARIANCE_TYPES, help="covariance family"
-    )
-    p.add_argument(
-        "--missing",
-        default="error",
-        choices=("error", "drop"),
-        help="rows with missing values: stop with an error (default) or drop them (reported)",
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="report directory")
-    _add_sampler_args(p)
-
-
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC.toml", help="model spec, e.g. models/faithful.toml")
-    p.add_argument("--out", required=True, metavar="DIR", help="report directory")
-    _add_sampler_args(p)
-
-
-def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--components", "-k", type=int, default=2, help="number of components")
-    p.add_argument(
-        "--out",
-        default="out/demo",
-        metavar="DIR",
-        help="write the report here (default: out/demo); '' for no report",
-    )
-    _add_sampler_args(p, {"draws": 1000, "tune": 1000, "chains": 4, "seed": 2026})
-
-
-# command -> (what runs it, its arguments, one-line help, description)
-_COMMANDS = {
-    "fit": (
-        _cmd_fit,
-        _fit_args,
-        "fit a CSV file and write a report",
-        "Fit a Bayesian Gaussian mixture to numeric columns of a CSV file (with a header row) "
-        "and write a report (tables, diagnostics, assignments, figures, report.html, saved "
-        "model). Only numeric columns can be used: select them with --columns. Exit codes: "
-        "0 done, 1 failure (or a FAIL verdict with --strict), 2 bad input.",
-    ),
-    "run": (
-        _cmd_run,
-        _run_args,
-        "fit a TOML model spec (models/NAME.toml) and write a report",
-        "Fit the model described by a TOML spec (data, K or a list of K, covariance, priors, "
-        "sampler) and write a report. See bayesgmm.cli.specs for the format.",
-    ),
-    "demo": (
-        _cmd_demo,
-        _demo_args,
-        "fit the bundled Old Faithful data and print a posterior summary",
-        "Fit the bundled Old Faithful data and print a posterior summary; with --out, also "
-        "write the report there.",
-    ),
-}
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bayesgmm",
-        description="Fully Bayesian Gaussian mixture models: EM-started NUTS, relabelled "
-        "posteriors, uncertainty-aware clustering.",
-    )
-    parser.add_argument(
-        "--traceback", action="store_true", help="show the full traceback of a failure"
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (func, add_args, summary, description) in _COMMANDS.items():
-        command = sub.add_parser(name, help=summary, description=description)
-        add_args(command)
-        command.set_defaults(func=func)
-    return parser
+    return build_parser({"fit": _cmd_fit, "run": _cmd_run, "demo": _cmd_demo})
 
 
 def _one_line(exc: BaseException) -> str:

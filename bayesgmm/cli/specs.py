@@ -10,6 +10,9 @@ A spec names the data, the model and the sampler settings::
                                            # "bundled:faithful" / "bundled:penguins"
     columns = ["eruptions", "waiting"]     # optional, default: every column
     missing = "error"                      # "error" (default) or "drop" (reported)
+    labels = "species"                     # optional: a column of known groups, not
+                                           # fitted; the report compares the clusters
+                                           # with it (confusion table, adjusted Rand index)
 
     [model]
     components = 2                         # one K, or a list of K to compare by PSIS-LOO
@@ -81,6 +84,7 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
             "a non-empty list of column names (strings)",
         ),
         "missing": choice(MISSING_POLICIES),
+        "labels": _TEXT.says("the name of a column of known groups (a string)"),
     },
     "model": {
         "components": Constraint(
@@ -101,6 +105,7 @@ class DataSpec:
     path: str
     columns: list[str] | None = None
     missing: str = "error"
+    labels: str | None = None
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
 
@@ -133,12 +138,16 @@ class LoadedData:
         Original row numbers dropped for missing values.
     notes : list of str
         Plain-language account for the report.
+    labels : Series, optional
+        The spec's label column (``[data] labels``) for the rows of ``X`` (same index),
+        or None.
     """
 
     X: pd.DataFrame
     n_rows: int
     dropped: list[int]
     notes: list[str]
+    labels: pd.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,7 @@ class ModelSpec:
                 path=data["path"],
                 columns=list(data["columns"]) if "columns" in data else None,
                 missing=data.get("missing", "error"),
+                labels=data.get("labels"),
                 base_dir=base_dir if base_dir is not None else Path.cwd(),
             ),
             components=[components] if is_int(components) else list(components),
@@ -209,6 +219,13 @@ def _schema_errors(d: Any) -> list[str]:
             errors.append(f"unknown key '{key}'; valid top-level keys: {top_valid}")
         elif not isinstance(value, Mapping):
             errors.append(f"'{key}' must be a table ([{key}]); got {value!r}")
+    data = d.get("data", {})
+    if isinstance(data, Mapping) and isinstance(data.get("columns"), list):
+        if data.get("labels") in data["columns"]:
+            errors.append(
+                f"'data.labels' = {data['labels']!r} is also in data.columns; the label "
+                "column is compared with the clusters, not fitted: remove it from columns"
+            )
     for table in TABLES:
         value = d.get(table, {})
         if not isinstance(value, Mapping):
@@ -356,8 +373,13 @@ def read_data(spec: DataSpec) -> LoadedData:
             "bayesgmm fits numeric columns of a CSV file with a header row."
         )
     available = f"available numeric columns: {numeric}"
+    if spec.labels is not None and spec.labels not in df.columns:
+        raise DataError(
+            f"label column {spec.labels!r} (labels in [data]) not in {spec.source}; "
+            f"available columns: {[str(c) for c in df.columns]}"
+        )
     if spec.columns is None:
-        columns = list(df.columns)
+        columns = [c for c in df.columns if c != spec.labels]
     else:
         columns = list(spec.columns)
         unknown = [c for c in columns if c not in df.columns]
@@ -399,4 +421,11 @@ def read_data(spec: DataSpec) -> LoadedData:
         )
     else:
         notes.append("missing values: none in the selected columns.")
-    return LoadedData(X=X, n_rows=n_rows, dropped=dropped, notes=notes)
+    labels = None
+    if spec.labels is not None:
+        labels = df.loc[X.index, spec.labels]
+        notes.append(
+            f"labels: column {spec.labels!r} ({labels.nunique()} values), not fitted; the "
+            "clusters are compared with it."
+        )
+    return LoadedData(X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels)

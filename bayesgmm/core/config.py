@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
+
+import numpy as np
 
 from bayesgmm.core.checks import (
     Constraint,
@@ -43,6 +45,7 @@ __all__ = [
     "available_samplers",
     "config_from_mapping",
     "em_settings",
+    "resolve_seed",
 ]
 
 NUTS_SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "blackjax")
@@ -82,6 +85,26 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
+
+
+def resolve_seed(settings):
+    """``settings`` (a :class:`SamplerConfig` or :class:`ADVIConfig`) with a seed that
+    reproduces the fit: its own ``random_seed``, or one drawn from the operating system's
+    entropy (numpy's ``SeedSequence``) when it is None, so that a fit always records the
+    seed it used.
+
+    Examples
+    --------
+    >>> resolve_seed(SamplerConfig(random_seed=3)).random_seed
+    3
+    >>> seed = resolve_seed(SamplerConfig()).random_seed
+    >>> isinstance(seed, int) and 0 <= seed < 2**32
+    True
+    """
+    if settings.random_seed is not None:
+        return settings
+    drawn = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+    return replace(settings, random_seed=drawn)
 
 
 def config_from_mapping(cls, d, what: str):

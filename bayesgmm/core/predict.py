@@ -37,23 +37,18 @@ from bayesgmm.core.checks import real
 from bayesgmm.core.draws import Draws, posterior_dataset
 from bayesgmm.core.engine import Stream
 from bayesgmm.core.generate import replicate, sample
-from bayesgmm.core.summaries import check_chunk, check_interval, draws_and_data, summarise
+from bayesgmm.core.summaries import (
+    check_chunk,
+    check_interval,
+    draws_and_data,
+    interval_label,
+    summarise,
+)
 from bayesgmm.exceptions import ConfigError, DataError
 
-__all__ = [
-    "assignments_table",
-    "co_clustering",
-    "count_nonempty",
-    "draw_log_densities",
-    "flag_anomalies",
-    "membership_array",
-    "membership_draws",
-    "predict",
-    "predict_proba",
-    "replicate",
-    "sample",
-    "score_samples",
-]
+__all__ = ["assignments_table", "co_clustering", "count_nonempty", "draw_log_densities",
+           "flag_anomalies", "membership_array", "membership_draws", "predict", "predict_proba",
+           "replicate", "sample", "score_samples"]  # fmt: skip
 
 _MAX_DRAWS_BYTES = 1 << 30  # membership_draws refuses results larger than 1 GiB
 _PROB = real(0, 1, lo_open=True, hi_open=True)
@@ -226,8 +221,9 @@ def assignments_table(
     (``1 - max_prob``), ``entropy`` (of the mean membership probabilities, in nats;
     at most ``log K``), ``mean_draw_entropy`` (mean over draws of each draw's entropy:
     the part of ``entropy`` due to overlapping components rather than to parameter
-    uncertainty), then ``prob_<k>``, ``prob_<k>_lower``, ``prob_<k>_upper`` per
-    component.
+    uncertainty), then per component ``prob_<k>`` and its interval over draws,
+    ``prob_<k>_hdi94_lower`` and ``prob_<k>_hdi94_upper`` (the names say the interval:
+    ``eti89`` for ``prob=0.89, kind="eti"``).
 
     Examples
     --------
@@ -237,6 +233,8 @@ def assignments_table(
     [0, 0]
     >>> bool(t["uncertainty"].iloc[1] > t["uncertainty"].iloc[0])
     True
+    >>> list(t.columns[-3:])
+    ['prob_1', 'prob_1_hdi94_lower', 'prob_1_hdi94_upper']
     """
     check_interval(prob, kind)
     check_chunk(chunk_size)
@@ -257,10 +255,11 @@ def assignments_table(
         },
         index=pd.RangeIndex(X.shape[0], name="obs"),
     )
+    name = interval_label(prob, kind)
     for k, label in enumerate(draws.coords["component"]):
         table[f"prob_{label}"] = p[:, k]
-        table[f"prob_{label}_lower"] = res.proba_lower[:, k]
-        table[f"prob_{label}_upper"] = res.proba_upper[:, k]
+        table[f"prob_{label}_{name}_lower"] = res.proba_lower[:, k]
+        table[f"prob_{label}_{name}_upper"] = res.proba_upper[:, k]
     table.attrs.update(prob=prob, kind=kind)
     return table
 

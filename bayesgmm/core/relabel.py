@@ -94,7 +94,8 @@ class RelabelInfo:
         extra = ""
         if self.method == "stephens":
             state = "converged" if self.converged else "NOT converged (raise max_iter)"
-            extra = f"; {self.n_iter} iterations, {state}, {self.n_points} points"
+            iters = f"{self.n_iter} iteration{'s' * (self.n_iter != 1)}"
+            extra = f"; {iters}, {state}, {self.n_points} points"
         return f"relabel({self.method}{extra}) draws permuted: {per_chain}"
 
 

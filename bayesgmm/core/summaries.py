@@ -21,7 +21,7 @@ from bayesgmm.core.engine import Stream
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["INTERVAL_KINDS", "Summary", "check_chunk", "check_interval", "draws_and_data",
-           "interval", "summarise"]  # fmt: skip
+           "interval", "interval_label", "summarise"]  # fmt: skip
 
 _STORE_ELEMS = 1 << 23  # float64 elements of per-draw values kept for intervals (64 MB)
 INTERVAL_KINDS = ("hdi", "eti")
@@ -52,6 +52,17 @@ def check_interval(prob, kind) -> None:
         raise ConfigError(f"kind must be one of {list(INTERVAL_KINDS)}; got {kind!r}.")
     if not _PROB(prob):
         raise ConfigError(f"prob must be a number in (0, 1); got {prob!r}.")
+
+
+def interval_label(prob: float, kind: str) -> str:
+    """The short name of an interval in column names, as ArviZ's summary puts it.
+
+    Examples
+    --------
+    >>> interval_label(0.94, "hdi"), interval_label(0.5, "eti")
+    ('hdi94', 'eti50')
+    """
+    return f"{kind}{round(100 * prob, 4):g}"
 
 
 def interval(values: np.ndarray, prob: float, kind: str) -> tuple[np.ndarray, np.ndarray]:

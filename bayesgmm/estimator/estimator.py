@@ -403,6 +403,24 @@ class BayesianGMM:
 
         return plot_clusters(self.idata_, self._data_or_train(X), **kwargs)
 
+    def plot_pairs(self, X=None, **kwargs: Any):
+        """Every pair of features with clusters and ellipses; :func:`bayesgmm.plot_pairs`."""
+        from bayesgmm.analysis.clusters import plot_pairs
+
+        return plot_pairs(self.idata_, self._data_or_train(X), **kwargs)
+
+    def plot_uncertainty(self, X=None, **kwargs: Any):
+        """Most uncertain points named, sorted with HDIs; :func:`bayesgmm.plot_uncertainty`."""
+        from bayesgmm.analysis.uncertainty_plots import plot_uncertainty
+
+        return plot_uncertainty(self.idata_, X, **kwargs)  # X as given: its index names points
+
+    def plot_coclustering(self, X=None, **kwargs: Any):
+        """Co-clustering heat map ordered by cluster; :func:`bayesgmm.plot_coclustering`."""
+        from bayesgmm.analysis.uncertainty_plots import plot_coclustering
+
+        return plot_coclustering(self.idata_, self._data_or_train(X), **kwargs)
+
     def plot_ppc(self, **kwargs: Any):
         """Posterior predictive density overlays per feature; see :func:`bayesgmm.plot_ppc`."""
         from bayesgmm.analysis.ppc import plot_ppc

@@ -21,6 +21,7 @@ from bayesgmm.core.config import (
     ADVIConfig,
     SamplerConfig,
     em_settings,
+    resolve_seed,
 )
 from bayesgmm.core.data import check_n_components
 from bayesgmm.core.families import family
@@ -31,7 +32,13 @@ __all__ = ["enough_draws", "finish_posterior", "validate_params"]
 
 
 def validate_params(params: Mapping[str, Any]):
-    """``BayesianGMM``'s parameters checked at once: (sampler, em, advi or None) settings."""
+    """``BayesianGMM``'s parameters checked at once: (sampler, em, advi or None) settings.
+
+    The settings of the inference that will run carry the seed that reproduces the fit:
+    the user's ``random_seed``, or one drawn once here when it is None
+    (:func:`~bayesgmm.core.config.resolve_seed`), so that ``sampler_config_`` (or
+    ``advi_config_``), the saved model and the report record it.
+    """
     check_n_components(params["n_components"])
     family(params["covariance_type"])
     if params["inference"] not in INFERENCE_METHODS:
@@ -56,7 +63,9 @@ def validate_params(params: Mapping[str, Any]):
             f"unknown relabel {relabel_method!r}; valid: {list(RELABEL_METHODS)} or None "
             "(keep the sampler's labels)."
         )
-    return sampler, em, advi if params["inference"] == "advi" else None
+    if params["inference"] == "advi":
+        return sampler, em, resolve_seed(advi)
+    return resolve_seed(sampler), em, None
 
 
 def _mode_groups(idata: xr.DataTree, report) -> xr.DataTree:

@@ -35,7 +35,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayesgmm._logging import logger
+from bayesgmm._logging import logger, progress_bar
 from bayesgmm.inference.jaxgraph import (
     ModelFunctions,
     enable_compilation_cache,
@@ -155,9 +155,10 @@ def model_shared(model: pm.Model, names: Sequence[str]) -> list:
     return [model.named_vars[n] if n in model.named_vars else model.dim_lengths[n] for n in names]
 
 
-def _compiled_for(model, spec, point, n_obs, tune, target_accept, dense):
+def _compiled_for(model, spec, point, n_obs, tune, target_accept, dense, say=False):
     """The compiled sampler for this model structure (from the cache, else compiled), the
-    model's shared variables in its argument order, and whether it was a cache hit."""
+    model's shared variables in its argument order, and whether it was a cache hit. With
+    ``say``, a miss logs one line before compiling starts."""
     enable_compilation_cache()
     data = sorted(model.data_vars, key=lambda v: v.name)
     key = _structure_key(point, spec, data, n_obs, tune, target_accept, dense)
@@ -166,6 +167,15 @@ def _compiled_for(model, spec, point, n_obs, tune, target_accept, dense):
             _CACHE.move_to_end(key)
             compiled = _CACHE[key]
             return compiled, model_shared(model, compiled.shared_names), True
+        if say:
+            logger.info(
+                "compiling the NUTS sampler for K=%d, D=%d, %r covariance, %d points (the "
+                "first fit of this model structure in this process; later fits reuse it)...",
+                spec.n_components,
+                spec.n_features,
+                spec.covariance_type,
+                n_obs,
+            )
         functions, shared = model_functions(model, spec)
         compiled = _compile(functions, tune, target_accept, dense)
         _CACHE[key] = compiled
@@ -177,8 +187,8 @@ def _compiled_for(model, spec, point, n_obs, tune, target_accept, dense):
 class _Chains:
     """The chains of one run: their sampler states, advanced together chunk by chunk."""
 
-    def __init__(self, compiled, args, init_points, keys, workers, bar):
-        self.compiled, self.args, self.bar = compiled, args, bar
+    def __init__(self, compiled, args, init_points, keys, workers):
+        self.compiled, self.args, self.bar = compiled, args, None
         self.init_points, self.keys = init_points, keys
         self.workers = max(1, min(int(workers), len(init_points)))
         self.states: list[Any] = [None] * len(init_points)
@@ -186,10 +196,12 @@ class _Chains:
         self.stats: list[list] = [[] for _ in init_points]
         self.iterations = 0
         self.compile_seconds = 0.0
+        self.exe: Any = None
 
-    def _start(self) -> Any:
+    def start(self) -> bool:
         """Every chain's initial state, and the chunk program compiled ahead of time (once
-        per compiled sampler), so that all chains start together."""
+        per compiled sampler), so that all chains start together; returns whether the
+        chunk program was compiled now."""
         import jax.numpy as jnp
 
         t = time.perf_counter()
@@ -198,14 +210,16 @@ class _Chains:
             init = {n: jnp.asarray(self.init_points[c][n], dtype=jnp.float64)
                     for n in compiled.value_names}  # fmt: skip
             self.states[c] = compiled.init_fn(self.keys[c], init, self.args)
+        fresh = False
         with _LOCK:
             if compiled.advance_exe is None:
                 compiled.advance_exe = compiled.advance_fn.lower(
                     self.states[0], self.args
                 ).compile()
-                logger.info("compiled in %.1f s", time.perf_counter() - t)
+                fresh = True
         self.compile_seconds = time.perf_counter() - t
-        return compiled.advance_exe
+        self.exe = compiled.advance_exe
+        return fresh
 
     def _advance_one(self, exe, c: int, n_chunks: int) -> None:
         import jax
@@ -223,7 +237,9 @@ class _Chains:
         """Run every chain ``n_chunks`` chunks further, ``workers`` chains at a time."""
         if n_chunks <= 0:
             return
-        exe = self._start() if self.iterations == 0 else self.compiled.advance_exe
+        if self.exe is None:
+            self.start()
+        exe = self.exe
         chains = range(len(self.states))
         if self.workers == 1:
             for c in chains:
@@ -304,41 +320,41 @@ def sample_numpyro(
     n_obs = int(np.shape(model["data"].get_value(borrow=True))[0])
     t0 = time.perf_counter()
     compiled, shared, hit = _compiled_for(
-        model, spec, init_points[0], n_obs, tune, target_accept, dense_mass
+        model, spec, init_points[0], n_obs, tune, target_accept, dense_mass, say=progressbar
     )
-    if not hit and progressbar:
-        logger.info(
-            "compiling the NUTS sampler for K=%d, D=%d, %r covariance, %d points (first fit "
-            "of this model structure in this process; later fits of it reuse it)...",
-            spec.n_components,
-            spec.n_features,
-            spec.covariance_type,
-            n_obs,
-        )
     args = compiled.prepare_fn(tuple(jnp.asarray(s.get_value(borrow=True)) for s in shared))
     chains = len(init_points)
     keys = jax.random.split(jax.random.PRNGKey(random_seed), chains)
-    bar = _progress(progressbar, chains * math.ceil((tune + draws) / _CHUNK) * _CHUNK)
-    run = _Chains(compiled, args, init_points, keys, workers, bar)
+    run = _Chains(compiled, args, init_points, keys, workers)
+    # compile before the bar starts, so that its rate and time left count sampling only
+    if run.start() and progressbar:
+        logger.info("compiled in %.1f s", time.perf_counter() - t0)
+
+    def steps(n_rounds: int) -> int:  # NUTS steps of every chain after n_rounds rounds
+        return chains * math.ceil((tune + n_rounds * draws) / _CHUNK) * _CHUNK
+
+    run.bar = bar = _progress(progressbar, steps(1), chains, hit)
     rounds, target_met = 1, None
-    while True:
-        total = tune + rounds * draws
-        run.advance(math.ceil(total / _CHUNK) - run.iterations // _CHUNK)
-        if rounds == 1:
-            first_seconds = time.perf_counter() - t0
-        tree = _posterior_tree(model, run, slice(tune, total), tune, hit)
-        if enough is None:
-            break
-        target_met = bool(enough(tree))
-        out_of_time = max_time is not None and time.perf_counter() - t0 >= max_time
-        if target_met or out_of_time or rounds >= MAX_ROUNDS:
-            break
-        rounds += 1
+    try:
+        while True:
+            total = tune + rounds * draws
+            run.advance(math.ceil(total / _CHUNK) - run.iterations // _CHUNK)
+            if rounds == 1:
+                first_seconds = time.perf_counter() - t0
+            tree = _posterior_tree(model, run, slice(tune, total), tune, hit)
+            if enough is None:
+                break
+            target_met = bool(enough(tree))
+            out_of_time = max_time is not None and time.perf_counter() - t0 >= max_time
+            if target_met or out_of_time or rounds >= MAX_ROUNDS:
+                break
+            rounds += 1
+            if bar is not None:
+                bar.total = steps(rounds)
+                bar.refresh()
+    finally:
         if bar is not None:
-            bar.total += chains * draws
-            bar.refresh()
-    if bar is not None:
-        bar.close()
+            bar.close()
     tree["posterior"].attrs.update(
         sampling_seconds=round(time.perf_counter() - t0, 3),
         first_round_seconds=round(first_seconds, 3),
@@ -382,14 +398,23 @@ def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> x
     return tree
 
 
-def _progress(progressbar: bool, total: int):
+def progress_label(cache_hit: bool) -> str:
+    """The progress bar's label: ``"cached"`` only when the compiled sampler was reused.
+
+    Examples
+    --------
+    >>> progress_label(False), progress_label(True)
+    ('NUTS[numpyro]', 'NUTS[numpyro, cached]')
+    """
+    return "NUTS[numpyro, cached]" if cache_hit else "NUTS[numpyro]"
+
+
+def _progress(progressbar: bool, total: int, chains: int, hit: bool):
+    """A bar over every chain's NUTS steps (tuning and draws), or None."""
     if not progressbar:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - numpyro depends on tqdm
-        return None
-    return tqdm(total=total, desc="NUTS[numpyro, cached]", unit="it")
+    detail = f"{chains} chain{'s' * (chains != 1)}"
+    return progress_bar(total, progress_label(hit), unit="steps", detail=detail)
 
 
 def _to_datatree(model, posterior, sample_stats, tune, hit) -> xr.DataTree:

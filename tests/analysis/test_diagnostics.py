@@ -283,14 +283,15 @@ def _assert_png(path):
 
 
 def test_trace_plot_renders_png(good, tmp_path):
-    pc = plot_trace(good)
-    pc.savefig(tmp_path / "trace.png")
+    fig = plot_trace(good)
+    fig.savefig(tmp_path / "trace.png")
     _assert_png(tmp_path / "trace.png")
-    # default selection: weights, means, sds
-    assert set(pc.data.data_vars) == {"weights", "means", "sds"}
-    pc = plot_trace(good, ["weights"], kind="trace", group="posterior_raw")
-    assert set(pc.data.data_vars) == {"weights"}
-    pc.savefig(tmp_path / "trace_raw.png")
+    # default selection: weights, means, sds and correlations
+    titles = {ax.get_title().split("[")[0].split(":")[0] for ax in fig.axes}
+    assert titles == {"weights", "means", "sds", "correlation"}
+    fig = plot_trace(good, ["weights"], kind="trace", group="posterior_raw")
+    assert [ax.get_title() for ax in fig.axes] == ["weights: trace"]
+    fig.savefig(tmp_path / "trace_raw.png")
     _assert_png(tmp_path / "trace_raw.png")
     plt.close("all")
 

@@ -1,4 +1,4 @@
-"""Posterior predictive draws, PPC plots and cluster plots (bayesgmm.analysis.ppc).
+"""Posterior predictive draws and PPC plots (bayesgmm.analysis.ppc).
 
 A synthetic DataTree (posterior draws around the truth, data simulated from the truth,
 pointwise log-likelihood computed with scipy) keeps these tests fast; plots render with
@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
+from matplotlib.collections import PolyCollection
 from scipy import stats
 from scipy.special import logsumexp
 
@@ -26,7 +27,6 @@ from bayesgmm.analysis.ppc import (
     plot_ppc,
     posterior_predictive,
 )
-from bayesgmm.core.predict import predict_proba
 from bayesgmm.exceptions import ConfigError, DataError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -150,14 +150,51 @@ def test_loo_pit_detects_a_misspecified_model():
         assert np.mean((values < 0.1) | (values > 0.9)) > 0.35  # U-shaped
 
 
-def test_plot_ppc_and_loo_pit_render(tmp_path):
-    dt = make_tree()
-    pc = plot_ppc(dt, random_seed=0, num_samples=20)
-    pc.savefig(tmp_path / "ppc.png")
+@pytest.mark.parametrize(
+    ("kind", "ylabel"), [("kde", "density"), ("hist", "count"), ("ecdf", "ECDF")]
+)
+def test_plot_ppc_panels_labels_and_legend(tmp_path, kind, ylabel):
+    dt = posterior_predictive(make_tree(), random_seed=0, max_draws=40)
+    fig = plot_ppc(dt, random_seed=0, num_samples=20, kind=kind)
+    assert [ax.get_xlabel() for ax in fig.axes] == FEATURES
+    assert {ax.get_ylabel() for ax in fig.axes} == {ylabel}
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "observed data",
+        "replicated datasets (20 posterior draws)",
+    ]
+    # 20 replicated curves and the observed one per panel
+    for ax in fig.axes:
+        drawn = ax.patches if kind == "hist" else ax.lines
+        assert len(drawn) == 21
+    fig.savefig(tmp_path / "ppc.png")
     assert_png(tmp_path / "ppc.png")
-    pc2 = plot_loo_pit(dt)
-    pc2.savefig(tmp_path / "loo.png")
+    with pytest.raises(ConfigError, match="kind"):
+        plot_ppc(dt, kind="violin")
+
+
+def test_plot_loo_pit_has_a_band_per_feature(tmp_path):
+    dt = make_tree()
+    fig = plot_loo_pit(dt, prob=0.9, n_simulations=200)
+    assert [ax.get_title() for ax in fig.axes] == FEATURES
+    for ax in fig.axes:
+        (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        lo, hi = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+        assert lo < 0 < hi  # around the zero line of the ECDF difference
+        assert ax.get_xlabel().startswith("LOO-PIT") and ax.get_ylabel()
+        assert not ax.texts  # a well-specified model stays inside the band
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "90% simultaneous band" in labels
+    fig.savefig(tmp_path / "loo.png")
     assert_png(tmp_path / "loo.png")
+
+
+def test_plot_loo_pit_flags_a_misspecified_model():
+    # posterior covariances far too small: the PIT ECDF leaves the band
+    dt = make_tree(seed=3, n_obs=300, cov_scale=0.15)
+    fig = plot_loo_pit(dt, n_simulations=200)
+    for ax in fig.axes:
+        assert any("leaves the band" in t.get_text() for t in ax.texts)
 
 
 def test_check_fit_one_call(tmp_path):
@@ -168,45 +205,6 @@ def test_check_fit_one_call(tmp_path):
     assert_png(tmp_path / "figs" / "ppc.png")
     assert_png(tmp_path / "figs" / "loo_pit.png")
     assert set(out["loo_pit_values"].data_vars) == set(FEATURES)
-
-
-@pytest.mark.parametrize("uncertainty", ["alpha", "size"])
-def test_plot_clusters_renders(tmp_path, uncertainty):
-    dt = make_tree()
-    fig = plot_clusters(dt, uncertainty=uncertainty, n_ellipse_draws=10)
-    ax = fig.axes[0]
-    # 10 draws x 2 components faint ellipses + 2 posterior-mean ellipses
-    assert len(ax.patches) == 22
-    assert ax.get_xlabel() == "height" and ax.get_ylabel() == "width"
-    fig.savefig(tmp_path / "clusters.png")
-    assert_png(tmp_path / "clusters.png")
-
-
-def test_plot_clusters_opacity_tracks_certainty():
-    dt = make_tree()
-    # points along the segment between the two centres: certain at the ends, not between
-    t = np.linspace(0.0, 1.0, 41)[:, None]
-    X = (1 - t) * CENTRES[0] + t * CENTRES[1]
-    fig = plot_clusters(dt, X, n_ellipse_draws=0)
-    alpha = fig.axes[0].collections[0].get_facecolors()[:, 3]
-    certainty = predict_proba(dt, X).max(axis=1)
-    assert certainty.min() < 0.6 and certainty[0] > 0.99 and certainty[-1] > 0.99
-    np.testing.assert_allclose(alpha, 0.1 + 0.9 * (certainty - 0.5) / 0.5)
-    assert alpha.min() < 0.3 and alpha[0] > 0.95 and alpha[-1] > 0.95
-
-
-def test_plot_clusters_feature_pair_by_name_and_errors(tmp_path):
-    dt = make_tree()
-    fig = plot_clusters(dt, features=("width", "height"), n_ellipse_draws=2)
-    assert fig.axes[0].get_xlabel() == "width"
-    with pytest.raises(ConfigError, match="unknown feature"):
-        plot_clusters(dt, features=("height", "depth"))
-    with pytest.raises(ConfigError, match="different"):
-        plot_clusters(dt, features=(0, 0))
-    with pytest.raises(ConfigError, match="uncertainty"):
-        plot_clusters(dt, uncertainty="colour")
-    with pytest.raises(DataError, match="features"):
-        plot_clusters(dt, np.zeros((3, 3)))
 
 
 @pytest.mark.slow

@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bayesgmm.analysis.report import REPORT_FILES
+from bayesgmm.analysis.report import FIGURES, REPORT_FILES
 from bayesgmm.cli import main
 from bayesgmm.cli.specs import ModelSpec, load_spec
 from bayesgmm.core.config import available_samplers
@@ -49,7 +50,7 @@ def _run(argv, capsys):
 def _check_report(out_dir, n_rows, columns):
     for name in REPORT_FILES:
         assert (out_dir / name).is_file(), name
-    for name in ("trace.png", "clusters.png", "ppc.png"):
+    for name in (f.name for f in FIGURES):
         data = (out_dir / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE, name
         assert len(data) > 20_000, name  # a real figure, not an empty canvas
@@ -72,7 +73,7 @@ def _check_report(out_dir, n_rows, columns):
     assert np.allclose(probs.sum(axis=1), 1.0)
     assert np.allclose(assign["uncertainty"], 1.0 - assign["max_prob"])
     page = (out_dir / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "Posterior summary" in page
+    assert page.count("data:image/png;base64,") == len(FIGURES) and "Posterior summary" in page
     return assign
 
 
@@ -161,6 +162,7 @@ def test_demo_writes_the_report(tmp_path, capsys):
     assert code == 0
     assert "Old Faithful" in stdout and "Posterior summary" in stdout
     assert "Relabelling: relabel(stephens" in stdout and "[ok  ] divergences" in stdout
+    assert stdout.count("bayesgmm diagnostics:") == 1  # printed once, not again after the report
     _check_report(out, 272, [])
     assert load(out / "model").feature_names_in_ == ["eruptions", "waiting"]
 
@@ -427,3 +429,145 @@ def test_the_chosen_k_is_printed_on_the_console(data_dir, tmp_path, capsys):
     assert code == 0, err
     line = next(x for x in stdout.splitlines() if x.startswith("chosen K ="))
     assert line.startswith("chosen K = 2:") and "K = 1, 2" in line
+
+
+# --------------------------------------------------------------------------- #
+# Help texts, --out defaults and progress output
+# --------------------------------------------------------------------------- #
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_texts_say_what_each_command_does(capsys):
+    top = _help([], capsys)
+    demo_entry = top.split("\n    demo")[1].split("options:")[0]
+    assert "write" in demo_entry and "report" in demo_entry  # not only a printed summary
+    assert "report" in _help(["demo"], capsys).split("options:")[0]
+    fit = _help(["fit"], capsys)
+    assert "spec" not in fit.lower()  # fit has no model spec
+    assert "spec's [sampler] table" in _help(["run"], capsys)
+
+
+def test_help_lists_only_installed_samplers(capsys, monkeypatch):
+    import re
+
+    import bayesgmm.core.config as config
+
+    for command in (["fit"], ["run"], ["demo"]):
+        text = _help(command, capsys)
+        choices = re.search(r"--sampler \{([^}]*)\}", text).group(1).split(",")
+        assert choices == ["auto", *available_samplers()], command
+        assert ("blackjax" in text) == ("blackjax" in available_samplers())
+    monkeypatch.setattr(config, "available_samplers", lambda: ["pymc"])
+    text = _help(["fit"], capsys)
+    assert "--sampler {auto,pymc}" in text and "blackjax" not in text and "nutpie" not in text
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--sampler", "blackjax"])
+    assert info.value.code == 2 and "invalid choice: 'blackjax'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "default"),
+    [
+        (["fit", "data.csv", "-k", "2"], "out/data"),
+        (["run", "spec.toml"], "out/blobs"),
+        (["demo"], "out/demo"),
+    ],
+)
+def test_every_command_writes_to_out_name_by_default(argv, default, tmp_path, monkeypatch, capsys):
+    # the default report directory holds a file of the user's: every command refuses it
+    # (before reading the data or fitting), which shows the default it chose
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    (tmp_path / "spec.toml").write_text('name = "blobs"\n[data]\npath = "data.csv"\n[model]\n'
+                                         "components = 2\n")  # fmt: skip
+    (tmp_path / default).mkdir(parents=True)
+    (tmp_path / default / "summary.csv").write_text("the user's own file\n")
+    assert default in _help(argv[:1], capsys).replace("NAME", default.split("/")[1])
+    _expect_user_error(argv, capsys, f"refusing to write the report to {default}")
+    assert (tmp_path / default / "summary.csv").read_text() == "the user's own file\n"
+
+
+def test_an_empty_out_is_no_report_for_demo_only(data_dir, capsys):
+    argv = ["fit", data_dir / "small.csv", "-k", "2", "--out", ""]
+    _expect_user_error(argv, capsys, "--out ''")
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal():
+    from bayesgmm._logging import PlainProgress
+
+    lines: list[str] = []
+    bar = PlainProgress(800, "NUTS[numpyro]", detail="4 chains", write=lines.append)
+    for _ in range(16):
+        bar.update(50)
+    bar.total = 1200  # another round of draws
+    bar.refresh()
+    for _ in range(8):
+        bar.update(50)
+    bar.close()
+    assert lines[0].startswith("NUTS[numpyro]: 12% (100/800 steps, 4 chains), ")
+    assert lines[0].endswith(" s")
+    assert [line.split(":")[1].split("%")[0].strip() for line in lines] == [
+        "12", "25", "31", "43", "50", "62", "75", "81", "93", "100", "70", "83", "91", "100",
+    ]  # fmt: skip
+    assert not any("\r" in line for line in lines)
+
+
+def test_a_terminal_gets_a_tqdm_bar_sized_even_when_it_reports_zero(monkeypatch):
+    import io
+
+    from bayesgmm import _logging
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setattr(_logging, "_terminal_size", lambda: (80, 24))
+    bar = _logging.progress_bar(100, "NUTS[numpyro]", detail="2 chains")
+    bar.update(100)
+    bar.close()
+    text = sys.stderr.getvalue()
+    assert "\r" in text and "100/100" in text and "2 chains" in text
+
+
+def test_the_bar_says_cached_only_when_the_compiled_sampler_is_reused(capsys, caplog):
+    """Two tiny fits of one structure (23 points, K=1, D=1: no other test has it) in one
+    process: the first compiles ("compiling" first, no "cached"), the second reuses it. The
+    captured stderr is not a terminal: plain lines (logged), no carriage returns."""
+    import logging
+
+    pytest.importorskip("numpyro")
+    from bayesgmm.estimator.estimator import BayesianGMM
+
+    X = np.random.default_rng(5).normal(size=(23, 1))
+    sampler = {"draws": 20, "tune": 20, "chains": 1, "random_seed": 1, "nuts_sampler": "numpyro",
+               "progressbar": True}  # fmt: skip
+    logs = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="bayesgmm"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 20 draws are too few for the diagnostics
+            BayesianGMM(1, "spherical", sampler=sampler).fit(X)
+        logs.append("\n".join(r.getMessage() for r in caplog.records))
+        assert "\r" not in capsys.readouterr().err  # no tqdm bar either
+    first, second = logs
+    assert "\r" not in first + second
+    assert "NUTS[numpyro]: 100% (50/50 steps, 1 chain), " in first and "cached" not in first
+    assert first.index("compiling the NUTS sampler") < first.index("compiled in")
+    assert first.index("compiled in") < first.index("NUTS[numpyro]:")  # bar after compiling
+    assert "NUTS[numpyro, cached]: 100% (" in second and "compil" not in second
+
+
+def test_relabel_description_counts_iterations_in_the_singular_and_plural():
+    from bayesgmm.core.relabel import RelabelInfo
+
+    perms = np.zeros((1, 3, 2), dtype=int)
+    one = RelabelInfo("stephens", perms, np.array([0]), n_iter=1, n_points=5)
+    assert "stephens; 1 iteration, converged" in str(one)
+    assert "2 iterations" in str(RelabelInfo("stephens", perms, np.array([0]), n_iter=2))

@@ -206,7 +206,7 @@ def test_uncertainty_high_between_clusters_low_at_centres():
     np.testing.assert_allclose(probs, predict_proba(p, X), atol=1e-12)
     np.testing.assert_array_equal(predict(p, X), table["cluster"].to_numpy())
     # midway points have wide intervals; centre points have narrow ones
-    width = table["prob_0_upper"] - table["prob_0_lower"]
+    width = table["prob_0_hdi94_upper"] - table["prob_0_hdi94_lower"]
     assert width.iloc[2] > 0.05 and width.iloc[0] < 1e-3
 
 

@@ -1,0 +1,201 @@
+"""The report's HTML page (:func:`html_page`): one self-contained file, figures inlined.
+
+Every table sits in a ``<div class="scroll">`` that scrolls sideways, so the page keeps
+the window's width; every interval is named as what it is (94% HDI). The page states the
+seed that reproduces the fit (:func:`seed_text`) and how to load the saved model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bayesgmm.analysis.summary import POOLED_NOTE, interval_text, is_pooled
+from bayesgmm.core.approx import describe, is_approximate
+from bayesgmm.core.config import RHAT_OK
+
+__all__ = ["html_page", "seed_text"]
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
+.tbl{border-collapse:collapse;font-size:.85em} .tbl td,.tbl th{padding:2px 8px;text-align:right}
+.tbl tr:nth-child(even){background:#f6f8fa} img{max-width:100%;border:1px solid #eee}
+.ok{color:#1a7f37} .warn{color:#9a6700} .fail{color:#cf222e} pre{background:#f6f8fa;padding:.6em}
+.scroll{max-width:100%;overflow-x:auto} .tbl td,.tbl th{white-space:nowrap}
+"""
+
+
+def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
+    """A table inside a container that scrolls sideways, so the page keeps its width."""
+    table = df.to_html(
+        float_format=lambda v: float_format.format(v), border=0, classes="tbl", na_rep="-"
+    )
+    return f'<div class="scroll">{table}</div>'
+
+
+def _img(out: Path, name: str, alt: str) -> str:
+    data = base64.b64encode((out / name).read_bytes()).decode("ascii")
+    return f'<p><a href="{name}"><img src="data:image/png;base64,{data}" alt="{alt}"></a></p>'
+
+
+def seed_text(g) -> str:
+    """The seed that reproduces a fit, as the report states it.
+
+    The fit records its seed in ``sampler_config_`` (``advi_config_`` for ADVI): the
+    user's, or the one drawn when none was given (:func:`bayesgmm.core.config.resolve_seed`);
+    the estimator's own ``sampler`` (``advi``) parameter tells which.
+    """
+    advi = is_approximate(g.idata_)
+    cfg = g.advi_config_ if advi else g.sampler_config_
+    seed = cfg.random_seed if cfg is not None else None
+    key = "advi" if advi else "sampler"
+    if seed is None:  # a model saved before fits recorded their seed
+        return "random_seed not recorded (this fit cannot be rerun exactly)"
+    given = g.get_params().get(key)
+    given = (
+        given.get("random_seed")
+        if isinstance(given, Mapping)
+        else getattr(given, "random_seed", None)
+    )
+    how = f"{key}={{'random_seed': {seed}}} reruns this fit"
+    if given is None:
+        return f"random_seed {seed} (none was given: drawn at random and recorded; {how})"
+    return f"random_seed {seed} ({how})"
+
+
+def _sampling_facts(idata, cfg) -> list[str]:
+    """How the draws came about: threads, mass matrix, rounds and targets, modes."""
+    attrs = idata["posterior"].attrs
+    facts = []
+    if "workers" in attrs:
+        mass = "dense" if attrs.get("dense_mass") else "diagonal"
+        facts.append(
+            f"Chains run {attrs['workers']} at a time; {mass} mass matrix; sampling took "
+            f"{attrs.get('sampling_seconds', float('nan')):.1f} s."
+        )
+    if "target_met" in attrs:
+        met = "met" if attrs["target_met"] else "NOT met (time or rounds ran out)"
+        facts.append(
+            f"Drawn in {attrs.get('rounds', 1)} round(s) of {cfg.draws} until min ESS >= "
+            f"{cfg.target_ess} and R-hat <= {RHAT_OK}: {met}."
+        )
+    if "modes" in idata.children:
+        facts.append("Posterior modes: " + str(idata["modes"].attrs.get("description", "")))
+    return facts
+
+
+def _how(g, n_chain: int, n_draw: int) -> list[str]:
+    cfg = g.sampler_config_
+    if is_approximate(g.idata_):
+        text = describe(g.idata_)
+        return [
+            f"{text[0].upper()}{text[1:]}, started at the EM solution; {seed_text(g)}.",
+            "This is a variational approximation, not MCMC: mean-field ADVI typically "
+            "underestimates posterior variances (intervals are too narrow), and the "
+            "diagnostics check the ELBO's convergence (R-hat and ESS do not apply).",
+        ]
+    if is_pooled(g.idata_):
+        n_chain = g.idata_["posterior_chains"].sizes["chain"]
+        n_draw = g.idata_["posterior_chains"].sizes["draw"]
+    return [
+        f"NUTS ({g.idata_.attrs.get('nuts_sampler', cfg.nuts_sampler)}): {n_chain} chains "
+        f"x {n_draw} draws after {cfg.tune} tuning steps, started at the EM solution; "
+        f"{seed_text(g)}.",
+        *_sampling_facts(g.idata_, cfg),
+    ]
+
+
+def _labels_section(compared) -> list[str]:
+    if compared is None:
+        return []
+    esc = html.escape
+    return [
+        f"<h2>Clusters against {esc(compared.name)}</h2>",
+        f"<p>{esc(compared.text()[0].upper() + compared.text()[1:])}. The adjusted Rand "
+        "index is 1 for the same grouping (whatever the cluster numbers), about 0 for "
+        "chance agreement. Points per cluster (rows) and label (columns): "
+        "<a href='labels.csv'>labels.csv</a>.</p>",
+        _table_html(compared.table),
+    ]
+
+
+def html_page(
+    g,
+    *,
+    title: str,
+    notes: Sequence[str],
+    summary: pd.DataFrame,
+    diag,
+    assign: pd.DataFrame,
+    selection: pd.DataFrame | None,
+    compared,
+    figures: Sequence,
+    out: Path,
+    seconds: float,
+) -> str:
+    """The report page of the relabelled estimator ``g``; figures are read from ``out``."""
+    esc = html.escape
+    post = g.idata_["posterior"]
+    facts = [
+        f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}', "
+        f"features {g.feature_names_in_}, {assign.shape[0]} points.",
+        *_how(g, post.sizes["chain"], post.sizes["draw"]),
+        "Component labels: relabelled to the EM solution's labelling (posterior_raw holds "
+        "the raw draws).",
+        f"Intervals: {interval_text()}s (highest-density intervals) throughout; columns "
+        "holding them say hdi94.",
+        *notes,
+    ]
+    n_uncertain = int((assign["uncertainty"] > 0.2).sum())
+    cls = diag.verdict
+    ci = interval_text()
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in facts) + "</ul>",
+        f"<p>Diagnostics verdict: <b class='{cls}'>{cls.upper()}</b> "
+        "(<a href='diagnostics.txt'>diagnostics.txt</a>)</p>",
+    ]
+    if selection is not None:
+        parts += [
+            "<h2>Choice of K (PSIS-LOO)</h2>",
+            _table_html(selection),
+            "<p><a href='selection.csv'>selection.csv</a></p>",
+        ]
+    parts += [
+        "<h2>Posterior summary</h2>",
+        f"<p>Data units; intervals are {ci}s (columns hdi94_lb, hdi94_ub); "
+        + (f"{esc(POOLED_NOTE)}; " if is_pooled(g.idata_) else "")
+        + "<a href='summary.csv'>summary.csv</a></p>",
+        _table_html(summary),
+        "<h2>Diagnostics</h2>",
+        f'<div class="scroll">{diag._repr_html_()}</div>',
+        "<h2>Clusters</h2>",
+        f"<p>{n_uncertain} of {assign.shape[0]} points have assignment uncertainty "
+        f"(1 - max probability) above 0.2. Per-point probabilities with {ci}s: "
+        "<a href='assignments.csv'>assignments.csv</a>.</p>",
+        *_labels_section(compared),
+    ]
+    for figure in figures:
+        parts += [f"<h2>{esc(figure.title)}</h2>"]
+        if figure.caption:
+            parts += [f"<p>{esc(figure.caption)}</p>"]
+        parts += [_img(out, figure.name, figure.title.lower())]
+    parts += [
+        "<h2>Most uncertain assignments</h2>",
+        f"<p>The 15 points with the highest uncertainty. prob_k is the posterior mean "
+        f"probability of cluster k; prob_k_hdi94_lower and prob_k_hdi94_upper its {ci} "
+        "over the posterior draws.</p>",
+        _table_html(assign.sort_values("uncertainty", ascending=False).head(15)),
+        "<h2>Saved model</h2>",
+        '<p><code>model/</code>: load with <code>bayesgmm.load("model")</code>.</p>',
+        f"<p><small>Report written in {seconds:.1f} s.</small></p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
