@@ -48,7 +48,8 @@ class PlainProgress:
 
     Each line reads like ``NUTS[numpyro]: 40% (3200/8000 steps, 4 chains), 5.1 s``.
     Safe to update from several threads. It has the part of ``tqdm``'s interface that
-    bayesgmm uses: ``update``, ``total`` (which may grow), ``refresh`` and ``close``.
+    bayesgmm uses: ``update``, ``total`` (which may grow), ``set_description``, ``refresh``
+    and ``close``.
 
     Examples
     --------
@@ -95,6 +96,11 @@ class PlainProgress:
                 self._tenths = tenths
                 self._last = self.n
                 self._write(self._line())
+
+    def set_description(self, desc: str, refresh: bool = True) -> None:
+        """Change the label of the next lines (``tqdm``'s name for it)."""
+        with self._lock:
+            self.desc = desc
 
     def refresh(self) -> None:
         """Take a changed ``total`` into account (more work: the next line comes later)."""

@@ -79,14 +79,41 @@ def _sampling_facts(idata, cfg) -> list[str]:
             f"{attrs.get('sampling_seconds', float('nan')):.1f} s."
         )
     if "target_met" in attrs:
-        met = "met" if attrs["target_met"] else "NOT met (time or rounds ran out)"
-        facts.append(
-            f"Drawn in {attrs.get('rounds', 1)} round(s) of {cfg.draws} until min ESS >= "
-            f"{cfg.target_ess} and R-hat <= {RHAT_OK}: {met}."
-        )
+        facts.append(target_text(attrs, cfg.draws, cfg.target_ess))
     if "modes" in idata.children:
         facts.append("Posterior modes: " + str(idata["modes"].attrs.get("description", "")))
     return facts
+
+
+def target_text(attrs, draws: int, target_ess: int) -> str:
+    """One sentence on the rounds of draws and whether the ESS/R-hat target was met.
+
+    Examples
+    --------
+    >>> text = target_text({"rounds": 2, "target_met": False, "projected_rounds": 160}, 1000, 400)
+    >>> text[:48], "about 160 rounds" in text
+    ('Drawn in 2 rounds of 1000 until min ESS >= 400 a', True)
+    """
+    rounds = int(attrs.get("rounds", 1))
+    head = (
+        f"Drawn in {rounds} round{'s' * (rounds != 1)} of {draws} until min ESS >= "
+        f"{target_ess} and R-hat <= {RHAT_OK}: "
+    )
+    if attrs.get("target_met"):
+        return head + "met."
+    projected = attrs.get("projected_rounds")
+    if projected is None:
+        return head + "NOT met (time or rounds ran out)."
+    rate = (
+        f"the target would take about {projected} rounds"
+        if projected > 0
+        else "the draws had no effective samples to speak of"
+    )
+    return (
+        f"{head}NOT met; stopped early, as at the rate of these rounds {rate}: more draws "
+        "would not help; see the diagnostics (more tuning, another parameterisation or "
+        "fewer components)."
+    )
 
 
 def _how(g, n_chain: int, n_draw: int) -> list[str]:

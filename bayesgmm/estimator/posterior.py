@@ -116,26 +116,29 @@ def finish_posterior(
     return idata, info
 
 
-def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.DataTree], bool]:
-    """The check after each round of draws: the smallest bulk and tail ESS of the
-    relabelled weights, means, sds and correlations at least ``target_ess``, and R-hat
-    at most 1.01, over the chains that stayed in the best mode (all chains when they
-    agree)."""
+def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.DataTree], float]:
+    """The check after each round of draws: how far the draws are towards the target.
+
+    Returns a function of the draws so far giving the smallest bulk and tail ESS of the
+    relabelled weights, means, sds and correlations as a fraction of ``target_ess``, over
+    the chains that stayed in the best mode (all chains when they agree): 1.0 when the
+    target is met and R-hat is at most 1.01, otherwise below 1 (so that the sampler can
+    also tell from it how many more rounds the target would take).
+    """
     import arviz as az
 
     from bayesgmm.analysis.diagnostics import DEFAULT_VARS, flat_parameters
     from bayesgmm.analysis.modes import find_modes
 
-    def enough(tree: xr.DataTree) -> bool:
+    def enough(tree: xr.DataTree) -> float:
         tree, _ = relabel(tree, reference=reference, method="pivot", X=X)
         report = find_modes(tree)
         best = report.modes[0].whole_chains(report.n_draws) or list(range(report.n_chains))
         post = tree["posterior"].to_dataset().isel(chain=best)
         flat = flat_parameters(post, [v for v in DEFAULT_VARS if v in post])
         ess = min(float(az.ess(flat).min()), float(az.ess(flat, method="tail").min()))
-        ok = ess >= target_ess
-        if post.sizes["chain"] > 1:
-            ok = ok and float(az.rhat(flat).max()) <= RHAT_OK
-        return bool(ok)
+        fraction = ess / target_ess if np.isfinite(ess) else 0.0
+        rhat_ok = post.sizes["chain"] < 2 or float(az.rhat(flat).max()) <= RHAT_OK
+        return 1.0 if fraction >= 1.0 and rhat_ok else min(fraction, 0.999)
 
     return enough

@@ -275,7 +275,7 @@ def sample_numpyro(
     progressbar: bool = False,
     workers: int = 1,
     dense_mass: bool = False,
-    enough: Callable[[xr.DataTree], bool] | None = None,
+    enough: Callable[[xr.DataTree], float] | None = None,
     max_time: float | None = None,
 ) -> xr.DataTree:
     """Run NumPyro NUTS from given unconstrained starts, reusing a compiled sampler.
@@ -297,9 +297,13 @@ def sample_numpyro(
     dense_mass : bool
         Adapt a dense mass matrix (else a diagonal one).
     enough : callable, optional
-        Called with the draws so far (a DataTree as returned); while it returns False,
-        every chain draws ``draws`` more, until ``max_time`` seconds have passed since
-        the start (or, at most, ``MAX_ROUNDS`` rounds).
+        Called with the draws so far (a DataTree as returned); it returns how far they
+        are towards the target (1.0 or True: met). While it is below 1, every chain draws
+        ``draws`` more, until ``max_time`` seconds have passed since the start, or
+        ``MAX_ROUNDS`` rounds, or, from the second round on, the rate so far says the
+        target would take more rounds than ``MAX_ROUNDS`` or more time than
+        ``max_time`` (``projected_rounds`` in the posterior's attributes: drawing on would
+        not reach it; the sampler or the model needs changing instead).
     max_time : float, optional
 
     Returns
@@ -334,7 +338,7 @@ def sample_numpyro(
         return chains * math.ceil((tune + n_rounds * draws) / _CHUNK) * _CHUNK
 
     run.bar = bar = _progress(progressbar, steps(1), chains, hit)
-    rounds, target_met = 1, None
+    rounds, target_met, early = 1, None, None
     try:
         while True:
             total = tune + rounds * draws
@@ -344,13 +348,19 @@ def sample_numpyro(
             tree = _posterior_tree(model, run, slice(tune, total), tune, hit)
             if enough is None:
                 break
-            target_met = bool(enough(tree))
-            out_of_time = max_time is not None and time.perf_counter() - t0 >= max_time
+            progress = float(enough(tree))
+            target_met = progress >= 1.0
+            elapsed = time.perf_counter() - t0
+            out_of_time = max_time is not None and elapsed >= max_time
             if target_met or out_of_time or rounds >= MAX_ROUNDS:
                 break
+            if rounds >= 2 and _out_of_reach(progress, rounds, elapsed, first_seconds, max_time):
+                early = math.ceil(rounds / progress) if progress > 0 else -1
+                break
             rounds += 1
-            if bar is not None:
+            if bar is not None:  # the same bar counts on, over the grown total
                 bar.total = steps(rounds)
+                bar.set_description(f"{progress_label(hit)} round {rounds}", refresh=False)
                 bar.refresh()
     finally:
         if bar is not None:
@@ -365,7 +375,32 @@ def sample_numpyro(
     )
     if target_met is not None:
         tree["posterior"].attrs["target_met"] = target_met
+    if early is not None:  # rounds the target would take at the rate so far (-1: no ESS)
+        tree["posterior"].attrs["projected_rounds"] = early
     return tree
+
+
+def _out_of_reach(progress: float, rounds: int, elapsed: float, first: float, max_time) -> bool:
+    """Whether the ESS rate of the rounds so far says the target would take more than
+    ``MAX_ROUNDS`` rounds or, at the seconds per round since the first, past ``max_time``
+    (ESS grows about linearly with the draws once the chains have mixed).
+
+    Examples
+    --------
+    >>> _out_of_reach(0.01, 2, 20.0, 10.0, None)  # 200 rounds needed
+    True
+    >>> _out_of_reach(0.4, 2, 20.0, 10.0, None)  # 5 rounds needed, 10 s each
+    False
+    >>> _out_of_reach(0.4, 2, 20.0, 10.0, 40.0)  # ... but 50 s > 40 s
+    True
+    """
+    if progress <= 0.0:
+        return rounds >= 3  # no ESS at all after three rounds
+    needed = rounds / progress
+    if needed > MAX_ROUNDS:
+        return True
+    per_round = (elapsed - first) / max(rounds - 1, 1)
+    return max_time is not None and elapsed + per_round * (needed - rounds) > max_time
 
 
 def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> xr.DataTree:

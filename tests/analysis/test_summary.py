@@ -34,3 +34,14 @@ def test_sampled_chains_keep_the_mcmc_columns():
     table = posterior_summary(tree)
     assert {"r_hat", "ess_bulk", "hdi94_lb"} <= set(table.columns)
     assert "stacked" not in table.attrs
+
+
+def test_a_narrow_interval_of_a_large_value_shows_distinct_bounds():
+    # ArviZ's automatic rounding (two significant figures) would print 190 and 190
+    draws = np.random.default_rng(0).normal(190.0, 0.5, size=(2, 500))
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"means": (("chain", "draw"), draws)})})
+    table = posterior_summary(tree)
+    shown = table.to_string().splitlines()[1].split()
+    lower, upper = float(shown[3]), float(shown[4])
+    assert 188.5 < lower < 189.4 < 190.6 < upper < 191.5
+    assert table["hdi94_lb"].iloc[0] == posterior_summary(tree, round_to="none")["hdi94_lb"].iloc[0]

@@ -506,6 +506,7 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal():
     for _ in range(16):
         bar.update(50)
     bar.total = 1200  # another round of draws
+    bar.set_description("NUTS[numpyro] round 2", refresh=False)
     bar.refresh()
     for _ in range(8):
         bar.update(50)
@@ -516,6 +517,9 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal():
         "12", "25", "31", "43", "50", "62", "75", "81", "93", "100", "70", "83", "91", "100",
     ]  # fmt: skip
     assert not any("\r" in line for line in lines)
+    assert lines[9].startswith("NUTS[numpyro]: ") and lines[10].startswith(
+        "NUTS[numpyro] round 2: "
+    )
 
 
 def test_a_terminal_gets_a_tqdm_bar_sized_even_when_it_reports_zero(monkeypatch):

@@ -35,6 +35,20 @@ def test_max_time_stops_the_rounds_and_says_so():
     assert attrs["target_met"] is False and attrs["rounds"] == 1
 
 
+def test_a_target_out_of_reach_stops_after_two_rounds_and_says_why():
+    # 40 draws a round cannot give an ESS of a million within MAX_ROUNDS rounds: the rate
+    # of the first two rounds says so, and the sampler stops instead of drawing 20 rounds
+    from bayesgmm.analysis.report_html import target_text
+    from bayesgmm.inference.jaxnuts import MAX_ROUNDS
+
+    gmm = _fit(target_ess=10**6)
+    attrs = gmm.idata_["posterior"].attrs
+    assert attrs["target_met"] is False and attrs["rounds"] == 2
+    assert attrs["projected_rounds"] > MAX_ROUNDS
+    text = target_text(attrs, 40, 10**6)
+    assert "stopped early" in text and str(attrs["projected_rounds"]) in text
+
+
 def test_target_ess_needs_the_numpyro_backend():
     with pytest.raises(ConfigError, match="numpyro backend only"):
         _fit(target_ess=100, nuts_sampler="pymc")
