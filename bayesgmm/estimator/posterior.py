@@ -68,8 +68,9 @@ def validate_params(params: Mapping[str, Any]):
     return resolve_seed(sampler), em, None
 
 
-def _mode_groups(idata: xr.DataTree, report) -> xr.DataTree:
-    """Record modes that were only reported (``multimodal="report"``)."""
+def _mode_groups(idata: xr.DataTree, report, why: str | None = None) -> xr.DataTree:
+    """Record modes that were only reported (``multimodal="report"``, or ``why`` stacking
+    could not weigh them)."""
     from bayesgmm.analysis.modes import mode_group
 
     out = idata.copy()
@@ -77,6 +78,8 @@ def _mode_groups(idata: xr.DataTree, report) -> xr.DataTree:
     what = (
         "The chains were pooled as sampled (multimodal='report'); "
         "sampler={'multimodal': 'stack'} stacks them"
+        if why is None
+        else f"The chains were pooled as sampled: stacking could not weigh the modes ({why})"
     )
     out["modes"] = mode_group(report, np.full(len(report.modes), np.nan), what)
     return out
@@ -110,7 +113,11 @@ def finish_posterior(
     report = find_modes(idata)
     if report.multimodal:
         if config.multimodal == "stack" and "log_likelihood" in idata.children:
-            idata = stack_modes(idata, report)
+            try:
+                idata = stack_modes(idata, report)
+            except ValueError as exc:  # PSIS-LOO of a mode failed, e.g. on a few draws
+                reason = str(exc.__cause__ or exc).rstrip(".")
+                idata = _mode_groups(idata, report, f"PSIS-LOO of a mode failed: {reason}")
         else:
             idata = _mode_groups(idata, report)
     return idata, info

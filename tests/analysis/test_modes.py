@@ -134,6 +134,25 @@ def test_the_verdict_names_modes_and_what_was_done(multimodal):
         assert out["posterior"].sizes["chain"] == 4
 
 
+def test_modes_that_stacking_cannot_weigh_are_pooled_and_the_reason_given(monkeypatch):
+    # PSIS-LOO can fail on a mode of a few draws ("All tail values are the same", seen on
+    # penguins with K = 4): the fit keeps the chains as sampled and says why, not crash
+    import bayesgmm.analysis.modes as modes
+
+    def fails(idata, report):
+        raise ValueError("Encountered error trying to compute ELPD") from ValueError(
+            "All tail values are the same"
+        )
+
+    monkeypatch.setattr(modes, "stacking_weights", fails)
+    tree = _two_modes(_data())
+    out, _ = finish_posterior(tree, None, _data(), None, 0, SamplerConfig())
+    assert out["posterior"].sizes["chain"] == 4 and out["modes"].attrs["action"] == "reported"
+    row = diagnose(out).table.loc["modes"]
+    assert "stacking could not weigh the modes" in row["detail"]
+    assert "All tail values are the same" in row["detail"]
+
+
 def test_one_mode_leaves_the_tree_alone():
     tree = _two_modes(_data(), chains_b=())
     out, _ = finish_posterior(tree, None, _data(), None, 0, SamplerConfig())
