@@ -345,9 +345,19 @@ def write_report(
         say("saving the model")
         g.save(out / "model", overwrite=True)
 
+        not_drawn = {}  # figure file -> why it could not be drawn
         for figure in FIGURES:
             say(figure.title.lower())
-            _save_figure(figure.draw(g, random_seed), out / figure.name)
+            try:
+                drawn = figure.draw(g, random_seed)
+            except Exception as exc:  # one figure must not cost the report
+                not_drawn[figure.name] = _why_not_drawn(exc)
+                say(f"{figure.title.lower()} not drawn: {not_drawn[figure.name]}")
+                _close_figures()
+                if (out / figure.name).is_file():  # an earlier report's (see _claim)
+                    (out / figure.name).unlink()
+                continue
+            _save_figure(drawn, out / figure.name)
 
         say("report.html")
         page = html_page(
@@ -360,6 +370,7 @@ def write_report(
             selection=selection,
             compared=compared,
             figures=FIGURES,
+            not_drawn=not_drawn,
             out=out,
             seconds=time.perf_counter() - t0,
         )
@@ -367,6 +378,18 @@ def write_report(
     finally:
         _record(out)  # what was written, also when a step failed: a rerun may replace it
     return out / "report.html"
+
+
+def _why_not_drawn(exc: BaseException) -> str:
+    """One line saying why a figure failed, e.g. LOO-PIT from a handful of draws."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _close_figures() -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def _free(name: str, front: pd.DataFrame) -> str:

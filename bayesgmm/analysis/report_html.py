@@ -164,8 +164,11 @@ def html_page(
     figures: Sequence,
     out: Path,
     seconds: float,
+    not_drawn: Mapping[str, str] | None = None,
 ) -> str:
-    """The report page of the relabelled estimator ``g``; figures are read from ``out``."""
+    """The report page of the relabelled estimator ``g``; figures are read from ``out``
+    (those in ``not_drawn``, file name -> reason, are named with the reason instead)."""
+    not_drawn = not_drawn or {}
     esc = html.escape
     post = g.idata_["posterior"]
     facts = [
@@ -211,6 +214,12 @@ def html_page(
     ]
     for figure in figures:
         parts += [f"<h2>{esc(figure.title)}</h2>"]
+        if figure.name in not_drawn:
+            parts += [
+                f"<p class='warn'>Not drawn: {esc(not_drawn[figure.name])}. Usually too few "
+                "draws for this figure; more draws give it.</p>"
+            ]
+            continue
         if figure.caption:
             parts += [f"<p>{esc(figure.caption)}</p>"]
         parts += [_img(out, figure.name, figure.title.lower())]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
@@ -322,3 +323,25 @@ def test_a_run_prints_the_ari_and_its_recorded_seed_reruns_the_fit(tmp_path, cap
         )
     for name in ("weights", "means", "sds", "correlation"):
         np.testing.assert_array_equal(again.posterior[name], saved.posterior[name])
+
+
+def test_a_figure_that_cannot_be_drawn_is_named_with_the_reason(
+    faithful_fit, faithful_report, tmp_path, monkeypatch
+):
+    # LOO-PIT needs a few draws per point's tail (PSIS): a fit of 3 draws cannot have it,
+    # and the report must still be written, saying which figure is missing and why
+    import bayesgmm.analysis.report as report
+
+    def boom(g, seed):
+        raise ValueError("n_draws_tail must be at least 5")
+
+    figures = tuple(replace(f, draw=boom) if f.name == "loo_pit.png" else f for f in report.FIGURES)
+    monkeypatch.setattr(report, "FIGURES", figures)
+    out = tmp_path / "again"
+    shutil.copytree(faithful_report, out)  # an earlier report's loo_pit.png is there
+    write_report(faithful_fit, out)
+    page = _page(out)
+    assert "Not drawn: ValueError: n_draws_tail must be at least 5" in page
+    assert page.count("data:image/png;base64,") == len(FIGURES) - 1
+    assert not (out / "loo_pit.png").exists() and (out / "trace.png").is_file()
+    assert "loo_pit.png" not in json.loads((out / RECORD_FILE).read_text())["files"]
