@@ -12,6 +12,7 @@ here).
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from bayesgmm._logging import logger
 from bayesgmm.core.config import DENSE_MAX_PARAMETERS, SamplerConfig
 from bayesgmm.core.predict import draw_log_densities
 from bayesgmm.core.spec import GMMSpec
@@ -102,7 +104,7 @@ def sample_posterior(
     seed = int(rng.integers(2**31 - 1))
     kwargs: dict[str, Any] = {}
     if sampler == "pymc":
-        kwargs.update(init="adapt_diag", initvals=starts, cores=config.workers())
+        kwargs.update(init="adapt_diag", initvals=starts, cores=_pymc_cores(config.workers()))
     elif sampler == "blackjax":
         kwargs.update(initvals=starts, nuts={"jitter": False, **_JAX_NUTS_KWARGS})
     else:  # nutpie takes one start for all chains
@@ -132,6 +134,18 @@ def sample_posterior(
                     ds = idata[group].to_dataset()
                     idata[group] = ds.rename({k: v for k, v in renamed.items() if k in ds})
     return _finish(idata, model, sampler)
+
+
+def _pymc_cores(workers: int) -> int:
+    """Processes for PyMC's chains: ``workers``, but one (the chains in this process, one
+    after the other) once JAX is loaded here. PyMC forks its chain processes on Linux, and
+    forking a process whose JAX threads run is unsafe (it may deadlock; a same-seed fit
+    was seen to differ from another in the 12th digit); its other start methods need the
+    user's script to guard its main code with ``if __name__ == "__main__"``."""
+    if workers > 1 and "jax" in sys.modules:
+        logger.info("JAX is loaded in this process: PyMC's chains run one after the other")
+        return 1
+    return workers
 
 
 def _finish(idata: xr.DataTree, model: pm.Model, sampler: str) -> xr.DataTree:

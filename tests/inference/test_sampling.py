@@ -1,5 +1,7 @@
 """EM-started NUTS: the start reaches every backend; sampler settings are validated."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,3 +82,17 @@ def test_sampler_config_roundtrip():
     cfg = SamplerConfig.from_dict({"draws": 10, "nuts_sampler": "pymc"})
     assert SamplerConfig.from_dict(cfg.to_dict()) == cfg
     assert SamplerConfig().resolved_sampler() in available_samplers()
+
+
+def test_pymc_chains_are_not_forked_once_jax_is_loaded(monkeypatch):
+    """PyMC forks its chain processes; with JAX's threads running in this process that is
+    unsafe, so its chains then run here, one after the other."""
+    import types
+
+    from bayesgmm.inference.sampling import _pymc_cores
+
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    assert _pymc_cores(2) == 1
+    monkeypatch.delitem(sys.modules, "jax")
+    assert _pymc_cores(2) == 2
+    assert _pymc_cores(1) == 1
