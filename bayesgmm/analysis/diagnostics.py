@@ -60,6 +60,7 @@ import xarray as xr
 
 from bayesgmm.analysis.advice import ADVICE, OK_ADVICE
 from bayesgmm.core.config import RHAT_OK, RHAT_WARN
+from bayesgmm.core.relabel import draw_log_likelihood
 from bayesgmm.exceptions import ConfigError, DataError
 
 _RHAT_RULE = f"<= {RHAT_OK} (warn <= {RHAT_WARN})"
@@ -276,10 +277,9 @@ def _mode_z(idata: xr.DataTree, flat: xr.DataArray) -> tuple[float, str, dict[st
     """Largest |chain mean - median chain mean| / pooled within-chain sd."""
     details = []
     series = {}
-    if "log_likelihood" in idata.children and "x" in idata["log_likelihood"]:
-        ll = idata["log_likelihood"]["x"]
-        other = [d for d in ll.dims if d not in ("chain", "draw")]
-        series["log-likelihood"] = ll.sum(other).transpose("chain", "draw").to_numpy()[..., None]
+    total = draw_log_likelihood(idata)
+    if total is not None:
+        series["log-likelihood"] = total[..., None]
     series["parameters"] = flat.to_numpy()
     worst, worst_what = 0.0, ""
     z_by = {}

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from bayesgmm.core.relabel import draw_log_likelihood
+
 __all__ = ["Mode", "ModeReport", "find_modes", "mode_posterior", "stack_modes"]
 
 #: Block means further apart than this many pooled within-block sds do not agree.
@@ -136,10 +138,9 @@ def _signatures(idata: xr.DataTree) -> np.ndarray:
     """Label-invariant per-draw quantities, (C, S, Q): total log-likelihood, sorted weights."""
     post = idata["posterior"]
     cols = []
-    if "log_likelihood" in idata.children and "x" in idata["log_likelihood"]:
-        ll = idata["log_likelihood"]["x"]
-        other = [d for d in ll.dims if d not in ("chain", "draw")]
-        cols.append(ll.sum(other).transpose("chain", "draw").to_numpy()[..., None])
+    total = draw_log_likelihood(idata)
+    if total is not None:
+        cols.append(total[..., None])
     if "weights" in post:
         w = post["weights"].transpose("chain", "draw", "component").to_numpy()
         cols.append(-np.sort(-w, axis=-1))

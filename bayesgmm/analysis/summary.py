@@ -97,7 +97,7 @@ def posterior_summary(
         post["correlation"] = stacked
     table = az.summary(post, **kwargs)
     if kwargs.get("round_to", "auto") == "auto" and isinstance(table, pd.DataFrame):
-        _round_intervals(table, az.summary(post, **{**kwargs, "round_to": "none"}))
+        _round_intervals(table)
     if approximate and isinstance(table, pd.DataFrame):
         table.columns.name = f"approximate ({label(idata)})"
         table.attrs.update(approximate=True, inference="advi", note=describe(idata))
@@ -106,9 +106,9 @@ def posterior_summary(
     return table
 
 
-def _round_intervals(table: pd.DataFrame, raw: pd.DataFrame) -> None:
+def _round_intervals(table: pd.DataFrame) -> None:
     """Show interval bounds to the first significant digit of each row's sd (in place;
-    the values stay exact).
+    the values stay exact: ``round_to="auto"`` rounds only the display strings).
 
     ArviZ's automatic rounding shows them to two significant figures, which prints a
     narrow interval of a large value as "190 to 190"; one significant digit of the sd
@@ -116,15 +116,15 @@ def _round_intervals(table: pd.DataFrame, raw: pd.DataFrame) -> None:
     """
     shown = getattr(table, "_fmt_map", None)  # arviz-stats' SummaryDataFrame display strings
     bounds = [c for c in table.columns if str(c).endswith(("_lb", "_ub"))]
-    if not shown or not bounds or "sd" not in raw.columns:
+    if not shown or not bounds or "sd" not in table.columns:
         return
-    sd = raw["sd"].to_numpy(dtype=float)
+    sd = table["sd"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         digits = np.where(np.isfinite(sd) & (sd > 0), -np.floor(np.log10(sd)), 4)
     for col in bounds:
         shown[col] = {
             idx: f"{round(float(v), int(d)):.{max(int(d), 0)}f}"
-            for idx, v, d in zip(raw.index, raw[col].to_numpy(dtype=float), digits, strict=True)
+            for idx, v, d in zip(table.index, table[col].to_numpy(dtype=float), digits, strict=True)
         }
 
 

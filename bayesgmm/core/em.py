@@ -31,7 +31,7 @@ from bayesgmm.core.em_init import check_start, kmeans_pp_resp
 from bayesgmm.core.em_prior import EMPrior, PriorTerms
 from bayesgmm.core.em_result import EMResult
 from bayesgmm.core.engine import Kernel, design, mixture_pass
-from bayesgmm.core.families import COVARIANCE_TYPES, CovarianceFamily, family
+from bayesgmm.core.families import EM_COVARIANCE_TYPES, CovarianceFamily, family
 from bayesgmm.core.priors import component_variance
 from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitError
 
@@ -50,7 +50,7 @@ _REMEDIES = (
 # fit_em's settings and what they may be; violations are reported together
 FIT_CONSTRAINTS: dict[str, Constraint] = {
     "n_components": integer(1),
-    "covariance_type": choice(COVARIANCE_TYPES),
+    "covariance_type": choice(EM_COVARIANCE_TYPES),
     "init": choice(INIT_METHODS),
     "n_init": integer(1),
     "tol": real(0),
@@ -146,12 +146,15 @@ class _EM:
             means = fam.map_means(N, Sx, st.cov, pt.m0, pt.s0_sq)
         # scatter about the new means: S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
         scatter = fam.scatter(N, Sx, second, means, self.aux)
+        previous = None if st is None else st.cov  # where an iterative M-step starts
         if pt is not None:
-            cov = fam.map_covariance(scatter, N, pt.cov)
+            cov = fam.map_covariance(scatter, N, pt.cov, previous=previous)
             singular = np.zeros(self.K if fam.per_component else 1, dtype=bool)
             return weights, means, cov, singular, np.zeros(self.K, dtype=bool)
         # maximum likelihood: reg_covar on the diagonal, detect collapse (singular scatter)
-        cov, singular = fam.ml_covariance(scatter, N, safe_n, self.reg_covar, self.collapse_var, D)
+        cov, singular = fam.ml_covariance(
+            scatter, N, safe_n, self.reg_covar, self.collapse_var, D, previous=previous
+        )
         dead = (N < self.min_nk) | ~np.isfinite(means).all(axis=1)
         return weights, means, cov, singular, dead
 
@@ -295,8 +298,14 @@ def fit_em(
         Numeric data; a DataFrame keeps its column names.
     n_components : int
         Number of mixture components ``K >= 1``.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        Covariance family (scikit-learn's names and layouts).
+    covariance_type : str, default='full'
+        Covariance family: scikit-learn's ``'full'``, ``'tied'``, ``'diag'``,
+        ``'spherical'`` (names and layouts), or any of mclust's models by its name
+        (:data:`~bayesgmm.core.families.MCLUST_MODELS`: ``'EII'``, ``'VII'``, ...,
+        ``'VVV'``, with ``'VVV'``, ``'EEE'``, ``'VVI'``, ``'VII'`` aliases of the four; and
+        ``'E'`` / ``'V'`` for one feature). mclust's other families keep their covariances
+        as ``(K, D, D)`` matrices (``(D, D)`` for the shared EII, EEI, E); their M-steps
+        are mclust's (:mod:`bayesgmm.core.eigen_families`).
     prior : 'default', EMPrior or None, default='default'
         ``'default'`` uses :meth:`EMPrior.default` (MAP fit, see :class:`EMPrior` for the
         semantics and updates); ``None`` gives plain maximum likelihood, where ``reg_covar``
@@ -403,6 +412,7 @@ def fit_em_checked(
     init, n_init, tol = settings["init"], settings["n_init"], settings["tol"]
     max_iter, reg_covar = settings["max_iter"], settings["reg_covar"]
     n, D = X.shape
+    fam.check_n_features(D)
     if isinstance(prior, str):
         prior = EMPrior._default(X, n_components)
     elif prior is not None and (prior.n_components, prior.n_features) != (n_components, D):

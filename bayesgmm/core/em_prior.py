@@ -42,7 +42,14 @@ class EMPrior:
       - ``full``: ``Sigma_k ~ InvWishart(cov_dof, cov_scale)`` for each component;
       - ``tied``: one ``Sigma ~ InvWishart(cov_dof, cov_scale)``;
       - ``diag``: ``sigma2_kd ~ InvGamma(shape=cov_dof / 2, scale=cov_scale[d, d] / 2)``;
-      - ``spherical``: ``sigma2_k ~ InvGamma(cov_dof / 2, mean(diag(cov_scale)) / 2)``.
+      - ``spherical``: ``sigma2_k ~ InvGamma(cov_dof / 2, mean(diag(cov_scale)) / 2)``;
+      - mclust's other families (:mod:`bayesgmm.core.eigen_families`): the same densities
+        of each distinct covariance matrix (one for the shared EII, EEI, E): the
+        inverse-Wishart one, or with the identity orientation diag's (spherical's when the
+        shape is the identity too). For EII and EEI this is a normalised prior of the
+        family's parameters; for the others it is that prior restricted to the family, an
+        unnormalised density there (the constant does not move the MAP; ``log_posterior``
+        reports it with the normalising constants of the densities above).
 
     EM maximises ``log p(X | theta) + log p(theta)`` by ECM (Meng & Rubin 1993): with
     responsibilities ``r_ik``, ``N_k = sum_i r_ik`` and ``s_k = sum_i r_ik x_i``:
@@ -58,7 +65,18 @@ class EMPrior:
        - full: ``Sigma_k = (Psi + S_k) / (nu + D + 1 + N_k)``;
        - tied: ``Sigma = (Psi + sum_k S_k) / (nu + D + 1 + n)``;
        - diag: ``sigma2_kd = (Psi_dd + S_k[d, d]) / (nu + 2 + N_k)``;
-       - spherical: ``sigma2_k = (mean(diag Psi) + tr S_k) / (nu + 2 + D N_k)``.
+       - spherical: ``sigma2_k = (mean(diag Psi) + tr S_k) / (nu + 2 + D N_k)``;
+       - mclust's other families: the family's maximum likelihood M-step (mclust's
+         algorithms) on the counts ``N_k + c`` and scatters ``S_k + P``, with
+         ``(c, P) = (nu + D + 1, Psi)`` (inverse-Wishart), ``(nu + 2, diag(Psi))``
+         (variances) or ``((nu + 2) / D, mean(diag Psi) I / D)`` (one variance); pooled,
+         ``n + c`` and ``sum_k S_k + P``, for a shared covariance. This is the maximiser
+         given the means (iterated to mclust's tolerance where there is no closed form);
+         the four above are the same rule. mclust's
+         ``priorControl`` differs: its mean prior is conjugate (``Sigma_k / kappa``, a
+         shrinkage term in the scatter), it adds ``Psi`` to each component's scatter but
+         counts ``nu`` once (EEV) or not at all (VEV), and it has no prior for VEE, EVE,
+         VVE and EVV.
 
     Each step maximises the expected complete-data log posterior given the others, so
     the log posterior never decreases.

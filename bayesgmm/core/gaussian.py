@@ -10,7 +10,13 @@ full        (K, D, D)    one covariance matrix per component
 tied        (D, D)       one matrix shared by every component
 diag        (K, D)       per-component variances
 spherical   (K,)         one variance per component
+EII, EEI, E (D, D)       mclust's shared families, as a matrix
+VEI, ...    (K, D, D)    mclust's other families, as matrices
 =========== ============ =====================================
+
+Every function takes any name EM accepts
+(:data:`~bayesgmm.core.families.EM_COVARIANCE_TYPES`; mclust's VVV, EEE, VVI, VII are
+full, tied, diag, spherical).
 
 Cholesky factors come in the same layouts and are named for what they are:
 

@@ -146,12 +146,27 @@ def _reference_from(reference, K: int, D: int) -> dict[str, np.ndarray]:
     return out
 
 
+def draw_log_likelihood(idata: xr.DataTree) -> np.ndarray | None:
+    """Each draw's total log-likelihood, (chain, draw): the ``log_likelihood`` group's
+    ``x`` summed over its points (NaN terms skipped, as xarray's ``sum``), or None when
+    the tree has none. One pass of numpy's ``sum`` (xarray's NaN-skipping sum makes two
+    more passes over the (chain, draw, point) array)."""
+    if "log_likelihood" not in idata.children or "x" not in idata["log_likelihood"]:
+        return None
+    ll = idata["log_likelihood"]["x"]
+    values = ll.to_numpy()  # as laid out: summed as xarray sums it
+    other = tuple(i for i, d in enumerate(ll.dims) if d not in ("chain", "draw"))
+    total = values.sum(axis=other)
+    if np.isnan(total).any():
+        total = np.nansum(values, axis=other)
+    return total if ll.dims.index("chain") < ll.dims.index("draw") else total.T
+
+
 def _total_loglik(idata: xr.DataTree, post: xr.Dataset, X: np.ndarray | None) -> np.ndarray:
     """Total log-likelihood of every draw, (C, S)."""
-    if "log_likelihood" in idata.children and "x" in idata["log_likelihood"]:
-        ll = idata["log_likelihood"]["x"]
-        other = [d for d in ll.dims if d not in ("chain", "draw")]
-        return ll.sum(other).transpose("chain", "draw").to_numpy()
+    total = draw_log_likelihood(idata)
+    if total is not None:
+        return total
     if X is None:
         raise DataError("no log_likelihood group; pass X to choose the pivot draw.")
     return draw_log_densities(post, X).sum(axis=-1)
@@ -206,6 +221,19 @@ def _assign(cost: np.ndarray) -> np.ndarray:
 _ENUMERATE_K = 6
 
 
+def _permute(arr: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``out[s, k] = arr[s, perm[s, k]]`` for ``arr`` (S, K, ...) and ``perm`` (S, K).
+
+    One gather of whole rows ``arr[s, j]`` (what ``np.take_along_axis`` over axis 1 gives,
+    without its element-by-element index arrays); ``arr`` itself when no draw is permuted.
+    """
+    S, K = perm.shape
+    if (perm == np.arange(K)).all():
+        return arr
+    rows = (np.arange(S)[:, None] * K + perm).ravel()
+    return np.ascontiguousarray(arr).reshape(S * K, -1)[rows].reshape(arr.shape)
+
+
 def _stephens(P: np.ndarray, perm: np.ndarray, max_iter: int) -> tuple[np.ndarray, int, bool]:
     """Stephens (2000): minimise sum_s KL(P_s permuted || Q) over per-draw permutations.
 
@@ -215,7 +243,7 @@ def _stephens(P: np.ndarray, perm: np.ndarray, max_iter: int) -> tuple[np.ndarra
     """
     tiny = np.finfo(float).tiny
     for it in range(1, max_iter + 1):
-        Q = np.take_along_axis(P, perm[:, :, None], axis=1).mean(axis=0)  # (K, N)
+        Q = _permute(P, perm).mean(axis=0)  # (K, N)
         log_q = np.log(np.maximum(Q, tiny))
         cost = -np.matmul(P, log_q.T)  # (S, j, k)
         new = _assign(cost)
@@ -228,20 +256,17 @@ def _stephens(P: np.ndarray, perm: np.ndarray, max_iter: int) -> tuple[np.ndarra
 def _apply(post: xr.Dataset, perm: np.ndarray) -> xr.Dataset:
     """Permute the ``component`` axis of every variable that has one."""
     out = post.copy()
-    perm_da = xr.DataArray(perm, dims=("chain", "draw", "component"))
+    C, S, K = perm.shape
+    flat = perm.reshape(C * S, K)
     for name, da in post.data_vars.items():
         if "component" not in da.dims:
             continue
-        order = (
-            "chain",
-            "draw",
-            "component",
-            *[d for d in da.dims if d not in ("chain", "draw", "component")],
-        )
-        arr = da.transpose(*order).to_numpy()
-        idx = perm_da.to_numpy().reshape(perm.shape + (1,) * (arr.ndim - 3))
-        new = np.take_along_axis(arr, idx, axis=2)
-        out[name] = da.copy(data=xr.DataArray(new, dims=order).transpose(*da.dims).to_numpy())
+        axes = [da.dims.index(d) for d in ("chain", "draw", "component")]
+        arr = np.moveaxis(da.to_numpy(), axes, [0, 1, 2])  # (chain, draw, component, ...)
+        rows = arr.reshape(C * S, *arr.shape[2:])
+        new = _permute(rows, flat)
+        new = (new.copy() if new is rows else new).reshape(arr.shape)  # never the raw data
+        out[name] = da.copy(data=np.moveaxis(new, [0, 1, 2], axes))
     return out
 
 

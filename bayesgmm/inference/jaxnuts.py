@@ -17,7 +17,8 @@ dense mass matrix adapted during tuning); the log density is the model's
 (:mod:`bayesgmm.inference.jaxgraph`). Chains run in parallel, one thread each over the
 same compiled program (JAX releases the GIL while it computes), on as many cores as
 ``workers`` allows, each in compiled chunks of iterations so that a progress bar can
-follow them.
+follow them. The constrained draws and the pointwise log-likelihood are computed chunk by
+chunk too (one compiled shape), each chunk once however many rounds of draws there are.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class _Chains:
         self.states: list[Any] = [None] * len(init_points)
         self.z: list[list] = [[] for _ in init_points]
         self.stats: list[list] = [[] for _ in init_points]
+        self.done: list[dict[int, tuple]] = [{} for _ in init_points]  # chunk -> outputs
         self.iterations = 0
         self.compile_seconds = 0.0
         self.exe: Any = None
@@ -233,6 +235,16 @@ class _Chains:
             if self.bar is not None:
                 self.bar.update(_CHUNK)
 
+    def _each_chain(self, work: Callable[[int], None]) -> None:
+        """``work(chain)`` for every chain, ``workers`` chains at a time."""
+        if self.workers == 1:
+            for c in range(len(self.states)):
+                work(c)
+            return
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for fut in [pool.submit(work, c) for c in range(len(self.states))]:
+                fut.result()
+
     def advance(self, n_chunks: int) -> None:
         """Run every chain ``n_chunks`` chunks further, ``workers`` chains at a time."""
         if n_chunks <= 0:
@@ -240,27 +252,43 @@ class _Chains:
         if self.exe is None:
             self.start()
         exe = self.exe
-        chains = range(len(self.states))
-        if self.workers == 1:
-            for c in chains:
-                self._advance_one(exe, c, n_chunks)
-        else:
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                for fut in [pool.submit(self._advance_one, exe, c, n_chunks) for c in chains]:
-                    fut.result()
+        self._each_chain(lambda c: self._advance_one(exe, c, n_chunks))
         self.iterations += n_chunks * _CHUNK
 
-    def draws(self, keep: slice):
-        """Unconstrained draws (per chain) and the sample stats in ``keep``."""
-        import jax.numpy as jnp
+    def outputs(self, keep: slice) -> list[np.ndarray]:
+        """``post_fn``'s outputs for the draws in ``keep``, each (chain, draw, ...).
 
-        names = self.compiled.value_names
-        zs = [{n: jnp.concatenate([p[n] for p in parts])[keep] for n in names} for parts in self.z]
-        stats = [
-            [np.concatenate([p[i] for p in parts])[keep] for i in range(len(_STATS))]
-            for parts in self.stats
-        ]
-        return zs, stats
+        ``post_fn`` runs on whole chunks (one compiled shape, whatever ``keep``), each
+        chunk once over all rounds of draws (kept in ``done``), never on tuning-only ones.
+        """
+        first, stop = keep.start // _CHUNK, math.ceil(keep.stop / _CHUNK)
+
+        def process(c: int, limit: int | None = None) -> None:
+            todo = [j for j in range(first, stop) if j not in self.done[c]][:limit]
+            outs = [self.compiled.post_fn(self.z[c][j], self.args) for j in todo]
+            for j, out in zip(todo, outs, strict=True):  # all dispatched, then collected
+                self.done[c][j] = tuple(np.asarray(v) for v in out)
+
+        if not self.done[0]:
+            process(0, 1)  # compiles post_fn (once) before the threads need it
+        self._each_chain(process)
+        s0, n, arrays = keep.start, keep.stop - keep.start, []
+        for i, proto in enumerate(self.done[0][first]):
+            out = np.empty((len(self.done), n, *proto.shape[1:]), dtype=proto.dtype)
+            for j in range(first, stop):
+                off = j * _CHUNK
+                a, b = max(off, keep.start), min(off + _CHUNK, keep.stop)
+                for c, done in enumerate(self.done):
+                    out[c, a - s0 : b - s0] = done[j][i][a - off : b - off]
+            arrays.append(out)
+        return arrays
+
+    def sample_stats(self, keep: slice) -> dict[str, np.ndarray]:
+        """The sampler's statistics (``_STATS``) in ``keep``, each (chain, draw)."""
+        return {
+            name: np.stack([np.concatenate([p[i] for p in parts])[keep] for parts in self.stats])
+            for i, name in enumerate(_STATS)
+        }
 
 
 def sample_numpyro(
@@ -404,17 +432,9 @@ def _out_of_reach(progress: float, rounds: int, elapsed: float, first: float, ma
 
 
 def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> xr.DataTree:
-    compiled = run.compiled
-    zs, stats = run.draws(keep)
-    posterior = {name: [] for name in compiled.out_names}
-    pointwise = []
-    for z in zs:
-        *outs, ll = compiled.post_fn(z, run.args)
-        for name, value in zip(compiled.out_names, outs, strict=True):
-            posterior[name].append(np.asarray(value))
-        pointwise.append(np.asarray(ll))
-    posterior = {name: np.stack(v) for name, v in posterior.items()}
-    stat = {name: np.stack([s[i] for s in stats]) for i, name in enumerate(_STATS)}
+    *outs, ll = run.outputs(keep)  # ll (chain, draw, obs): the model's x term, point by point
+    posterior = dict(zip(run.compiled.out_names, outs, strict=True))
+    stat = run.sample_stats(keep)
     sample_stats = {
         "diverging": stat["diverging"].astype(bool),
         "n_steps": stat["num_steps"].astype(int),
@@ -425,7 +445,6 @@ def _posterior_tree(model, run: _Chains, keep: slice, tune: int, hit: bool) -> x
         "step_size": stat["step_size"],
     }
     tree = _to_datatree(model, posterior, sample_stats, tune, hit)
-    ll = np.stack(pointwise)  # (chain, draw, obs): the model's x term, point by point
     post = tree["posterior"]
     coords = {"chain": post["chain"].values, "draw": post["draw"].values,
               "obs": np.arange(ll.shape[-1])}  # fmt: skip

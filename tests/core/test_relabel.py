@@ -327,3 +327,73 @@ def test_posterior_predictive_density_matches_scipy(scrambled, separated_fit):
     np.testing.assert_allclose(lp, logsumexp(per_draw, axis=0) - np.log(len(per_draw)), rtol=1e-10)
     with pytest.raises(DataError, match="features"):
         score_samples(tree, np.zeros((2, 3)))
+
+
+def _stephens_reference(P, perm, max_iter):
+    """Stephens' iteration written plainly: the permuted memberships built draw by draw."""
+    from bayesgmm.core.relabel import _assign
+
+    S = P.shape[0]
+    for it in range(1, max_iter + 1):
+        permuted = np.stack([P[s, perm[s]] for s in range(S)])
+        log_q = np.log(np.maximum(permuted.mean(axis=0), np.finfo(float).tiny))
+        new = _assign(-np.matmul(P, log_q.T))
+        if np.array_equal(new, perm):
+            return perm, it, True
+        perm = new
+    return perm, max_iter, False
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_permutation_and_stephens_equal_plain_loops(seed):
+    """The row-gather permutation (and Stephens' iteration built on it) gives exactly what
+    per-draw indexing gives, for permuted and identity starts, and never returns the raw
+    array for a relabelled variable."""
+    from bayesgmm.core.relabel import _apply, _stephens
+    from bayesgmm.core.relabel import _permute as permute_rows
+
+    rng = np.random.default_rng(seed)
+    S, K, N = 120, 3 + seed % 2, 40
+    P = rng.dirichlet(np.full(K, 0.5), size=(S, N)).transpose(0, 2, 1).copy()  # (S, K, N)
+    perms = np.array([rng.permutation(K) for _ in range(S)])
+    for start in (perms, np.tile(np.arange(K), (S, 1))):
+        want = np.stack([P[s, start[s]] for s in range(S)])
+        np.testing.assert_array_equal(permute_rows(P, start), want)
+        got, ref = _stephens(P, start, 20), _stephens_reference(P, start, 20)
+        np.testing.assert_array_equal(got[0], ref[0])
+        assert got[1:] == ref[1:]
+    C, D = 2, 2
+    perm3 = perms[: C * 30].reshape(C, 30, K)
+    post = xr.Dataset(
+        {
+            "weights": (("chain", "draw", "component"), rng.normal(size=(C, 30, K))),
+            # component not the third axis: moved there and back
+            "odd": (("feature", "chain", "component", "draw"), rng.normal(size=(D, C, K, 30))),
+            "shared": (("chain", "draw", "feature"), rng.normal(size=(C, 30, D))),
+        }
+    )
+    out = _apply(post, perm3)
+    np.testing.assert_array_equal(out["shared"].values, post["shared"].values)
+    expected = _permute(post, perm3)  # this module's helper: fancy indexing per draw
+    for name in ("weights", "odd"):
+        assert out[name].dims == post[name].dims
+        np.testing.assert_array_equal(out[name].values, expected[name].values)
+    unmoved = _apply(post, np.tile(np.arange(K), (C, 30, 1)))
+    np.testing.assert_array_equal(unmoved["weights"].values, post["weights"].values)
+    assert not np.shares_memory(unmoved["weights"].values, post["weights"].values)
+
+
+def test_draw_log_likelihood_equals_xarrays_sum():
+    from bayesgmm.core.relabel import draw_log_likelihood
+
+    rng = np.random.default_rng(0)
+    ll = rng.normal(-3.0, 1.0, size=(2, 7, 11))
+    ll[1, 3, 4] = np.nan  # skipped, as xarray's sum skips it
+    for dims, values in (
+        (("chain", "draw", "obs"), ll),
+        (("draw", "obs", "chain"), ll.transpose(1, 2, 0)),
+    ):
+        tree = xr.DataTree.from_dict({"log_likelihood": xr.Dataset({"x": (dims, values)})})
+        want = tree["log_likelihood"]["x"].sum("obs").transpose("chain", "draw").values
+        np.testing.assert_array_equal(draw_log_likelihood(tree), want)
+    assert draw_log_likelihood(xr.DataTree.from_dict({"posterior": xr.Dataset()})) is None

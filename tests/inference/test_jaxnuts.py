@@ -102,3 +102,54 @@ def test_the_pointwise_log_likelihood_from_jax_equals_the_numpy_engines():
     numpy_ll = pointwise_log_likelihood(model, idata["posterior"].to_dataset())["x"]
     np.testing.assert_allclose(idata["log_likelihood"]["x"].values, numpy_ll.values, rtol=1e-10)
     assert idata["log_likelihood"]["x"].dims == ("chain", "draw", "obs")
+
+
+def test_post_processing_runs_once_per_kept_chunk_and_equals_the_whole_array_version(
+    monkeypatch,
+):
+    """Two rounds of draws (tune=60, draws=60: chunks of 50 straddle both boundaries): the
+    constrained draws and pointwise log-likelihood, computed chunk by chunk, equal
+    ``post_fn`` over each chain's kept draws at once; every chunk holding a kept draw is
+    processed exactly once over both rounds, the tuning-only chunk never."""
+    from dataclasses import replace
+
+    import jax.numpy as jnp
+
+    from bayesgmm.inference import jaxnuts
+
+    X, spec = make_spec(_data(0.0, 9), 2)
+    em = fit_em(X, 2, prior=spec.priors.to_em_prior("full"), random_seed=0)
+    model = build_model(X, spec=spec)
+    cfg = replace(CFG, target_ess=10)  # rounds of draws, decided by ``enough`` below
+    seen, runs = [], []
+    tree_of = jaxnuts._posterior_tree
+
+    def recording_tree(model, run, *args):
+        runs.append(run)
+        return tree_of(model, run, *args)
+
+    monkeypatch.setattr(jaxnuts, "_posterior_tree", recording_tree)
+    sample_posterior(model, spec, em, cfg)  # compiled (or found in the cache)
+    compiled = runs[-1].compiled
+    original = compiled.post_fn
+
+    def counting_post_fn(z, args):
+        seen.append(int(next(iter(z.values())).shape[0]))
+        return original(z, args)
+
+    monkeypatch.setattr(compiled, "post_fn", counting_post_fn)
+    progress = iter([0.5, 1.0])
+    idata = sample_posterior(model, spec, em, cfg, enough=lambda tree: next(progress))
+    assert runs[-1].compiled is compiled  # the cached sampler, with the counting post_fn
+    assert idata["posterior"].attrs["rounds"] == 2 and idata["posterior"].sizes["draw"] == 120
+    # kept draws 60..179 lie in chunks 1, 2, 3 (iterations 50..199); chunk 0 is tuning only
+    assert seen == [jaxnuts._CHUNK] * (3 * CFG.chains)
+    run = runs[-1]
+    for c in range(CFG.chains):
+        z = {n: jnp.concatenate([p[n] for p in run.z[c]])[60:180] for n in run.compiled.value_names}
+        *outs, ll = original(z, run.args)
+        for name, value in zip(run.compiled.out_names, outs, strict=True):
+            np.testing.assert_allclose(
+                idata["posterior"][name].values[c], value, rtol=1e-12, atol=1e-13
+            )
+        np.testing.assert_allclose(idata["log_likelihood"]["x"].values[c], ll, rtol=1e-12)

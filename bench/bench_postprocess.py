@@ -1,0 +1,164 @@
+"""Benchmark: where a warm W1 fit's time goes -- sampling against each post-processing stage.
+
+W1 is ``bench_sampling.py``'s small workload (N=1,000, K=3, D=2, well-separated clusters
+from ``bench_em.make_data``), fitted with ``BayesianGMM(3).fit(X)`` and default settings
+(NumPyro backend, 4 chains x 1,000 tuning + 1,000 draws). One process runs a cold fit
+(compiles the sampler, unless JAX's persistent cache has it) and then ``--warm`` warm fits
+(the compiled sampler reused). Each stage is timed by wrapping the function that does it:
+
+``before sampling``
+    EM, the model, the starts, finding the compiled sampler: from the start of ``fit`` to
+    the chains' first step.
+``sampling``
+    The NUTS chains (``_Chains.advance``); the chains' initialisation counts before.
+``post_fn``
+    The constrained draws and the pointwise log-likelihood, in JAX, chunk by chunk
+    (``_Chains.outputs``; with code that has no such method, inside the next row).
+``DataTree``
+    ``_posterior_tree`` less ``post_fn``: gathering the sample stats, ArviZ's
+    ``from_dict`` and the ``log_likelihood`` group.
+``relabel``, ``modes``, ``stacking``, ``diagnostics``
+    ``finish_posterior``'s relabelling (Stephens, the default), ``find_modes``,
+    ``stack_modes`` (only when chains settled in different modes), and the diagnostics
+    ``fit`` makes at its end.
+``other post``
+    Whatever else runs between the chains' last step and the end of ``fit``.
+
+The table is the median over the warm fits, in seconds and as a share of the fit; the
+post-processing total is everything after the chains' last step. ``summary()`` (not part
+of ``fit``) is timed after it. ``--profile`` prints cProfile's top functions of one more
+warm fit.
+
+Run::
+
+    python bench/bench_postprocess.py
+    python bench/bench_postprocess.py --warm 5 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+POST_STAGES = ("post_fn", "DataTree", "relabel", "modes", "stacking", "diagnostics")
+
+
+class Timers:
+    """Wraps functions so that each call adds its wall time to a stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.first_step: float | None = None
+        self.last_step: float | None = None
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.first_step = self.last_step = None
+
+    def wrap(self, owner, name: str, stage: str, *, chains: bool = False) -> None:
+        original = getattr(owner, name, None)
+        if original is None:  # code without this function: its time shows elsewhere
+            return
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            if chains and self.first_step is None:
+                self.first_step = t
+            try:
+                return original(*args, **kwargs)
+            finally:
+                end = time.perf_counter()
+                self.seconds[stage] += end - t
+                if chains:
+                    self.last_step = end
+
+        setattr(owner, name, timed)
+
+
+def install(timers: Timers) -> None:
+    import bayesgmm.analysis.diagnostics as diagnostics
+    import bayesgmm.analysis.modes as modes
+    import bayesgmm.estimator.posterior as posterior
+    import bayesgmm.inference.jaxnuts as jaxnuts
+
+    timers.wrap(jaxnuts._Chains, "advance", "sampling", chains=True)
+    timers.wrap(jaxnuts._Chains, "outputs", "post_fn")
+    timers.wrap(jaxnuts, "_posterior_tree", "_posterior_tree")
+    timers.wrap(posterior, "relabel", "relabel")
+    timers.wrap(modes, "find_modes", "modes")
+    timers.wrap(modes, "stack_modes", "stacking")
+    timers.wrap(diagnostics, "diagnose", "diagnostics")
+
+
+def timed_fit(X, K: int, seed: int, timers: Timers):
+    from bayesgmm import BayesianGMM
+
+    timers.reset()
+    t0 = time.perf_counter()
+    gmm = BayesianGMM(K, sampler={"random_seed": seed, "progressbar": False}).fit(X)
+    end = time.perf_counter()
+    s = dict(timers.seconds)
+    s["DataTree"] = s.pop("_posterior_tree", 0.0) - s.get("post_fn", 0.0)
+    row = {"fit": end - t0, "before sampling": timers.first_step - t0}
+    row["sampling"] = s.get("sampling", 0.0)
+    row.update({stage: s.get(stage, 0.0) for stage in POST_STAGES})
+    row["post-processing"] = end - timers.last_step
+    row["other post"] = row["post-processing"] - sum(row[stage] for stage in POST_STAGES)
+    return gmm, row
+
+
+def _table(rows: list[dict[str, float]]) -> str:
+    import numpy as np
+
+    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    order = ["before sampling", "sampling", *POST_STAGES, "other post", "post-processing", "fit"]
+    lines = [f"{'stage':<18}{'seconds':>9}{'% of fit':>10}"]
+    for k in order:
+        if k in ("post-processing", "fit"):
+            lines.append("-" * 37)
+        lines.append(f"{k:<18}{med[k]:>9.3f}{100 * med[k] / med['fit']:>9.1f}%")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=0, help="data seed (as bench_sampling.py)")
+    p.add_argument("--fit-seed", type=int, default=1)
+    p.add_argument("--warm", type=int, default=3, help="warm fits after the cold one")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    sys.path.insert(0, str(HERE))
+    from bench_em import make_data
+
+    X = make_data(1_000, 3, 2, args.seed)
+    timers = Timers()
+    install(timers)
+    _, cold = timed_fit(X, 3, args.fit_seed, timers)
+    warm = [timed_fit(X, 3, args.fit_seed, timers)[1] for _ in range(args.warm)]
+    print(f"W1 (N=1,000, K=3, D=2), BayesianGMM(3).fit(X), defaults; fit seed {args.fit_seed}")
+    print(f"cold fit: {cold['fit']:.2f} s (post-processing {cold['post-processing']:.3f} s)")
+    print(f"warm fits: {', '.join(f'{r["fit"]:.2f}' for r in warm)} s; median of each stage:")
+    print(_table(warm))
+    gmm, _ = timed_fit(X, 3, args.fit_seed, timers)
+    t = time.perf_counter()
+    gmm.summary()
+    print(f"summary() after the fit: {time.perf_counter() - t:.3f} s")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        timed_fit(X, 3, args.fit_seed, timers)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
