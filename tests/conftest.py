@@ -80,6 +80,17 @@ def iris_fit():
     return _small_fit(X, 3, seed=5)
 
 
+def check_objective_trace(fit) -> bool:
+    """Assert that an EM run's objective never decreased (to 1e-9 relative); False, and
+    nothing checked, for a run that reseeded a component (its trace restarts)."""
+    if fit.n_reseeds:
+        return False
+    trace = fit.objective_trace
+    assert len(trace) == fit.n_iter
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+    return True
+
+
 def sample_from_starts(model, starts, *, draws, tune, random_seed):
     """NumPyro NUTS with 4 chains started exactly at ``starts`` (no jitter), plus the
     pointwise log-likelihood: for tests that put chains in chosen modes or labellings."""
