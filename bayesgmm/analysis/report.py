@@ -43,7 +43,7 @@ import pandas as pd
 
 from bayesgmm.analysis.clusters import plot_pairs
 from bayesgmm.analysis.plots import plot_trace
-from bayesgmm.analysis.ppc import plot_loo_pit, plot_ppc
+from bayesgmm.analysis.ppc import plot_loo_pit, plot_ppc, posterior_predictive
 from bayesgmm.analysis.report_html import html_page
 from bayesgmm.analysis.summary import is_pooled, posterior_summary
 from bayesgmm.analysis.uncertainty_plots import plot_coclustering, plot_uncertainty
@@ -79,19 +79,28 @@ class ReportFigure:
         Heading of its section of the page (also the progress message).
     draw : callable
         ``draw(gmm, random_seed)`` -> a matplotlib Figure or an arviz-plots
-        PlotCollection, given the relabelled estimator and the report's ``random_seed``.
+        PlotCollection, given the relabelled estimator and the report's ``random_seed``;
+        with ``predictive=True``, ``draw(tree, random_seed)`` instead.
     caption : str
         A sentence shown above the figure (may be empty).
+    predictive : bool, default=False
+        The figure needs replicated datasets: ``draw`` is given, instead of the
+        estimator, a copy of its tree holding a ``posterior_predictive`` group
+        (:func:`~bayesgmm.analysis.ppc.posterior_predictive` with the report's seed). The
+        copy is made once per report and shared by every such figure; the estimator's
+        own tree and the saved model get none.
     """
 
     name: str
     title: str
     draw: Callable[[Any, int | None], Any]
     caption: str = ""
+    predictive: bool = False
 
 
-#: The report's figures, in page order. The posterior predictive check draws from a copy
-#: of the tree: its replicated data are not part of the saved model.
+#: The report's figures, in page order. The posterior predictive check and LOO-PIT draw
+#: from one copy of the tree with replicated data (``predictive=True``), not part of the
+#: saved model.
 FIGURES: tuple[ReportFigure, ...] = (
     ReportFigure(
         "pairs.png",
@@ -121,17 +130,19 @@ FIGURES: tuple[ReportFigure, ...] = (
     ReportFigure(
         "ppc.png",
         "Posterior predictive check",
-        lambda g, seed: plot_ppc(g.idata_.copy(), random_seed=seed),
+        lambda tree, seed: plot_ppc(tree, random_seed=seed),
         "Each feature's observed density against datasets replicated from posterior draws: "
         "the observed curve should look like one of the replicated ones.",
+        predictive=True,
     ),
     ReportFigure(
         "loo_pit.png",
         "Calibration (LOO-PIT)",
-        lambda g, seed: plot_loo_pit(g.idata_.copy(), random_seed=seed),
+        lambda tree, seed: plot_loo_pit(tree, random_seed=seed),
         "Leave-one-out probability integral transforms per feature, as the difference "
         "between their ECDF and the uniform CDF: a calibrated model stays inside the 94% "
         "simultaneous band.",
+        predictive=True,
     ),
     ReportFigure(
         "trace.png",
@@ -346,10 +357,13 @@ def write_report(
         g.save(out / "model", overwrite=True)
 
         not_drawn = {}  # figure file -> why it could not be drawn
+        replicated = None  # the tree with posterior predictive draws, made once if needed
         for figure in FIGURES:
             say(figure.title.lower())
             try:
-                drawn = figure.draw(g, random_seed)
+                if figure.predictive and replicated is None:
+                    replicated = posterior_predictive(g.idata_.copy(), random_seed=random_seed)
+                drawn = figure.draw(replicated if figure.predictive else g, random_seed)
             except Exception as exc:  # one figure must not cost the report
                 not_drawn[figure.name] = _why_not_drawn(exc)
                 say(f"{figure.title.lower()} not drawn: {not_drawn[figure.name]}")

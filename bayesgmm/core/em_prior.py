@@ -232,6 +232,27 @@ class EMPrior:
     ) -> float:
         """Normalised log prior density ``log p(theta)`` of mixture parameters.
 
+        Parameters
+        ----------
+        weights : array-like of shape (n_components,)
+        means : array-like of shape (n_components, n_features)
+        covariances : array-like
+            In the family's layout (as :class:`~bayesgmm.core.em_result.EMResult`'s
+            ``covariances``: full (K, D, D), tied (D, D), diag (K, D), spherical (K,),
+            ...) and of the family's form: for mclust's ``lambda_k D_k A_k D_k^T``, equal
+            volumes, shapes or orientations where the name has an E, spherical
+            (equal eigenvalues) or axis-aligned (diagonal) matrices where it has an I,
+            to a relative tolerance of 1e-6.
+        covariance_type : str
+
+        Raises
+        ------
+        ConfigError
+            A shape does not match the prior's K and D, or the covariances are not
+            symmetric or not of the family's form (the message says which part).
+        DegenerateFitError
+            A covariance is not positive definite.
+
         Examples
         --------
         >>> import numpy as np
@@ -242,20 +263,83 @@ class EMPrior:
         True
         """
         fam = family(covariance_type)
-        chol = fam.chol_from_cov(np.asarray(covariances, dtype=np.float64))
+        K, D = self.n_components, self.n_features
+        fam.check_n_features(D)
+        weights = _shaped("weights", weights, (K,), K, D)
+        means = _shaped("means", means, (K, D), K, D)
+        alias = f" ({fam.mclust})" if fam.mclust != fam.name else ""
+        what = f"covariances of covariance_type {fam.name!r}{alias}"
+        cov = _shaped(what, covariances, fam.layout(K, D), K, D)
+        full = fam.to_full(cov, K, D)
+        scale = np.abs(np.diagonal(full, axis1=1, axis2=2)).max(axis=1)[:, None, None]
+        if (np.abs(full - np.swapaxes(full, 1, 2)) > _RTOL * scale).any():
+            raise ConfigError(f"{what} must be symmetric matrices.")
+        chol = fam.chol_from_cov(cov)  # DegenerateFitError when not positive definite
+        _check_form(fam, full if fam.per_component else full[:1], what)
         terms = PriorTerms(self, fam)
-        return terms.log_density(
-            np.asarray(weights, dtype=np.float64),
-            np.asarray(means, dtype=np.float64),
-            chol,
-            fam.prec_chol(chol),
-        )
+        return terms.log_density(weights, means, chol, fam.prec_chol(chol))
 
     def __repr__(self) -> str:
         return (
             f"EMPrior(n_components={self.n_components}, n_features={self.n_features}, "
             f"weight_concentration={np.round(self.weight_concentration, 4).tolist()}, "
             f"cov_dof={self.cov_dof:g})"
+        )
+
+
+_RTOL = 1e-6  # of the covariances' form in EMPrior.log_density (EM's M-steps: ~1e-8)
+_WORDS = {"E": "equal", "V": "varying", "I": "the identity"}
+_PARTS = ("volume", "shape", "orientation")
+
+
+def _shaped(what: str, value: ArrayLike, shape: tuple[int, ...], K: int, D: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ConfigError(
+            f"{what} must have shape {shape} (K = {K} components, D = {D} features, as the "
+            f"prior's); got {arr.shape}."
+        )
+    return arr
+
+
+def _check_form(fam: CovarianceFamily, full: np.ndarray, what: str) -> None:
+    """ConfigError unless the positive-definite ``full`` (G, D, D) (one matrix for a shared
+    family) are of ``fam``'s form ``lambda_k D_k A_k D_k^T`` (mclust's three letters)."""
+    structure = getattr(fam, "structure", fam.mclust)
+    volume, shape, orientation = structure
+    eig = np.linalg.eigvalsh(full)[:, ::-1]  # decreasing
+    lam = np.exp(np.log(eig).mean(axis=1))  # volumes |Sigma_k|^(1/D)
+    normed = full / lam[:, None, None]
+
+    def differ(a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.abs(a - b).max() > _RTOL * np.abs(b).max())
+
+    wrong = []
+    if volume == "E" and differ(lam, lam[:1]):
+        wrong.append(f"equal volumes |Sigma_k|^(1/D) (given {np.array2string(lam, precision=4)})")
+    if shape == "I" and differ(eig / lam[:, None], np.ones_like(eig)):
+        wrong.append("equal eigenvalues (spherical matrices)")
+    if shape != "I" and orientation == "I":
+        d = np.diagonal(full, axis1=1, axis2=2)
+        off = full - d[:, :, None] * np.eye(full.shape[1])
+        if (np.abs(off) > _RTOL * np.sqrt(d[:, :, None] * d[:, None, :])).any():
+            wrong.append("diagonal matrices (orientation: the axes)")
+    if shape == "E" and orientation == "V" and differ(eig / lam[:, None], eig[:1] / lam[0]):
+        wrong.append("the same shape (eigenvalues / volume) in every component")
+    elif shape == "E" and orientation != "V" and differ(normed, normed[:1]):
+        parts = "shape and orientation" if orientation == "E" else "shape"
+        wrong.append(f"the same {parts} (Sigma_k / volume) in every component")
+    if shape == "V" and orientation == "E":
+        comm = np.einsum("kij,jl->kil", full, full[0]) - np.einsum("ij,kjl->kil", full[0], full)
+        norm = np.linalg.norm(full, axis=(1, 2))
+        if (np.linalg.norm(comm, axis=(1, 2)) > _RTOL * norm * norm[0]).any():
+            wrong.append("a common orientation (matrices with the same eigenvectors)")
+    if wrong:
+        form = ", ".join(f"{p} {_WORDS[c]}" for p, c in zip(_PARTS, structure, strict=True))
+        raise ConfigError(
+            f"{what} are not of the family's form ({structure}: {form}); they need "
+            + "; ".join(wrong)
+            + "."
         )
 
 

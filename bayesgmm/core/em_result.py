@@ -36,12 +36,19 @@ class EMResult:
     weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
     covariances : ndarray
-        scikit-learn layout: full (K, D, D), tied (D, D), diag (K, D), spherical (K,).
+        The covariance parameters in the family's layout (scikit-learn's
+        ``covariances_`` for its four families; see Notes).
     covariance_type : str
+        The family's name: scikit-learn's for full, tied, diag and spherical, also when
+        fitted under its mclust alias (VVV, EEE, VVI, VII), else mclust's.
     chol_cov : ndarray of shape (n_components, n_features, n_features)
-        Lower Cholesky factors of the full covariance matrices (tied: repeated K times).
+        Lower Cholesky factors ``L_k`` of the full covariance matrices, ``Sigma_k = L_k
+        L_k^T``, for every family (a shared covariance's repeated K times; ``diag(sd_k)``
+        for diag and spherical).
     prec_chol : ndarray
-        Upper precision Cholesky factors, scikit-learn ``precisions_cholesky_`` layout.
+        Upper precision Cholesky factors ``U_k = L_k^{-T}`` (``Sigma_k^{-1} = U_k
+        U_k^T``), in the layout of ``covariances`` (scikit-learn's
+        ``precisions_cholesky_`` for its four families; see Notes).
     log_likelihood : float
         Total log-likelihood of the training data at the returned parameters.
     log_posterior : float
@@ -56,6 +63,33 @@ class EMResult:
     n_samples : int
     sum_log_max_resp : float
         ``sum_i log max_k p(z_i = k | x_i)`` on the training data (used by :meth:`icl`).
+
+    Notes
+    -----
+    How ``covariances`` and ``prec_chol`` are stored, per family (K components, D
+    features; the families are mclust's ``Sigma_k = lambda_k D_k A_k D_k^T``, volume,
+    shape and orientation equal (E), varying (V) or the identity (I), see
+    :mod:`bayesgmm.core.families`). :meth:`covariance_matrices` gives every family's
+    ``(K, D, D)`` matrices.
+
+    ====================  =========  ===========================================================
+    family                layout     ``covariances``; ``prec_chol``
+    ====================  =========  ===========================================================
+    full (VVV)            (K, D, D)  ``Sigma_k``; ``U_k``
+    tied (EEE)            (D, D)     the shared ``Sigma``; its ``U``
+    diag (VVI)            (K, D)     variances ``sd_kd**2``; ``1 / sd_kd``
+    spherical (VII)       (K,)       one variance per component; ``1 / sd_k``
+    EII, EEI              (D, D)     the shared matrix (``lambda I``, ``lambda A``); its ``U``
+    VEI, EVI, VEE, EVE    (K, D, D)  ``Sigma_k`` as full matrices; ``U_k``
+    VVE, EEV, VEV, EVV    (K, D, D)  ``Sigma_k`` as full matrices; ``U_k``
+    E (univariate)        (1, 1)     the shared variance as a 1 x 1 matrix; ``1 / sd``
+    V (univariate)        (K, 1, 1)  a variance per component as 1 x 1 matrices; ``1 / sd_k``
+    ====================  =========  ===========================================================
+
+    The eigen-decomposed families (EII ... EVV, E, V) store their covariances as the
+    matrices their M-step returns, not as volumes, shapes and orientations; their
+    densities and factors are those of the full (per component) or tied (shared)
+    family.
     """
 
     weights: np.ndarray

@@ -329,7 +329,7 @@ def score_samples(
     X: ArrayLike | None = None,
     *,
     return_intervals: bool = False,
-    kind: str = "eti",
+    kind: str = "hdi",
     prob: float = 0.94,
     max_draws: int | None = None,
     chunk_size: int | None = None,
@@ -347,7 +347,9 @@ def score_samples(
         Also return a ``prob`` interval over draws of the per-draw log density
         ``log p(x | theta_s)`` (how much the density is uncertain).
     prob : float in (0, 1), default=0.94
-    kind : {"eti", "hdi"}, default="eti"
+    kind : {"hdi", "eti"}, default="hdi"
+        Highest-density interval (ArviZ's rule, as every bayesgmm interval) or
+        equal-tailed interval (quantiles ``(1 - prob) / 2`` and ``(1 + prob) / 2``).
     max_draws, chunk_size : int, optional
         As in :func:`predict_proba`.
 

@@ -24,6 +24,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from bayesgmm.analysis.diagnostics import diagnose
+from bayesgmm.core.bic import best_bic
 from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.families import family
@@ -236,7 +237,11 @@ def plot_selection(
     loo : LOOComparison or its ``table``, optional
         Fits that were not ranked (failed diagnostics) are drawn as open red markers.
     bic : DataFrame from :func:`bic_table`, optional
-        Degenerate or failed fits are marked with an ``x`` at the bottom of the panel.
+        Drawn in the table's own sign convention (``bic.attrs["convention"]``, mclust's
+        when absent): higher is better for ``"mclust"``, lower for ``"sklearn"``, as the
+        axis label says. The best usable fit (:func:`~bayesgmm.core.bic.best_bic`) is
+        ringed; degenerate or failed fits are marked with an ``x`` at the worst end of
+        the panel.
     criterion : {'bic', 'icl'}, default='bic'
 
     Returns
@@ -250,6 +255,8 @@ def plot_selection(
     >>> fig = plot_selection(bic=bic_table(load_faithful(), range(1, 4), ["tied", "diag"]))
     >>> len(fig.axes)
     1
+    >>> fig.axes[0].get_ylabel()
+    'BIC = 2 logL - penalty (higher is better)'
     """
     import matplotlib.pyplot as plt
 
@@ -279,22 +286,39 @@ def plot_selection(
         ax.set_xticks(ks)
         ax.legend(loc="lower right", fontsize="small")
     if bic is not None:
-        ax = axes.pop(0)
-        for i, (ct, rows) in enumerate(bic.groupby("covariance_type", sort=False)):
-            ax.plot(rows["K"], rows[criterion], "o-", color=f"C{i}", label=ct)
-        bad = bic[bic["status"] != "ok"]
-        if not bad.empty:
-            ax.plot(
-                bad["K"], np.full(len(bad), np.nanmin(bic[criterion])), "x", color="k",
-                label="degenerate / failed",
-            )  # fmt: skip
-        name = criterion.upper()
-        ax.set(
-            xlabel="K (components)",
-            ylabel=f"{name} = 2 logL - penalty (higher is better)",
-            title=f"{name} at the EM solution",
-        )
-        ax.set_xticks(sorted(bic["K"].unique()))
-        ax.legend(fontsize="small")
+        _plot_bic_panel(axes.pop(0), bic, criterion)
     fig.tight_layout()
     return fig
+
+
+def _plot_bic_panel(ax: Any, bic: pd.DataFrame, criterion: str) -> None:
+    """The BIC panel of :func:`plot_selection`, in the table's sign convention."""
+    convention = bic.attrs.get("convention", "mclust")
+    if convention not in ("mclust", "sklearn"):
+        raise ConfigError(
+            f"bic.attrs['convention'] must be 'mclust' or 'sklearn'; got {convention!r}."
+        )
+    higher = convention == "mclust"
+    for i, (ct, rows) in enumerate(bic.groupby("covariance_type", sort=False)):
+        ax.plot(rows["K"], rows[criterion], "o-", color=f"C{i}", label=ct)
+    usable = (bic["status"] == "ok") & bic[criterion].notna()
+    if usable.any():
+        best = best_bic(bic, criterion)
+        ax.plot(
+            [best["K"]], [best[criterion]], "o", ms=14, mfc="none", mec="k", label="best",
+        )  # fmt: skip
+    bad = bic[bic["status"] != "ok"]
+    if not bad.empty:
+        worst = np.nanmin(bic[criterion]) if higher else np.nanmax(bic[criterion])
+        ax.plot(
+            bad["K"], np.full(len(bad), worst), "x", color="k", label="degenerate / failed",
+        )  # fmt: skip
+    name = criterion.upper()
+    ylabel = (
+        f"{name} = 2 logL - penalty (higher is better)"
+        if higher
+        else f"{name} = penalty - 2 logL (lower is better)"
+    )
+    ax.set(xlabel="K (components)", ylabel=ylabel, title=f"{name} at the EM solution")
+    ax.set_xticks(sorted(bic["K"].unique()))
+    ax.legend(fontsize="small")

@@ -345,3 +345,21 @@ def test_a_figure_that_cannot_be_drawn_is_named_with_the_reason(
     assert page.count("data:image/png;base64,") == len(FIGURES) - 1
     assert not (out / "loo_pit.png").exists() and (out / "trace.png").is_file()
     assert "loo_pit.png" not in json.loads((out / RECORD_FILE).read_text())["files"]
+
+
+def test_the_posterior_predictive_is_drawn_once_per_report(faithful_fit, tmp_path, monkeypatch):
+    # the PPC and the LOO-PIT figures both need replicated datasets: one set, made once
+    # (on a copy of the tree: the fit's own tree and the saved model get none)
+    import bayesgmm.analysis.ppc as ppc
+    import bayesgmm.analysis.report as report
+
+    calls = []
+    replicate = ppc.replicate
+    monkeypatch.setattr(ppc, "replicate", lambda *a, **k: calls.append(1) or replicate(*a, **k))
+    needed = [f for f in report.FIGURES if f.name in ("ppc.png", "loo_pit.png")]
+    monkeypatch.setattr(report, "FIGURES", tuple(needed))
+    out = tmp_path / "pp"
+    write_report(faithful_fit, out, random_seed=1)
+    assert len(needed) == 2 and len(calls) == 1
+    assert (out / "ppc.png").is_file() and (out / "loo_pit.png").is_file()
+    assert "posterior_predictive" not in faithful_fit.idata_.children

@@ -258,7 +258,7 @@ def test_co_clustering_refuses_large_n(post):
 def test_score_samples_matches_scipy_monte_carlo(post, X_new, reference):
     log_dens = reference["log_dens"].reshape(-1, X_new.shape[0])
     expected = logsumexp(log_dens, axis=0) - np.log(log_dens.shape[0])
-    ld, lo, hi = score_samples(post, X_new, return_intervals=True, prob=0.9)
+    ld, lo, hi = score_samples(post, X_new, return_intervals=True, prob=0.9, kind="eti")
     np.testing.assert_allclose(ld, expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(lo, np.quantile(log_dens, 0.05, axis=0), atol=1e-10)
     np.testing.assert_allclose(hi, np.quantile(log_dens, 0.95, axis=0), atol=1e-10)

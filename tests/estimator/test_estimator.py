@@ -158,3 +158,30 @@ def test_fit_is_scale_equivariant(faithful_fit, factor):
     sd = a.std(("chain", "draw")).values
     diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
     assert np.all(diff < 0.2 * sd + 1e-12)
+
+
+def test_score_samples_intervals_are_94_percent_hdis_unless_eti_is_asked(faithful_fit):
+    # every bayesgmm interval is a 94% HDI; score_samples' too (ETI on request)
+    import arviz as az
+    import scipy.stats as st
+    import xarray as xr
+    from scipy.special import logsumexp
+
+    X = load_faithful().to_numpy()[::40]
+    post = faithful_fit.posterior
+    w = post["weights"].values
+    mu, cov = post["means"].values, post["covariance"].values
+    C, S, K = w.shape
+    per_draw = np.empty((C, S, len(X)))
+    for c in range(C):
+        for s in range(S):
+            comp = [st.multivariate_normal(mu[c, s, k], cov[c, s, k]).logpdf(X) for k in range(K)]
+            per_draw[c, s] = logsumexp(np.log(w[c, s])[:, None] + np.array(comp), axis=0)
+    hdi = az.hdi(xr.DataArray(per_draw, dims=("chain", "draw", "obs")), prob=0.94).values
+    _, lo, hi = faithful_fit.score_samples(X, return_intervals=True)
+    np.testing.assert_allclose(lo, hdi[:, 0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(hi, hdi[:, 1], rtol=0, atol=1e-9)
+    _, lo, hi = faithful_fit.score_samples(X, return_intervals=True, kind="eti", prob=0.9)
+    flat = per_draw.reshape(C * S, -1)
+    np.testing.assert_allclose(lo, np.quantile(flat, 0.05, axis=0), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(hi, np.quantile(flat, 0.95, axis=0), rtol=0, atol=1e-9)

@@ -162,3 +162,35 @@ def test_plot_selection_renders_png():
     assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match="needs"):
         plot_selection()
+
+
+@pytest.mark.parametrize("convention", ["mclust", "sklearn"])
+def test_plot_selection_rings_the_best_bic_in_the_tables_convention(convention):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # mclust's sign: full K=2 (-5) is the best; in scikit-learn's the values flip sign
+    # and the best is still full K=2 (5, the lowest), not diag K=1 (12, the highest).
+    sign = 1.0 if convention == "mclust" else -1.0
+    bic = pd.DataFrame(
+        {
+            "covariance_type": ["full"] * 3 + ["diag"] * 3,
+            "K": [1, 2, 3] * 2,
+            "bic": sign * np.array([-10.0, -5.0, -7.0, -12.0, np.nan, -9.0]),
+            "status": ["ok", "ok", "ok", "ok", "degenerate", "ok"],
+        }
+    )
+    bic.attrs["convention"] = convention
+    fig = plot_selection(bic=bic)
+    ax = fig.axes[0]
+    (ring,) = [ln for ln in ax.get_lines() if ln.get_label() == "best"]
+    assert ring.get_xdata().tolist() == [2] and ring.get_ydata().tolist() == [sign * -5.0]
+    better = "higher" if convention == "mclust" else "lower"
+    assert f"{better} is better" in ax.get_ylabel()
+    # degenerate fits sit at the worst end of the panel, away from the best
+    (bad,) = [ln for ln in ax.get_lines() if ln.get_label() == "degenerate / failed"]
+    worst = np.nanmin(bic["bic"]) if convention == "mclust" else np.nanmax(bic["bic"])
+    assert bad.get_ydata().tolist() == [worst]
+    plt.close(fig)
