@@ -316,7 +316,7 @@ class ADVIConfig(_Settings):
 #: The EM start's settings in ``BayesianGMM(em={...})`` and specs, with what they may be.
 EM_SETTINGS: dict[str, Constraint] = {
     "n_init": integer(1),
-    "init": choice(("k-means++", "random")),
+    "init": choice(("k-means++", "k-means++-scaled", "random")),
     "max_iter": integer(1),
     "tol": real(0, lo_open=True),
 }

@@ -37,7 +37,7 @@ from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitEr
 
 __all__ = ["INIT_METHODS", "EMPrior", "EMResult", "fit_em"]
 
-INIT_METHODS: tuple[str, ...] = ("k-means++", "random")
+INIT_METHODS: tuple[str, ...] = ("k-means++", "k-means++-scaled", "random")
 _WEIGHT_FLOOR = 1e-10  # smallest mixture weight EM returns (see EMPrior, alpha < 1)
 _MIN_NK_FRACTION = 1e-10  # MLE: a component with N_k < this * n has died
 _COLLAPSE_RTOL = 1e-12  # MLE: scatter variance below this * min column variance = collapsed
@@ -203,7 +203,10 @@ class _EM:
             weights = np.full(K, 1.0 / K) if weights_init is None else weights_init.copy()
             state, _ = self.build(weights, means_init - self.center, self.default_cov.copy())
             return state
-        resp = kmeans_pp_resp(self.X, self.K, rng) if init == "k-means++" else None
+        resp = None  # k-means++-scaled: distances in units of column sds
+        if init.startswith("k-means++"):
+            X = self.X / self.X.std(axis=0) if init == "k-means++-scaled" else self.X
+            resp = kmeans_pp_resp(X, self.K, rng)
         if resp is None:
             r = rng.random((self.n, self.K))
             r /= r.sum(axis=1, keepdims=True)
@@ -312,9 +315,12 @@ def fit_em(
         is added to the covariance diagonals as in scikit-learn and ``log_posterior ==
         log_likelihood``. With a prior, ``reg_covar`` is not used: the prior keeps the
         covariances positive definite and EM stays an exact ECM ascent.
-    init : {'k-means++', 'random'}, default='k-means++'
+    init : {'k-means++', 'k-means++-scaled', 'random'}, default='k-means++'
         ``'k-means++'``: k-means++ seeds, each point assigned to its nearest seed (as
-        scikit-learn's ``init_params='k-means++'``); ``'random'``: random responsibilities.
+        scikit-learn's ``init_params='k-means++'``); ``'k-means++-scaled'``: the same with
+        distances measured in units of each column's sd (which matters when the columns'
+        scales differ, as Old Faithful's minutes and seconds; mclust likewise seeds on
+        scaled data, ``hcUse = "SVD"``); ``'random'``: random responsibilities.
     n_init : int, default=5
         Number of starts; the one with the highest objective is kept. With ``means_init``
         every start would be identical, so a single one is run.

@@ -298,12 +298,25 @@ def test_map_is_a_maximum_of_the_independent_log_posterior(faithful, ct):
         assert max(f_plus, f_minus) <= centre + 1e-9
 
 
+def test_scaled_seeding_does_not_depend_on_the_columns_units(faithful):
+    # the same seeds whatever the columns' units; raw k-means++ seeds on Old Faithful's
+    # seconds-dominated distances instead (its waiting column's sd is 13.6 against 1.1)
+    X = np.asarray(faithful)
+    kw = dict(covariance_type="VVV", n_init=1, max_iter=2, prior=None, random_seed=3)
+    unit = fit_em(X, 3, init="k-means++-scaled", **kw)
+    rescaled = fit_em(X * [60.0, 1.0 / 60.0], 3, init="k-means++-scaled", **kw)
+    # (to ML's reg_covar, added to the diagonals whatever the units)
+    np.testing.assert_allclose(rescaled.means, unit.means * [60.0, 1.0 / 60.0], rtol=1e-5)
+    raw = fit_em(X * [60.0, 1.0 / 60.0], 3, init="k-means++", **kw)
+    assert not np.allclose(raw.means, rescaled.means, rtol=1e-3)
+
+
 # --------------------------------------------------------------------------- #
 # 5. reproducibility
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("init", ["k-means++", "random"])
+@pytest.mark.parametrize("init", ["k-means++", "k-means++-scaled", "random"])
 def test_same_seed_same_result(faithful, init):
     kw = dict(covariance_type="full", init=init, n_init=3, prior="default")
     a = fit_em(faithful, 3, random_seed=42, **kw)
@@ -348,7 +361,7 @@ BAD_INPUTS = [
     ("n_components=0", _GOOD, {"n_components": 0}, ConfigError, "n_components"),
     ("n_components float", _GOOD, {"n_components": 2.5}, ConfigError, "n_components"),
     ("covariance_type", _GOOD, {"covariance_type": "fulll"}, ConfigError, "'spherical'"),
-    ("init", _GOOD, {"init": "kmeans"}, ConfigError, "'k-means\\+\\+', 'random'"),
+    ("init", _GOOD, {"init": "kmeans"}, ConfigError, "'k-means\\+\\+-scaled', 'random'"),
     ("n_init", _GOOD, {"n_init": 0}, ConfigError, "n_init"),
     ("tol", _GOOD, {"tol": -1.0}, ConfigError, "tol"),
     ("max_iter", _GOOD, {"max_iter": 0}, ConfigError, "max_iter"),

@@ -219,24 +219,8 @@ def test_family_em_from_mclusts_solution_faithful_k3(model):
     assert fit.log_likelihood >= ref["loglik"] - 0.05
 
 
-# EVV on faithful: k-means++ seeding on the raw columns never lands in the basin of R's
-# best fits (0 of 200 starts; EM started there climbs to -1124.13, and seeding on
-# standardised columns finds it). A known gap of the start search, not of the M-step:
-# these fail until the starts are improved (strict: a fix shows up as XPASS).
-_EVV_START_GAP = "bic_table's starts miss faithful's best EVV basin (seeding on raw columns)"
-KNOWN_MISSES = {"faithful": {("EVV", 7), ("EVV", 8)}, "diabetes": set()}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "model",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=_EVV_START_GAP))
-        if m == "EVV"
-        else m
-        for m in MODELS
-    ],
-)
+@pytest.mark.parametrize("model", MODELS)
 def test_family_best_fit_faithful_k3(model):
     # with bic_table's default starts, at least the best regular fit R found (mclust's or
     # one of 60 random starts; R's bests here hold >= 14 points and sds >= 0.06)
@@ -270,7 +254,9 @@ def test_bic_table_all_models(dataset):
         assert ours[key] >= best[key] - 0.1, key
     # no (model, K) is missed badly: every cell reaches mclust's reported BIC
     missed = {k: round(hc[k] - v, 2) for k, v in ours.items() if k in hc and v < hc[k] - 0.1}
-    assert set(missed) == KNOWN_MISSES[dataset], missed  # see _EVV_START_GAP
+    # (EVV on faithful at K = 3, 7, 8 needs the starts seeded on scaled columns: from
+    # k-means++ on the raw ones, 0 of 200 reached R's basins)
+    assert not missed, missed
 
 
 @pytest.mark.slow
