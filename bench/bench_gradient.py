@@ -2,8 +2,9 @@
 
 For each workload (full covariance, ``bench_em.make_data``), the jitted value and gradient
 of the posterior log density near the EM start, per evaluation inside one compiled loop
-of evaluations (as inside a sampler: no Python dispatch), timed to
-``jax.block_until_ready`` (median of three loops after a warm-up), for:
+of evaluations (as inside a sampler: no Python dispatch; the data as arguments of the
+compiled loop, not constants), timed to ``jax.block_until_ready`` (median of
+``--rounds`` loops after a warm-up), for:
 
 ``bayesgmm``
     What the NumPyro backend samples: the model's priors through PyTensor's JAX backend
@@ -16,22 +17,35 @@ of evaluations (as inside a sampler: no Python dispatch), timed to
     ``MultivariateNormal(scale_tril)``), its potential from ``initialize_model``.
 
 The floor is ``N K (D**2 + 4 D) 3`` floating-point operations (the Mahalanobis product
-and its gradient; see the issue) at this machine's measured float64 rate, two ways: the
-peak of a jitted 1000 x 1000 matrix product, and a fused multiply-add streamed over 4
-million elements (the rate of memory-bound elementwise work, which is what most of a
-mixture's per-point arithmetic is: exp, log and sums over N x K terms). Graph size is
-the number of equations in the jaxpr of the value and gradient (it grows like D**2 for
-bayesgmm, D**3 for an unrolled triangular inverse).
+and its gradient; see the issue) at this machine's measured float64 rate, two ways:
+
+``floor (peak)``
+    at the rate of a jitted 1000 x 1000 matrix product (BLAS-3 with cache reuse; the
+    issue's floor);
+``floor (K x F x N product)``
+    at the measured rate of a matrix product of the workload's own shape, the
+    ``(K, F) x (F, N)`` product of bayesgmm's likelihood (``F = 1 + D + D (D + 1) / 2``
+    point features), timed like the evaluations (inside a compiled loop, through
+    ``jnp.matmul``). With K of 3 to 5 rows this product runs far below the peak: the
+    rate the arithmetic can have in this computation on this machine.
+
+and ``exp pass`` is the measured time of one ``exp`` over N x K values (a jitted
+``jnp.exp`` inside a compiled loop): work the flop count leaves out, which every exact
+mixture log-likelihood has to do once per evaluation. Graph size is the number of
+equations in the jaxpr of the value and gradient (bayesgmm's grows like D: the blocked
+triangular inverse; D**3 for an unrolled one). The machine's load average is printed
+first and last: on a shared machine, compare runs made at the same load.
 
 Run::
 
     python bench/bench_gradient.py
-    python bench/bench_gradient.py --workloads W1,W2
+    python bench/bench_gradient.py --workloads W1,W2 --methods bayesgmm --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -60,33 +74,64 @@ def _time(fn, *args, repeats: int) -> float:
     return float(np.median(times))
 
 
+ROUNDS = 3  # compiled loops per timing (median); set by --rounds
+
+
 def _per_eval(vg, params, *rest, evals: int) -> float:
     """Seconds per value + gradient inside one compiled loop of ``evals`` evaluations (as
     in a sampler's trajectory: no Python dispatch per call). Each evaluation starts from
-    a point moved by the previous gradient, so nothing can be hoisted out of the loop."""
+    a point moved by the previous gradient, so nothing can be hoisted out of the loop.
+    ``rest`` (the data) enters the compiled loop as arguments, as in the sampler: closed
+    over, it would be a compile-time constant that XLA may fold (e.g. transpose) ahead."""
     import jax
 
-    def body(_, carry):
-        _, grad = vg(carry, *rest)
-        return jax.tree.map(lambda a, g: a + 1e-12 * g, carry, grad)
+    def loop(p, *data):
+        def body(_, carry):
+            _, grad = vg(carry, *data)
+            return jax.tree.map(lambda a, g: a + 1e-12 * g, carry, grad)
 
-    loop = jax.jit(lambda p, *r: jax.lax.fori_loop(0, evals, body, p))
-    return _time(loop, params, *rest, repeats=3) / evals
+        return jax.lax.fori_loop(0, evals, body, p)
+
+    return _time(jax.jit(loop), params, *rest, repeats=ROUNDS) / evals
 
 
-def gflops() -> tuple[float, float]:
-    """Measured float64 rates of this machine (GFLOP/s): a 1000 x 1000 matrix product
-    (the peak, BLAS-3 with cache reuse) and a fused multiply-add streamed over 4 million
-    elements (memory-bound, like the per-point work of a mixture)."""
+def peak_gflops() -> float:
+    """Measured float64 rate of this machine (GFLOP/s): a 1000 x 1000 matrix product."""
     import jax
     import jax.numpy as jnp
 
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(1000, 1000)))
+    return 2e9 / _time(jax.jit(lambda x: x @ x), a, repeats=10) / 1e9
+
+
+def workload_rates(N: int, K: int, D: int, evals: int) -> tuple[float, float]:
+    """The rate (GFLOP/s) of the workload's own ``(K, F) x (F, N)`` matrix product and the
+    seconds of one ``exp`` pass over ``N K`` values, each inside a compiled loop."""
+    import jax
+    import jax.numpy as jnp
+
+    F = 1 + D + D * (D + 1) // 2  # bayesgmm's features of a full-covariance mixture
     rng = np.random.default_rng(0)
-    a = jnp.asarray(rng.normal(size=(1000, 1000)))
-    peak = 2e9 / _time(jax.jit(lambda x: x @ x), a, repeats=10) / 1e9
-    x, y, z = (jnp.asarray(rng.normal(size=4_000_000)) for _ in range(3))
-    stream = 8e6 / _time(jax.jit(lambda x, y, z: x * y + z), x, y, z, repeats=20) / 1e9
-    return peak, stream
+    coef = jnp.asarray(rng.normal(size=(K, F)))
+    feats = jnp.asarray(rng.normal(size=(F, N)))
+
+    def product(a, f):  # the barrier keeps the column slice from shrinking the product
+        return a + 1e-12 * jax.lax.optimization_barrier(a @ f)[:, :1]
+
+    seconds = _per_eval_loop(product, coef, feats, evals=evals)
+    logs = jnp.asarray(-np.abs(rng.normal(scale=5.0, size=(K, N))))
+    exp_seconds = _per_eval_loop(lambda x: x + 1e-12 * jnp.exp(x), logs, evals=evals)
+    return 2 * K * F * N / seconds / 1e9, exp_seconds
+
+
+def _per_eval_loop(step, x, *data, evals: int) -> float:
+    """Seconds per ``x = step(x, *data)`` inside a compiled loop (``data`` as arguments)."""
+    import jax
+
+    def loop(x, *data):
+        return jax.lax.fori_loop(0, evals, lambda _, y: step(y, *data), x)
+
+    return _time(jax.jit(loop), x, *data, repeats=ROUNDS) / evals
 
 
 def _eqns(fn, *args) -> int:
@@ -127,7 +172,7 @@ def bayesgmm_fn(X, K):
     return model, point, spec
 
 
-def run(name: str, repeats: int, methods: list[str], rates: tuple[float, float]) -> list:
+def run(name: str, repeats: int, methods: list[str], peak: float) -> list:
     import jax
     import jax.numpy as jnp
     from bench_em import make_data
@@ -135,7 +180,8 @@ def run(name: str, repeats: int, methods: list[str], rates: tuple[float, float])
     N, K, D = WORKLOADS[name]
     X = make_data(N, K, D, 0)
     flops = N * K * (D**2 + 4 * D) * 3
-    floors = tuple(flops / (rate * 1e9) for rate in rates)
+    shape_rate, exp_seconds = workload_rates(N, K, D, repeats)
+    floors = (flops / (peak * 1e9), flops / (shape_rate * 1e9), shape_rate, exp_seconds)
     rows = []
     model, point, spec = bayesgmm_fn(X, K)
     names = [v.name for v in model.value_vars]
@@ -181,37 +227,42 @@ def numpyro_time(X, K, repeats):
 
 
 def main(argv=None) -> None:
+    global ROUNDS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", default="W1,W2,D20,D50")
     p.add_argument("--methods", default="bayesgmm,pytensor,numpyro")
     p.add_argument("--repeats", type=int, default=200, help="evaluations per timed loop")
+    p.add_argument("--rounds", type=int, default=3, help="timed loops per timing (median)")
     args = p.parse_args(argv)
+    ROUNDS = args.rounds
     warnings.filterwarnings("ignore")
     import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the samplers use)
 
-    rates = gflops()
+    load = os.getloadavg()
+    print(
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cpus)"
+    )
+    peak = peak_gflops()
     rows = []
     for name in args.workloads.split(","):
-        new = run(name, args.repeats, args.methods.split(","), rates)
+        new = run(name, args.repeats, args.methods.split(","), peak)
         rows += new
         for r in new:
             print(f"# {r[0]} {r[1]}: {r[2] * 1e6:.0f} us", file=sys.stderr, flush=True)
-    print(
-        f"measured float64 rates: {rates[0]:.1f} GFLOP/s (matrix product), "
-        f"{rates[1]:.1f} GFLOP/s (streamed multiply-add)"
-    )
+    print(f"measured float64 peak: {peak:.1f} GFLOP/s (1000 x 1000 matrix product)")
     header = (
-        f"{'workload':<9}{'method':<10}{'us/eval':>10}{'eqns':>7}"
-        f"{'floor us (peak)':>17}{'x':>7}{'floor us (stream)':>19}{'x':>7}"
+        f"{'workload':<9}{'method':<10}{'us/eval':>9}{'eqns':>6}{'floor(peak)':>12}{'x':>6}"
+        f"{'KxFxN GFLOP/s':>14}{'floor(KxFxN)':>13}{'x':>6}{'exp pass us':>12}"
     )
     print(header)
     print("-" * len(header))
-    for name, method, seconds, eqns, peak, stream in rows:
+    for name, method, seconds, eqns, peak_floor, shape_floor, shape_rate, exp_s in rows:
         print(
-            f"{name:<9}{method:<10}{seconds * 1e6:>10.0f}{eqns:>7}"
-            f"{peak * 1e6:>17.1f}{seconds / peak:>7.1f}{stream * 1e6:>19.1f}"
-            f"{seconds / stream:>7.1f}"
+            f"{name:<9}{method:<10}{seconds * 1e6:>9.0f}{eqns:>6}{peak_floor * 1e6:>12.1f}"
+            f"{seconds / peak_floor:>6.1f}{shape_rate:>14.1f}{shape_floor * 1e6:>13.1f}"
+            f"{seconds / shape_floor:>6.1f}{exp_s * 1e6:>12.1f}"
         )
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

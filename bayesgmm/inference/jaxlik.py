@@ -8,80 +8,219 @@ functions of the unconstrained parameters). Only the likelihood term itself,
 ``sum_i logsumexp_k [log w_k + log N(z_i | mu_k, Sigma_k)] - N sum_d log scale_d``,
 
 is evaluated here instead of through the PyTensor graph. Every component's log density
-is linear in fixed features of a point -- ``z`` and the products ``z_a z_b`` (``a <= b``;
-the squares ``z_a**2`` alone for uncorrelated families) -- with coefficients from the
-component's precision:
+is linear in fixed features of a point -- ``1``, ``z`` and the products ``z_a z_b``
+(``a <= b``; the squares ``z_a**2`` alone for uncorrelated families) -- with coefficients
+from the component's weight, mean and precision:
 
-``log N(z | mu, Sigma) = c - z'Pz / 2 + z'P mu``,  ``P = L^-T L^-1`` from the triangular
-factor ``L`` (one batched triangular solve; never an inverse of ``Sigma``).
+``log w + log N(z | mu, Sigma) = c - z'Pz / 2 + z'P mu``,  ``P = L^-T L^-1`` from the
+triangular factor ``L`` (:func:`tril_inverse`; never an inverse of ``Sigma``).
 
-So the features are computed once per dataset (:func:`features`, shape (F, N)), and each
-evaluation is one (K, F) x (F, N) matrix product, one pass of ``exp`` over the (K, N)
-log terms and, for the gradient (a custom VJP: the memberships times the features), one
+So the features are computed once per dataset (:func:`features`, F per point), and each
+evaluation is one (K, F) x (F, N) product, one pass of ``exp`` over the (K, N) log terms
+and, for the gradient (a custom VJP: the memberships times the features), one
 (K, N) x (N, F) product. Nothing of size N x K x D is formed, and the graph grows like
 D**2. The expansion loses digits only when ``z'Pz`` is huge (points thousands of sds
 from a component, where that component's membership is zero anyway); on the
 standardised scale it agrees with ``model.logp()`` to 1e-8 (``tests/inference/
-test_jaxlik.py``, every covariance family) and was measured 3-4x faster than the
-direct Mahalanobis form on N=10,000, K=5, D=4 (``bench/bench_gradient.py``).
+test_jaxlik.py``, every covariance family).
+
+How the evaluation is laid out for XLA:CPU (each choice measured on N=10,000, K=5, D=4
+with jitted loops like ``bench/bench_gradient.py``; together they took that value and
+gradient from about 400 to about 270 microseconds): with few features the product is
+written as F multiply-adds over (K, N) (40-57 against 66-95 microseconds for the
+library's skinny matrix product); the maximum and the sum over components as K - 1
+operations on rows of N (XLA's reductions over the short axis: about 4x slower); and
+optimisation barriers keep the log terms, their maxima, the ``exp`` pass and the
+memberships each materialised once -- without them XLA recomputes the maxima inside the
+``exp`` loop (105 against 67 microseconds), or fuses the ``exp`` pass into the library's
+(YNNPACK) product, both slower. The gradient's product is formed in the forward pass,
+since a sampler always asks for both, against the features stored one row per point
+(:class:`Features`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from bayesgmm.core.families import CovarianceFamily
 
-__all__ = ["coefficients", "features", "mixture_loglik", "pointwise_loglik"]
+__all__ = [
+    "Features",
+    "coefficients",
+    "features",
+    "mixture_loglik",
+    "pointwise_loglik",
+    "tril_inverse",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+#: Up to this many components, the maximum and the sum over components are written as
+#: K - 1 elementwise operations on rows of N (vectorised over the points) rather than as
+#: XLA reductions over the short leading axis (slower on CPU, measured).
+_ROWS_MAX_K = 32
+#: Up to this many features, the (K, F) x (F, N) product is written as F multiply-adds
+#: over (K, N), which XLA fuses into one vectorised loop; above, the matrix product.
+_ELEMENTWISE_MAX_F = 16
+#: Triangular factors up to this size are inverted by unrolled substitution, larger ones
+#: by 2 x 2 blocks of matrix products (see :func:`tril_inverse`).
+_BASE_D = 8
+
+_barrier = jax.lax.optimization_barrier
+
+
+class Features(NamedTuple):
+    """The points' features, stored both ways (a JAX pytree; see :func:`features`).
+
+    The gradient's product ``memberships @ points`` with one row per point was measured
+    2-2.5x faster than the same product against the transpose of ``rows`` (XLA:CPU, the
+    library's skinny matrix product; D = 20 and 50), so both layouts are kept: twice the
+    memory of the features, once per dataset.
+    """
+
+    rows: Any  # (F, N): one row per feature
+    points: Any  # (N, F): one row per point
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(F, N)``, the shape of ``rows`` (features x points)."""
+        return self.rows.shape
+
+
+def _log_terms(coef, feats):
+    """``coef @ feats`` (K, N): every component's log term at every point."""
+    F = feats.shape[0]
+    if F > _ELEMENTWISE_MAX_F:
+        return coef @ feats
+    lp = coef[:, :1] * feats[:1]
+    for f in range(1, F):
+        lp = lp + coef[:, f : f + 1] * feats[f : f + 1]
+    return lp
+
+
+def _rows(op, x):
+    """``op``-reduction of ``x`` (K, N) over its first axis, as K - 1 row operations."""
+    out = x[0]
+    for k in range(1, x.shape[0]):
+        out = op(out, x[k])
+    return out
+
+
+def _lse_parts(lp):
+    """``top = max_k lp`` (N,), ``e = exp(lp - top)`` (K, N) and ``total = e.sum(0)``."""
+    if lp.shape[0] > _ROWS_MAX_K:
+        top = _barrier(lp.max(axis=0))
+        e = _barrier(jnp.exp(lp - top))
+        return top, e, e.sum(axis=0)
+    top = _barrier(_rows(jnp.maximum, lp))
+    e = _barrier(jnp.exp(lp - top))  # the one pass of exp
+    return top, e, _rows(jnp.add, e)
+
+
+def _linear_fwd(feats: Features, coef):
+    top, e, total = _lse_parts(_barrier(_log_terms(coef, feats.rows)))
+    resp = _barrier(e * (1.0 / total))  # memberships (K, N)
+    # the gradient's product here: the residual is (K, F), not the (K, N) memberships
+    return (top + jnp.log(total)).sum(), resp @ feats.points
+
+
 @jax.custom_vjp
-def _linear_lse(feats, A, c):
-    """``sum_i logsumexp_k (A_k . f_i + c_k)`` for features ``feats`` (F, N), ``A`` (K, F)."""
-    return _linear_fwd(feats, A, c)[0]
+def _linear_lse(feats: Features, coef):
+    """``sum_i logsumexp_k (coef_k . f_i)`` for :class:`Features` ``feats``, ``coef`` (K, F)."""
+    return jax.scipy.special.logsumexp(_log_terms(coef, feats.rows), axis=0).sum()
 
 
-def _linear_fwd(feats, A, c):
-    lp = A @ feats + c[:, None]  # (K, N)
-    top = jax.lax.stop_gradient(lp.max(axis=0, keepdims=True))
-    e = jnp.exp(lp - top)  # one pass of exp: the logsumexp and the memberships from it
-    total = e.sum(axis=0, keepdims=True)
-    return (top + jnp.log(total)).sum(), (feats, e / total)
-
-
-def _linear_bwd(res, g):
-    feats, r = res  # r: memberships (K, N)
-    return None, g * (r @ feats.T), g * r.sum(axis=1)
+def _linear_bwd(grad_coef, g):
+    return None, g * grad_coef
 
 
 _linear_lse.defvjp(_linear_fwd, _linear_bwd)
 
 
-def features(data, loc, scale, fam: CovarianceFamily):
-    """The points' features (F, N): ``z`` then ``z_a z_b`` for ``a <= b`` (correlated
-    families) or ``z_a**2`` (the others), ``z = (data - loc) / scale``."""
+def _tril_inverse_small(chol):
+    """Inverse of lower triangular factors (..., D, D) by forward substitution, one row
+    at a time (D steps of a vector-matrix product)."""
+    D = chol.shape[-1]
+    eye = jnp.eye(D, dtype=chol.dtype)
+    rows = []
+    for i in range(D):
+        row = eye[i]
+        if i:
+            done = jnp.stack(rows, axis=-2)  # (..., i, D)
+            row = row - jnp.einsum("...j,...jd->...d", chol[..., i, :i], done)
+        rows.append(row / chol[..., i, i : i + 1])
+    return jnp.stack(rows, axis=-2)
+
+
+def _tril_inverse(chol):
+    D = chol.shape[-1]
+    if D <= _BASE_D:
+        return _tril_inverse_small(chol)
+    h = D // 2
+    top_inv = _tril_inverse(chol[..., :h, :h])
+    bottom_inv = _tril_inverse(chol[..., h:, h:])
+    lower_left = -(bottom_inv @ chol[..., h:, :h]) @ top_inv
+    zeros = jnp.zeros((*chol.shape[:-2], h, D - h), chol.dtype)
+    return jnp.concatenate(
+        [
+            jnp.concatenate([top_inv, zeros], axis=-1),
+            jnp.concatenate([lower_left, bottom_inv], axis=-1),
+        ],
+        axis=-2,
+    )
+
+
+@jax.custom_jvp
+def tril_inverse(chol):
+    """The inverse of lower triangular factors ``chol`` (..., D, D), from matrix products
+    only (the strict upper triangle of ``chol`` is ignored, as in a triangular solve).
+
+    ``[[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]]``, recursively down to
+    blocks of ``_BASE_D`` rows solved by substitution; the derivative is
+    ``-X dL X`` (``X`` the inverse). XLA compiles these products itself; a triangular
+    solve goes to LAPACK's ``trsm`` instead, whose OpenBLAS threads stall when the
+    machine is busy (measured on 2 busy cores: a batched 3 x 50 x 50 solve 0.8 ms, 0.12
+    ms with one OpenBLAS thread; ``bench/bench_gradient.py``'s D = 50 value and gradient
+    7-54 ms before this function, 1.6-2.3 ms after).
+    """
+    return _tril_inverse(chol)
+
+
+@tril_inverse.defjvp
+def _tril_inverse_jvp(primals, tangents):
+    (chol,), (dchol,) = primals, tangents
+    inv = tril_inverse(chol)
+    return inv, -(inv @ jnp.tril(dchol)) @ inv
+
+
+def features(data, loc, scale, fam: CovarianceFamily) -> Features:
+    """The points' features: a one, ``z``, then ``z_a z_b`` for ``a <= b`` (correlated
+    families) or ``z_a**2`` (the others), ``z = (data - loc) / scale``; ``F`` of them
+    per point, as :class:`Features` (``.shape`` is ``(F, N)``)."""
     z = (data - loc) / scale
     if fam.correlated:
         a, b = np.triu_indices(z.shape[1])
-        return jnp.concatenate([z, z[:, a] * z[:, b]], axis=1).T
-    return jnp.concatenate([z, jnp.square(z)], axis=1).T
+        second = z[:, a] * z[:, b]
+    else:
+        second = jnp.square(z)
+    points = jnp.concatenate([jnp.ones((z.shape[0], 1), z.dtype), z, second], axis=1)
+    return Features(rows=points.T, points=points)
 
 
 def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
-    """Every component's log density as ``A @ features + c``: ``A`` (K, F), ``c`` (K,)
-    (weights included; arguments as for :func:`mixture_loglik`)."""
+    """Every component's log term as ``coef @ features``: ``coef`` (K, F), the constant
+    (weights included) first (arguments as for :func:`mixture_loglik`)."""
     K, D = means_z.shape
     const = jnp.log(weights) - 0.5 * D * _LOG_2PI
     if fam.correlated:
         chol_cov = jnp.broadcast_to(cov_param, (K, D, D))
-        inv_chol = solve_triangular(chol_cov, jnp.broadcast_to(jnp.eye(D), (K, D, D)), lower=True)
+        inv_chol = tril_inverse(chol_cov)  # L^-1, (K, D, D)
         prec = jnp.swapaxes(inv_chol, 1, 2) @ inv_chol  # (K, D, D): L^-T L^-1
         white_mean = jnp.einsum("kij,kj->ki", inv_chol, means_z)  # L^-1 mu
         a, b = np.triu_indices(D)
@@ -94,7 +233,7 @@ def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
         prec = 1.0 / jnp.square(sds)
         quad, linear = -0.5 * prec, means_z * prec
         c = const - jnp.log(sds).sum(axis=1) - 0.5 * (jnp.square(means_z) * prec).sum(axis=1)
-    return jnp.concatenate([linear, quad], axis=1), c
+    return jnp.concatenate([c[:, None], linear, quad], axis=1)
 
 
 def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: CovarianceFamily):
@@ -109,20 +248,19 @@ def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: C
         The family's covariance argument of the likelihood (see
         :func:`bayesgmm.inference.model.component_logp_z`): lower Cholesky factors
         (K, D, D) or one shared (D, D), or standard deviations (K, D) or (K,).
-    feats : (F, N)
+    feats : Features
         :func:`features` of the data.
     n_obs : int
     scale : (D,)
         The standardisation's scale (its Jacobian, ``N sum log scale``).
     fam : CovarianceFamily
     """
-    A, c = coefficients(weights, means_z, cov_param, fam)
-    return _linear_lse(feats, A, c) - n_obs * jnp.log(scale).sum()
+    coef = coefficients(weights, means_z, cov_param, fam)
+    return _linear_lse(feats, coef) - n_obs * jnp.log(scale).sum()
 
 
 def pointwise_loglik(weights, means_z, cov_param, feats, scale, fam: CovarianceFamily):
     """Each point's mixture log density in the data's units, (N,) (no custom gradient:
     for the posterior's pointwise log-likelihood, not for sampling)."""
-    A, c = coefficients(weights, means_z, cov_param, fam)
-    lp = A @ feats + c[:, None]
+    lp = _log_terms(coefficients(weights, means_z, cov_param, fam), feats.rows)
     return jax.scipy.special.logsumexp(lp, axis=0) - jnp.log(scale).sum()
