@@ -16,6 +16,10 @@ The methods:
     ``BayesianGMM(K).fit(X)`` with default settings; the wall time is the whole ``fit``
     (EM, model, compiling, sampling, relabelling, pointwise log-likelihood, diagnostics).
     ``--samplers`` adds a row per named backend (``pymc``, ``nutpie``).
+``bayesgmm-units1`` (``--units-one``)
+    The same fit with the sampler's coordinate units left at one (the model's
+    unconstrained coordinates before ``bayesgmm.inference.coordinates``): what the
+    standard-error units change, in leapfrog steps per draw and ESS.
 ``numpyro``
     What a NumPyro user writes: bayesgmm's default priors in the data's units
     (``Dirichlet(1)`` weights, ``Normal(col mean, 2 col sd)`` means, ``HalfNormal(col
@@ -39,6 +43,7 @@ Run::
 
     python bench/bench_sampling.py --workload small
     python bench/bench_sampling.py --workload large --draws 500 --tune 500
+    python bench/bench_sampling.py --workload large --draws 300 --tune 300 --phases cold --units-one
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--samplers", default="", help="extra bayesgmm backends, e.g. pymc,nutpie")
     p.add_argument("--settings", default="{}", help="JSON bayesgmm sampler settings to add")
     p.add_argument("--skip-numpyro", action="store_true")
+    p.add_argument("--units-one", action="store_true", help="add bayesgmm with units of one")
     p.add_argument("--doc-model", action="store_true", help="add the documented pm.Mixture")
     p.add_argument("--doc-draws", type=int, default=None)
     p.add_argument("--doc-tune", type=int, default=None)
@@ -307,6 +313,10 @@ def worker(args: argparse.Namespace) -> None:
     elif method == "pymc-doc":
         wall, draws, steps, note = run_doc_model(X, K, args)
     else:
+        if method == "bayesgmm-units1":  # the coordinates' units stay ones (the bench only)
+            import bayesgmm.inference.sampling as sampling
+
+            sampling.set_coordinate_units = lambda *_: {}
         sampler = method.split("[")[1].rstrip("]") if "[" in method else "auto"
         wall, draws, steps, note = run_bayesgmm(X, K, args, sampler)
     ess, rhat = diagnostics(align(draws, em.means))
@@ -337,6 +347,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> None:
     names = ["small", "large"] if args.workload == "both" else [args.workload]
     phases = [p for p in args.phases.split(",") if p]
     methods = ["bayesgmm", *(f"bayesgmm[{s}]" for s in args.samplers.split(",") if s)]
+    methods += ["bayesgmm-units1"] if args.units_one else []
     methods += [] if args.skip_numpyro else ["numpyro"]
     methods += ["pymc-doc"] if args.doc_model else []
     rows = []

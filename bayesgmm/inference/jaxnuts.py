@@ -315,7 +315,7 @@ def sample_numpyro(
     spec : GMMSpec
     init_points : sequence of dict
         One start per chain, keyed by the model's *value variable* names (unconstrained
-        scale, e.g. ``weights_simplex__``).
+        scale, e.g. ``weights_scaled_simplex__``).
     draws, tune : int
     target_accept : float
     random_seed : int

@@ -7,6 +7,13 @@ units. The likelihood marginalises the discrete assignments: for each point,
 ``log p(x) = logsumexp_k [log w_k + log N(x | mu_k, Sigma_k)]``, vectorised over
 points and components, registered as an observed variable so that the pointwise
 log-likelihood (and hence LOO) is available.
+
+The free variables' unconstrained coordinates (what a sampler moves in) are their usual
+transforms' (log sds, PyMC's simplex and Cholesky-correlation coordinates) divided by
+units held in ``pm.Data``: ones as built, and, once
+:func:`~bayesgmm.inference.coordinates.set_coordinate_units` has set them from the EM
+solution, such that every coordinate's posterior sd is about 0.01; see
+:mod:`bayesgmm.inference.coordinates` for why (NUTS took half the leapfrog steps).
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ from collections.abc import Sequence
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pymc.distributions import transforms
+from pymc.distributions.distribution import support_point
 
 from bayesgmm.core.families import CovarianceFamily, family
 from bayesgmm.core.priors import ResolvedPriors
 from bayesgmm.core.spec import GMMSpec, make_spec
 from bayesgmm.exceptions import ConfigError
+from bayesgmm.inference.coordinates import ScaledTransform, corr_coordinate_rows, unit_name
 
 __all__ = ["build_model", "component_logp_z", "constant_values"]
 
@@ -108,10 +118,60 @@ def _tril_inverse(chol, D: int):
     return pt.stack([pt.stack(row, axis=-1) for row in inv], axis=-2)
 
 
-def _sd_prior(name: str, rp: ResolvedPriors, scale, nu, dims):
+def _free(name: str, dist, params: dict, base, unit_shape, signature: str, index=None, **kwargs):
+    """The free variable ``name ~ dist(**params)``, its unconstrained coordinates those of
+    the transform ``base`` (the variable's usual one) in units held by ``pm.Data``
+    ``<name>_unit``.
+
+    The units are ones until :func:`~bayesgmm.inference.coordinates.set_coordinate_units`
+    sets them (see that module). The variable is a ``CustomDist`` with ``dist``'s own log
+    density, random draws and support point, whose last parameter is the units, so that
+    the (stateless) transform reads them from the variable's inputs. ``signature`` is
+    ``dist``'s; the units' core dims are appended here (those of ``index``, when given,
+    are the support's last: see :class:`~bayesgmm.inference.coordinates.ScaledTransform`).
+    """
+    unit = pm.Data(unit_name(name), np.ones(unit_shape))
+    keys = tuple(params)
+
+    def of(args, size=None):  # the distribution at the parameters (the units dropped)
+        return dist.dist(**dict(zip(keys, args[:-1], strict=True)), size=size)
+
+    transform = ScaledTransform(base, index)
+    ins, out = signature.split("->")
+    if not transform.ndim_supp:  # elementwise: one unit per value
+        unit_core = "()"
+    else:  # per coordinate, or (index) per entry of the support's last dim
+        unit_core = "(u)" if index is None else f"({out.strip('()').split(',')[-1]})"
+    return pm.CustomDist(
+        name,
+        *params.values(),
+        unit,
+        logp=lambda value, *args: pm.logp(of(args), value),
+        random=lambda *args, rng=None, size=None: pm.draw(of(args, size), random_seed=rng),
+        support_point=lambda rv, size, *args: support_point(of(args, size)),
+        signature=f"{ins},{unit_core}->{out}",
+        default_transform=None,
+        transform=transform,
+        **kwargs,
+    )
+
+
+class _LKJCorr:
+    """``pm.LKJCorr`` of a fixed dimension (its log density needs ``n`` as a constant)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def dist(self, eta, size=None):
+        return pm.LKJCorr.dist(n=self.n, eta=eta, size=size)
+
+
+def _sd_prior(name: str, rp: ResolvedPriors, scale, nu, dims, shape):
     if rp.sds_dist == "HalfNormal":
-        return pm.HalfNormal(name, sigma=scale, dims=dims)
-    return pm.HalfStudentT(name, nu=nu, sigma=scale, dims=dims)
+        params, dist, sig = {"sigma": scale}, pm.HalfNormal, "()->()"
+    else:
+        params, dist, sig = {"nu": nu, "sigma": scale}, pm.HalfStudentT, "(),()->()"
+    return _free(name, dist, params, transforms.log, shape, sig, dims=dims)
 
 
 # pm.Data holding the data-dependent constants of the model (see build_model)
@@ -168,13 +228,24 @@ def _covariance(model: pm.Model, spec: GMMSpec, c: dict, means_z):
     K, D = spec.n_components, spec.n_features
     loc, scale = c["loc"], c["scale"]
     sd_scale, nu = c["sds_sigma_z"], c["sds_nu"]
-    sds_z = _sd_prior("sds_z", rp, sd_scale[0] if fam.isotropic else sd_scale, nu, fam.sd_dims)
+    sd_shape = tuple({"component": K, "feature": D}[d] for d in fam.sd_dims)
+    sd_scale = sd_scale[0] if fam.isotropic else sd_scale
+    sds_z = _sd_prior("sds_z", rp, sd_scale, nu, fam.sd_dims, sd_shape)
     comp_feature = ("component", "feature")
     if fam.correlated:
         column = sds_z[:, :, None] if fam.per_component else sds_z[:, None]
         if spec.has_corr:
             shape = (K, D, D) if fam.per_component else (D, D)
-            chol_corr = pm.LKJCorr("chol_corr", n=D, eta=c["corr_eta"], shape=shape)
+            chol_corr = _free(
+                "chol_corr",
+                _LKJCorr(D),
+                {"eta": c["corr_eta"]},
+                transforms.CholeskyCorrTransform(n=D, upper=False),  # LKJCorr's own
+                shape[:-1],  # one unit per row of the factor
+                "()->(d,d)",
+                index=corr_coordinate_rows(D),
+                shape=shape,
+            )
             model.named_vars_to_dims["chol_corr"] = (*fam.corr_dims, "feature", "feature_bis")
             cov_param = column * chol_corr
         else:
@@ -234,10 +305,14 @@ def build_model(
     -------
     pm.Model
         Free variables ``weights`` (component), ``means_z`` (component, feature) and, by
-        family, ``sds_z`` / ``chol_corr``; deterministics in the data's units ``means``,
-        ``sds``, ``covariance`` (component, feature, feature_bis) and, for full/tied,
-        ``correlation``; observed ``x`` holding ``pm.Data("data")`` (obs, feature), or a
-        minibatch of it when ``batch_size`` is given.
+        family, ``sds_z`` / ``chol_corr``, their value variables ``weights_scaled_simplex__``,
+        ``means_z_scaled__``, ``sds_z_scaled_log__``, ``chol_corr_scaled_cholesky_corr__``
+        in the units of ``pm.Data`` ``<variable>_unit`` (ones; see
+        :func:`~bayesgmm.inference.coordinates.set_coordinate_units`); deterministics in
+        the data's units ``means``, ``sds``, ``covariance`` (component, feature,
+        feature_bis) and, for full/tied, ``correlation``; observed ``x`` holding
+        ``pm.Data("data")`` (obs, feature), or a minibatch of it when ``batch_size`` is
+        given.
 
     Examples
     --------
@@ -247,6 +322,8 @@ def build_model(
     ['chol_corr', 'means_z', 'sds_z', 'weights']
     >>> model.named_vars_to_dims["means"]
     ('component', 'feature')
+    >>> model.rvs_to_values[model["sds_z"]].name
+    'sds_z_scaled_log__'
     """
     if spec is None:
         if n_components is None:
@@ -265,10 +342,15 @@ def build_model(
         c = _constant_data(spec)
         loc, scale = c["loc"], c["scale"]
         log_scale_sum = pt.sum(pt.log(scale))
-        weights = pm.Dirichlet("weights", a=c["weights_a"], dims="component")
-        means_z = pm.Normal(
-            "means_z", mu=c["means_mu_z"], sigma=c["means_sigma_z"], dims=("component", "feature")
-        )
+        # every free variable's unconstrained coordinates come in units that
+        # set_coordinate_units sets from the EM solution (bayesgmm.inference.coordinates)
+        K, D = spec.n_components, spec.n_features
+        a = {"a": c["weights_a"]}
+        weights = _free("weights", pm.Dirichlet, a, transforms.simplex, (K - 1,), "(k)->(k)",
+                        dims="component")  # fmt: skip
+        params = {"mu": c["means_mu_z"], "sigma": c["means_sigma_z"]}
+        means_z = _free("means_z", pm.Normal, params, None, (K, D), "(),()->()",
+                        dims=("component", "feature"))  # fmt: skip
         cov_param = _covariance(model, spec, c, means_z)
         core_ndim = (1, 2, cov_param.ndim)
         observed = {"observed": X_data, "dims": ("obs", "feature")}

@@ -1,8 +1,11 @@
 """NUTS sampling started from the EM solution.
 
-Every chain starts at the EM MAP solution, jittered per chain by a small Gaussian on
-the *unconstrained* scale (log sds, simplex-transformed weights, ...), and the start
-reaches the sampler for each backend: ``numpyro`` runs through :mod:`bayesgmm.inference.jaxnuts`
+First the sampler's coordinates are set from the EM solution
+(:func:`~bayesgmm.inference.coordinates.set_coordinate_units`: every unconstrained
+coordinate in units of its standard error, for every backend). Every chain starts at the
+EM MAP solution, jittered per chain by a small Gaussian in those coordinates (log sds,
+simplex-transformed weights, ..., over their units), and the start reaches the sampler
+for each backend: ``numpyro`` runs through :mod:`bayesgmm.inference.jaxnuts`
 (NumPyro's NUTS on PyMC's log density, started at the per-chain unconstrained points,
 with one compiled sampler reused for every model of the same structure); ``pymc`` and
 ``blackjax`` take per-chain ``initvals`` in ``pm.sample`` without PyMC's own
@@ -25,6 +28,7 @@ from bayesgmm._logging import logger
 from bayesgmm.core.config import DENSE_MAX_PARAMETERS, SamplerConfig
 from bayesgmm.core.predict import draw_log_densities
 from bayesgmm.core.spec import GMMSpec
+from bayesgmm.inference.coordinates import set_coordinate_units
 from bayesgmm.inference.starts import em_start, jittered_starts, jittered_unconstrained_starts
 
 __all__ = ["dense_mass", "pointwise_log_likelihood", "sample_posterior"]
@@ -75,9 +79,15 @@ def sample_posterior(
     (plus ``constant_data``), with dims ``chain``, ``draw``, ``component``, ``feature``,
     ``feature_bis`` and ``obs``. With ``config.target_ess`` set, ``enough`` (a check of
     the draws so far) decides whether the ``numpyro`` backend draws another round.
+
+    Sets ``model``'s coordinate units from ``em`` first
+    (:func:`~bayesgmm.inference.coordinates.set_coordinate_units`), so the jitter
+    ``config.jitter`` is in units of :data:`~bayesgmm.inference.coordinates.POSTERIOR_SD`
+    standard errors.
     """
     sampler = config.resolved_sampler()
     rng = np.random.default_rng(config.random_seed)
+    set_coordinate_units(model, spec, em)  # before the starts are mapped to its coordinates
     start = em_start(em, spec)
     if sampler == "numpyro":
         from bayesgmm.inference.jaxnuts import sample_numpyro

@@ -69,7 +69,8 @@ def jittered_unconstrained_starts(
 ) -> list[dict[str, np.ndarray]]:
     """As :func:`jittered_starts`, keyed by value-variable name on the unconstrained scale.
 
-    (``weights_simplex__``, ``sds_z_log__``, ...: what a sampler's state holds.)
+    (``weights_scaled_simplex__``, ``sds_z_scaled_log__``, ...: what a sampler's state
+    holds, in the units :func:`~bayesgmm.inference.coordinates.set_coordinate_units` set.)
     """
     unconstrained = {}
     for rv in model.free_RVs:

@@ -96,3 +96,29 @@ def test_pymc_chains_are_not_forked_once_jax_is_loaded(monkeypatch):
     monkeypatch.delitem(sys.modules, "jax")
     assert _pymc_cores(2) == 2
     assert _pymc_cores(1) == 1
+
+
+def test_a_fits_sampler_coordinates_have_posterior_sds_near_posterior_sd(separated):
+    """sample_posterior sets the coordinates' units: in them, every coordinate's posterior
+    sd (within each chain, so labels cannot mix) is of order POSTERIOR_SD."""
+    pytest.importorskip("numpyro")
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayesgmm.inference.coordinates import POSTERIOR_SD, unit_name
+
+    X, spec, em, _ = separated
+    model = build_model(X, spec=spec)  # its own: the units are set by the fit
+    cfg = SamplerConfig(
+        draws=300, tune=300, chains=2, nuts_sampler="numpyro", random_seed=1, progressbar=False
+    )
+    post = sample_posterior(model, spec, em, cfg)["posterior"]
+    assert not np.allclose(model[unit_name("means_z")].get_value(), 1.0)
+    for rv in model.free_RVs:
+        draws = post[rv.name].values  # (chain, draw, ...)
+        x = pt.tensor(shape=(None, *draws.shape[2:]), dtype="float64")
+        forward = model.rvs_to_transforms[rv].forward(x, *rv.owner.inputs)
+        coords = pytensor.function([x], forward)(draws.reshape(-1, *draws.shape[2:]))
+        coords = coords.reshape(*draws.shape[:2], -1)  # (chain, draw, coordinate)
+        ratio = coords.std(axis=1).mean(axis=0) / POSTERIOR_SD
+        assert np.all((ratio > 0.2) & (ratio < 5.0)), (rv.name, ratio)
