@@ -163,9 +163,12 @@ def check_consistent(path: Path, state: FitState) -> None:
             problems.append(
                 "the posterior's feature coordinates differ from the spec's feature_names"
             )
+        # the permutations are the sampled chains' (a stacked posterior keeps those in
+        # posterior_chains: bayesgmm.analysis.modes.stack_modes)
+        sampled = idata["posterior_chains"].sizes if "posterior_chains" in idata.children else sizes
         if relabel_info is not None and relabel_info.permutations.shape != (
-            sizes.get("chain"),
-            sizes.get("draw"),
+            sampled.get("chain"),
+            sampled.get("draw"),
             K,
         ):
             problems.append("the relabelling permutations do not match the posterior's shape")

@@ -185,3 +185,26 @@ def test_score_samples_intervals_are_94_percent_hdis_unless_eti_is_asked(faithfu
     flat = per_draw.reshape(C * S, -1)
     np.testing.assert_allclose(lo, np.quantile(flat, 0.05, axis=0), rtol=0, atol=1e-9)
     np.testing.assert_allclose(hi, np.quantile(flat, 0.95, axis=0), rtol=0, atol=1e-9)
+
+
+def test_a_stacked_posterior_passes_the_saved_models_consistency_check(faithful_fit):
+    # after stack_modes the posterior is one pooled chain, and the relabelling
+    # permutations stay those of the sampled chains (kept in posterior_chains)
+    import dataclasses
+
+    import xarray as xr
+
+    from bayesgmm.estimator.state import check_consistent
+    from bayesgmm.exceptions import SavedModelError
+
+    state = faithful_fit.__dict__["_state"]
+    idata = state.idata.copy()
+    ds = idata["posterior"].to_dataset()
+    pooled = ds.isel(chain=[0], draw=slice(0, 101)).assign_coords(chain=[0])
+    idata["posterior_chains"] = ds
+    idata["posterior"] = pooled
+    check_consistent("m", dataclasses.replace(state, idata=idata))  # no error
+    del idata["posterior_chains"]
+    with pytest.raises(SavedModelError, match="permutations"):
+        check_consistent("m", dataclasses.replace(state, idata=idata))
+    assert isinstance(idata, xr.DataTree)
