@@ -190,11 +190,12 @@ def _kl_cost(means: np.ndarray, covs: np.ndarray, ref: Mapping[str, np.ndarray])
     ref_chol = np.linalg.cholesky(ref["covariances"])  # (K, D, D)
     ref_chol_inv = np.swapaxes(family("full").prec_chol(ref_chol), -1, -2)  # L_k^{-1} = U_k^T
     ref_logdet = 2.0 * np.log(np.diagonal(ref_chol, axis1=-2, axis2=-1)).sum(-1)  # (K,)
-    _, draw_logdet = np.linalg.slogdet(covs)  # (S, K)
-    # tr(Sigma_k^{-1} Sigma_j) = ||L_k^{-1} C_j||_F^2 with C_j the draw's Cholesky factor
-    draw_chol = np.linalg.cholesky(covs)  # (S, K, D, D)
-    white = np.einsum("kab,sjbc->sjkac", ref_chol_inv, draw_chol)
-    trace = np.sum(white**2, axis=(-2, -1))  # (S, j, k)
+    sign, draw_logdet = np.linalg.slogdet(covs)  # (S, K)
+    # a draw's covariance can be numerically singular (D = 50 from 60 points): its log
+    # determinant is the same for every k, so it cannot change the assignment; 0 there
+    draw_logdet = np.where((sign > 0) & np.isfinite(draw_logdet), draw_logdet, 0.0)
+    # tr(Sigma_k^{-1} Sigma_j) = tr(L_k^{-1} Sigma_j L_k^{-T}) (no factor of the draw's)
+    trace = np.einsum("kab,sjbc,kac->sjk", ref_chol_inv, covs, ref_chol_inv, optimize=True)
     diff = means[:, :, None, :] - ref["means"][None, None, :, :]  # (S, j, k, D)
     maha = np.sum(np.einsum("kab,sjkb->sjka", ref_chol_inv, diff) ** 2, axis=-1)
     return 0.5 * (trace + maha - D + ref_logdet[None, None, :] - draw_logdet[:, :, None])

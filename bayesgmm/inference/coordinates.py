@@ -208,8 +208,14 @@ def set_coordinate_units(model: pm.Model, spec: GMMSpec, em) -> dict[str, np.nda
     scale (:func:`bayesgmm.inference.starts.jittered_unconstrained_starts`): they are
     then in these coordinates, and a per-chain jitter of ``j`` is ``j / POSTERIOR_SD``
     standard errors (5 for the default 0.05).
+
+    With no more points than unconstrained parameters (e.g. D = 50 from 60 points) the
+    large-sample standard errors mean nothing: the units stay ones and ``{}`` is returned
+    (measured: with them, that fit's covariance draws were not positive definite).
     """
     n_obs = int(np.shape(model["data"].get_value(borrow=True))[0])
+    if n_obs <= em.n_parameters():  # no large-sample standard errors: units stay ones
+        return {}
     errors = standard_errors(spec, em, em_start(em, spec), n_obs)
     units = {}
     for rv in model.free_RVs:

@@ -397,3 +397,30 @@ def test_draw_log_likelihood_equals_xarrays_sum():
         want = tree["log_likelihood"]["x"].sum("obs").transpose("chain", "draw").values
         np.testing.assert_array_equal(draw_log_likelihood(tree), want)
     assert draw_log_likelihood(xr.DataTree.from_dict({"posterior": xr.Dataset()})) is None
+
+
+def test_kl_cost_matches_the_gaussian_kl_and_tolerates_a_singular_draw():
+    from bayesgmm.core.relabel import _assign, _kl_cost
+
+    rng = np.random.default_rng(0)
+    K, D = 3, 4
+    A = rng.normal(size=(K, D, D))
+    ref = {"means": rng.normal(size=(K, D)), "covariances": A @ np.swapaxes(A, 1, 2) + np.eye(D)}
+    B = rng.normal(size=(2, K, D, D))
+    covs = B @ np.swapaxes(B, -1, -2) + 0.5 * np.eye(D)
+    means = rng.normal(size=(2, K, D))
+    cost = _kl_cost(means, covs, ref)
+    for j in range(K):
+        for k in range(K):
+            P = np.linalg.inv(ref["covariances"][k])
+            d = means[0, j] - ref["means"][k]
+            kl = 0.5 * (
+                np.trace(P @ covs[0, j]) + d @ P @ d - D
+                + np.linalg.slogdet(ref["covariances"][k])[1] - np.linalg.slogdet(covs[0, j])[1]
+            )  # fmt: skip
+            assert cost[0, j, k] == pytest.approx(kl, rel=1e-10)
+    # a rank-one covariance (numerically singular) is assigned, not an error
+    v = rng.normal(size=D)
+    covs[1, 0] = np.outer(v, v)
+    perm = _assign(_kl_cost(means, covs, ref))
+    assert np.isfinite(_kl_cost(means, covs, ref)).all() and sorted(perm[1]) == [0, 1, 2]

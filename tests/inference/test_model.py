@@ -342,3 +342,18 @@ def test_standard_errors_have_the_coordinates_shapes_for_every_family(covariance
         counts = em.weights / em.weights.sum() * len(X) + spec.priors.weights_a
         expected = np.sqrt(np.sum(1.0 / counts) / 4.0) / POSTERIOR_SD
         np.testing.assert_allclose(units["weights"], [expected], rtol=1e-12)
+
+
+def test_units_stay_ones_with_more_parameters_than_points():
+    from bayesgmm import fit_em
+    from bayesgmm.inference.coordinates import set_coordinate_units, unit_name
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(12, 5)), rng.normal(size=(12, 5)) + 4.0]  # 41 parameters
+    X, spec = make_spec(X, 2, covariance_type="full")
+    em = fit_em(X, 2, random_seed=0)
+    model = build_model(X, spec=spec)
+    assert em.n_parameters() > len(X)
+    assert set_coordinate_units(model, spec, em) == {}
+    for rv in model.free_RVs:
+        np.testing.assert_array_equal(model[unit_name(rv.name)].get_value(), 1.0)
