@@ -80,6 +80,13 @@ def iris_fit():
     return _small_fit(X, 3, seed=5)
 
 
+def two_blobs(n_features: int, seed: int, n: int = 60) -> np.ndarray:
+    """``n`` standard normal points, the first half shifted by 5 in every feature."""
+    X = np.random.default_rng(seed).normal(size=(n, n_features))
+    X[: n // 2] += 5.0
+    return X
+
+
 def check_objective_trace(fit) -> bool:
     """Assert that an EM run's objective never decreased (to 1e-9 relative); False, and
     nothing checked, for a run that reseeded a component (its trace restarts)."""

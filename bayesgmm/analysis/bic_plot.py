@@ -15,7 +15,7 @@ import pandas as pd
 
 from bayesgmm.exceptions import ConfigError
 
-__all__ = ["plot_bic"]
+__all__ = ["mclust_sign", "plot_bic"]
 
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "p", "h", "d", "8")
 # matplotlib's tab10, then four more: 14 distinct colours, one per mclust model
@@ -26,7 +26,9 @@ _COLOURS = (
 _NEEDED = ("covariance_type", "K", "status")
 
 
-def _mclust_sign(table: pd.DataFrame) -> float:
+def mclust_sign(table: pd.DataFrame) -> float:
+    """1 when ``table`` (from :func:`~bayesgmm.core.bic.bic_table`) is in mclust's sign
+    convention (higher is better; also when unmarked), -1 in scikit-learn's."""
     convention = table.attrs.get("convention", "mclust")
     if convention not in ("mclust", "sklearn"):
         raise ConfigError(
@@ -78,7 +80,7 @@ def plot_bic(
         raise ConfigError(f"plot_bic needs a bic_table; the table has no column(s) {missing}.")
     if table.empty:
         raise ConfigError("plot_bic: the table is empty.")
-    sign = _mclust_sign(table)
+    sign = mclust_sign(table)
     name_col = "mclust" if "mclust" in table.columns else "covariance_type"
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.5, 5.0))

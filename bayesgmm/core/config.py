@@ -27,6 +27,7 @@ from bayesgmm.core.checks import (
     real,
     violations,
 )
+from bayesgmm.core.em_init import INIT_METHODS
 from bayesgmm.exceptions import ConfigError
 
 __all__ = [
@@ -316,7 +317,7 @@ class ADVIConfig(_Settings):
 #: The EM start's settings in ``BayesianGMM(em={...})`` and specs, with what they may be.
 EM_SETTINGS: dict[str, Constraint] = {
     "n_init": integer(1),
-    "init": choice(("k-means++", "k-means++-scaled", "random")),
+    "init": choice(INIT_METHODS),
     "max_iter": integer(1),
     "tol": real(0, lo_open=True),
 }

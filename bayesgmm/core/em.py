@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 
 from bayesgmm.core.checks import Constraint, check_settings, choice, integer, real
 from bayesgmm.core.data import check_data
-from bayesgmm.core.em_init import check_start, kmeans_pp_resp
+from bayesgmm.core.em_init import INIT_METHODS, check_start, kmeans_pp_resp
 from bayesgmm.core.em_prior import EMPrior, PriorTerms
 from bayesgmm.core.em_result import EMResult
 from bayesgmm.core.engine import Kernel, design, mixture_pass
@@ -37,7 +37,6 @@ from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitEr
 
 __all__ = ["INIT_METHODS", "EMPrior", "EMResult", "fit_em"]
 
-INIT_METHODS: tuple[str, ...] = ("k-means++", "k-means++-scaled", "random")
 _WEIGHT_FLOOR = 1e-10  # smallest mixture weight EM returns (see EMPrior, alpha < 1)
 _MIN_NK_FRACTION = 1e-10  # MLE: a component with N_k < this * n has died
 _COLLAPSE_RTOL = 1e-12  # MLE: scatter variance below this * min column variance = collapsed

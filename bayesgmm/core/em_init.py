@@ -8,7 +8,10 @@ import numpy as np
 
 from bayesgmm.exceptions import ConfigError
 
-__all__ = ["check_start", "kmeans_pp_resp"]
+__all__ = ["INIT_METHODS", "check_start", "kmeans_pp_resp"]
+
+#: fit_em's ``init`` (and the ``init`` EM setting of BayesianGMM and specs).
+INIT_METHODS: tuple[str, ...] = ("k-means++", "k-means++-scaled", "random")
 
 
 def kmeans_pp_resp(X: np.ndarray, K: int, rng: np.random.Generator) -> np.ndarray:

@@ -200,23 +200,30 @@ def standard_errors(spec: GMMSpec, em, start: Mapping[str, np.ndarray], n_obs: i
     return out
 
 
-def set_coordinate_units(model: pm.Model, spec: GMMSpec, em) -> dict[str, np.ndarray]:
+def set_coordinate_units(
+    model: pm.Model, spec: GMMSpec, em, start: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """Set the model's coordinate units from the EM solution; returns them by variable.
 
     Each unit is the coordinate's :func:`standard_errors` divided by
     :data:`POSTERIOR_SD`. Call it before the starts are mapped to the unconstrained
     scale (:func:`bayesgmm.inference.starts.jittered_unconstrained_starts`): they are
     then in these coordinates, and a per-chain jitter of ``j`` is ``j / POSTERIOR_SD``
-    standard errors (5 for the default 0.05).
+    standard errors (5 for the default 0.05). ``start`` is ``em_start(em, spec)`` when
+    the caller has it already.
 
     With no more points than unconstrained parameters (e.g. D = 50 from 60 points) the
     large-sample standard errors mean nothing: the units stay ones and ``{}`` is returned
     (measured: with them, that fit's covariance draws were not positive definite).
     """
     n_obs = int(np.shape(model["data"].get_value(borrow=True))[0])
-    if n_obs <= em.n_parameters():  # no large-sample standard errors: units stay ones
+    if n_obs <= em.n_parameters():  # no large-sample standard errors: units of one
+        for rv in model.free_RVs:
+            unit = model[unit_name(rv.name)]
+            unit.set_value(np.ones_like(unit.get_value()))
         return {}
-    errors = standard_errors(spec, em, em_start(em, spec), n_obs)
+    start = em_start(em, spec) if start is None else start
+    errors = standard_errors(spec, em, start, n_obs)
     units = {}
     for rv in model.free_RVs:
         unit = np.asarray(errors[rv.name], dtype=float) / POSTERIOR_SD

@@ -87,8 +87,8 @@ def sample_posterior(
     """
     sampler = config.resolved_sampler()
     rng = np.random.default_rng(config.random_seed)
-    set_coordinate_units(model, spec, em)  # before the starts are mapped to its coordinates
     start = em_start(em, spec)
+    set_coordinate_units(model, spec, em, start)  # before the starts are mapped to them
     if sampler == "numpyro":
         from bayesgmm.inference.jaxnuts import sample_numpyro
 

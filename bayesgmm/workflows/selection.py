@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from bayesgmm.analysis.bic_plot import mclust_sign
 from bayesgmm.analysis.diagnostics import diagnose
 from bayesgmm.core.bic import best_bic
 from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
@@ -293,12 +294,7 @@ def plot_selection(
 
 def _plot_bic_panel(ax: Any, bic: pd.DataFrame, criterion: str) -> None:
     """The BIC panel of :func:`plot_selection`, in the table's sign convention."""
-    convention = bic.attrs.get("convention", "mclust")
-    if convention not in ("mclust", "sklearn"):
-        raise ConfigError(
-            f"bic.attrs['convention'] must be 'mclust' or 'sklearn'; got {convention!r}."
-        )
-    higher = convention == "mclust"
+    higher = mclust_sign(bic) > 0
     for i, (ct, rows) in enumerate(bic.groupby("covariance_type", sort=False)):
         ax.plot(rows["K"], rows[criterion], "o-", color=f"C{i}", label=ct)
     usable = (bic["status"] == "ok") & bic[criterion].notna()

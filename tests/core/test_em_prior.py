@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import two_blobs
 
 from bayesgmm.core.em import fit_em
 from bayesgmm.core.em_prior import EMPrior
@@ -21,10 +22,7 @@ W, M = np.array([0.4, 0.6]), np.array([[0.0, 0.0], [3.0, 1.0]])
 
 @pytest.fixture(scope="module")
 def data() -> np.ndarray:
-    rng = np.random.default_rng(11)
-    X = rng.normal(size=(60, D))
-    X[:30] += 5.0
-    return X
+    return two_blobs(D, seed=11)
 
 
 @pytest.fixture(scope="module")

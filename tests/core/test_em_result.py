@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import two_blobs
 
 from bayesgmm.core.em import fit_em
 from bayesgmm.core.em_result import EMResult
@@ -31,10 +32,7 @@ def documented_layouts() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def data() -> np.ndarray:
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(60, D))
-    X[:30] += 5.0
-    return X
+    return two_blobs(D, seed=7)
 
 
 def test_the_docstring_gives_every_family_a_layout():
