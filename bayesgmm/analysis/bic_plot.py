@@ -15,7 +15,7 @@ import pandas as pd
 
 from bayesgmm.exceptions import ConfigError
 
-__all__ = ["mclust_sign", "plot_bic"]
+__all__ = ["family_style", "mclust_sign", "plot_bic"]
 
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "p", "h", "d", "8")
 # matplotlib's tab10, then four more: 14 distinct colours, one per mclust model
@@ -24,6 +24,12 @@ _COLOURS = (
     "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#b8860b", "#000080", "#9acd32",
 )  # fmt: skip
 _NEEDED = ("covariance_type", "K", "status")
+
+
+def family_style(i: int) -> dict[str, str]:
+    """Marker and colour of the ``i``-th family's line: 14 distinct pairs (mclust's
+    models), shared by every plot that draws one line per family."""
+    return {"marker": _MARKERS[i % len(_MARKERS)], "color": _COLOURS[i % len(_COLOURS)]}
 
 
 def mclust_sign(table: pd.DataFrame) -> float:
@@ -92,10 +98,7 @@ def plot_bic(
         rows = rows.sort_values("K")
         value = np.where(ok[rows.index], sign * rows[criterion].to_numpy(float), np.nan)
         label = str(rows[name_col].iloc[0])
-        ax.plot(
-            rows["K"], value, marker=_MARKERS[i % len(_MARKERS)], color=_COLOURS[i % len(_COLOURS)],
-            label=label, linewidth=1.3, markersize=5,
-        )  # fmt: skip
+        ax.plot(rows["K"], value, label=label, linewidth=1.3, markersize=5, **family_style(i))
         j = np.nanargmax(value) if np.isfinite(value).any() else None
         if j is not None and (best is None or value[j] > best[0]):
             best = (value[j], int(rows["K"].iloc[j]), label)

@@ -171,9 +171,11 @@ def html_page(
     not_drawn = not_drawn or {}
     esc = html.escape
     post = g.idata_["posterior"]
+    fam = g.spec_.family
     facts = [
-        f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}', "
-        f"features {g.feature_names_in_}, {assign.shape[0]} points.",
+        f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}' "
+        f"(mclust {fam.mclust}: {fam.description}), features {g.feature_names_in_}, "
+        f"{assign.shape[0]} points.",
         *_how(g, post.sizes["chain"], post.sizes["draw"]),
         "Component labels: relabelled to the EM solution's labelling (posterior_raw holds "
         "the raw draws).",

@@ -121,7 +121,7 @@ def _out_arg(p: argparse.ArgumentParser, name: str, extra: str = "") -> None:
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
-    from bayesgmm.core.families import COVARIANCE_TYPES
+    from bayesgmm.core.families import EM_COVARIANCE_TYPES
 
     p.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     p.add_argument(
@@ -137,7 +137,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--covariance",
         default="full",
-        choices=COVARIANCE_TYPES,
+        choices=EM_COVARIANCE_TYPES,
         help="covariance family (default full)",
     )
     p.add_argument(

@@ -44,7 +44,7 @@ import pandas as pd
 
 from bayesgmm.core.checks import Constraint, choice, integer, is_int
 from bayesgmm.core.config import EM_SETTINGS, SamplerConfig
-from bayesgmm.core.families import COVARIANCE_TYPES
+from bayesgmm.core.families import EM_COVARIANCE_TYPES
 from bayesgmm.core.priors import default_priors
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -90,7 +90,7 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
         "components": Constraint(
             _is_components, "an integer >= 1, or a list of distinct integers >= 1 (Ks to compare)"
         ),
-        "covariance": choice(COVARIANCE_TYPES),
+        "covariance": choice(EM_COVARIANCE_TYPES),
     },
     "em": EM_SETTINGS,
 }

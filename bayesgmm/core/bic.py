@@ -34,7 +34,7 @@ from bayesgmm.core.families import (
 )
 from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DataError, DegenerateFitError
 
-__all__ = ["N_INIT", "best_bic", "bic_table", "degeneracy_reason"]
+__all__ = ["N_INIT", "best_bic", "bic_table", "degeneracy_reason", "sweep_families"]
 
 _VAR_RTOL = 1e-6  # smallest eigenvalue of a standardised component covariance
 #: Default EM starts per (family, K) of :func:`bic_table` (see its Notes for the measurement).
@@ -158,8 +158,15 @@ def _degeneracy(fit: EMResult, X: np.ndarray, h: np.ndarray, var_rtol: float) ->
     return "; ".join(reasons) or None
 
 
-def _families(covariance_types: Sequence[str] | str, n_features: int) -> list[str]:
-    """The family names to sweep: ``"mclust"`` is mclust's fourteen (E and V in 1-D)."""
+def sweep_families(covariance_types: Sequence[str] | str, n_features: int) -> list[str]:
+    """The family names to sweep (checked): ``"mclust"`` is mclust's fourteen (E and V in
+    1-D); a name, or a list of distinct families.
+
+    Examples
+    --------
+    >>> sweep_families("mclust", 1)
+    ['E', 'V']
+    """
     if isinstance(covariance_types, str):
         if covariance_types == "mclust":
             return list(UNIVARIATE_MODELS if n_features == 1 else MCLUST_MODELS)
@@ -324,7 +331,7 @@ def bic_table(
     """
     X, names = check_data(X)
     ks = check_k_range(k_range)
-    cts = _families(covariance_types, X.shape[1])
+    cts = sweep_families(covariance_types, X.shape[1])
     if prior not in (None, "default"):
         raise ConfigError(f"prior must be None (maximum likelihood) or 'default'; got {prior!r}.")
     if not integer(1)(n_init):

@@ -77,8 +77,10 @@ class EigenFamily(_MatrixFamily):
         Defined for one feature only.
     """
 
-    #: No model parameterisation yet: the Bayesian model refuses these families.
-    bayesian = False
+    #: The Bayesian model parameterises the family by volume, shape and orientation
+    #: (:mod:`bayesgmm.inference.eigen_model`; start values and standard errors in
+    #: :mod:`bayesgmm.core.eigen_params`).
+    parameterisation = "eigen"
 
     def __init__(self, name: str, structure: str | None = None, *, univariate=False) -> None:
         structure = name if structure is None else structure
@@ -94,19 +96,55 @@ class EigenFamily(_MatrixFamily):
         # a shared family is its varying twin on the pooled scatter (one "component")
         self._solve = _ALGORITHMS[structure if self.per_component else structure.replace("E", "V")]
 
-    # -- no model parameterisation (read by bayesgmm.inference.model) ----------------- #
-    def _no_model(self):
-        from bayesgmm.core.families import COVARIANCE_TYPES, family
+    # -- model parameterisation (read by bayesgmm.inference.eigen_model) --------------- #
+    @property
+    def form(self) -> str:
+        """How the unit-determinant part ``C_k`` is parameterised: ``'diagonal'``
+        (orientation I), ``'lkj'`` (shape and orientation alike, E or V: an LKJ
+        correlation) or ``'rotation'`` (Cayley coordinates); see
+        :mod:`bayesgmm.core.eigen_params`."""
+        if self.orientation == "I":
+            return "diagonal"
+        return "lkj" if self.shape == self.orientation else "rotation"
 
-        supported = ", ".join(f"{n!r} ({family(n).mclust})" for n in COVARIANCE_TYPES)
-        raise ConfigError(
-            f"covariance_type {self.name!r} is available in EM (fit_em, bic_table) only for "
-            f"now; the Bayesian model (BayesianGMM, build_model) supports {supported}."
-        )
+    @property
+    def isotropic(self) -> bool:
+        """The internal standardisation uses one scale for every feature: the family is
+        not closed under rescaling the features separately (EII, EVE, VVE, EEV, VEV; E,
+        V), so standardising per feature would change the model."""
+        return self.structure in ("EII", "VII", "EVE", "VVE", "EEV", "VEV")
 
-    isotropic = property(_no_model, doc="None yet: a ConfigError (see :attr:`bayesian`).")
-    correlated = property(_no_model, doc="None yet: a ConfigError (see :attr:`bayesian`).")
-    sd_dims = property(_no_model, doc="None yet: a ConfigError (see :attr:`bayesian`).")
+    @property
+    def correlated(self) -> bool:
+        """Covariances with off-diagonal terms (an orientation other than I)."""
+        return self.orientation != "I"
+
+    @property
+    def lkj(self) -> bool:
+        """The model has an LKJ correlation (``chol_corr``): the ``'lkj'`` form."""
+        return self.form == "lkj"
+
+    @property
+    def kernel(self):
+        """The record whose likelihood the model's covariance argument takes: ``full``
+        (Cholesky factors), ``diag`` (sds) or ``spherical`` (one sd per component)."""
+        from bayesgmm.core.families import family
+
+        if self.orientation != "I":
+            return family("full")
+        return family("spherical" if self.shape == "I" else "diag")
+
+    @property
+    def sd_dims(self) -> tuple[str, ...]:
+        """Dims of the ``sds`` deterministic (every feature of every component)."""
+        return ("component", "feature")
+
+    @property
+    def corr_dims(self) -> tuple[str, ...] | None:
+        """Leading dims of the LKJ correlation (``()`` shared, None: none)."""
+        if not self.lkj:
+            return None
+        return ("component",) if self.orientation == "V" else ()
 
     # -- layout ------------------------------------------------------------------------ #
     def n_parameters(self, n_components: int, n_features: int) -> int:

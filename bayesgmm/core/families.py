@@ -10,8 +10,9 @@ the name, so a new family is a new record.
 
 The families are mclust's, ``Sigma_k = lambda_k D_k A_k D_k^T`` (volume, shape,
 orientation, each equal across components (E), varying (V) or the identity (I); see
-:mod:`bayesgmm.core.eigen_families`). Four have scikit-learn's names and a Bayesian model;
-their mclust names are aliases of the same records (a fit reports the first name):
+:mod:`bayesgmm.core.eigen_families`). Every one has EM and a Bayesian model. Four have
+scikit-learn's names; their mclust names are aliases of the same records (a fit reports
+the first name):
 
 =============== ===== ============ =====================================================
 name            alias layout (K    the Bayesian model's parameters (standardised scale)
@@ -22,12 +23,14 @@ full            VVV   (K, D, D)    sds (K, D); LKJ correlation per component
 tied            EEE   (D, D)       sds (D,); one LKJ correlation shared by all
 diag            VVI   (K, D)       sds (K, D)
 spherical       VII   (K,)         sds (K,): one per component, equal over features
-EII, EEI              (D, D)       none yet: EM only (``bayesian = False``)
-VEI, EVI, VEE,        (K, D, D)    none yet: EM only
-EVE, VVE, EEV,
-VEV, EVV
-E, V                  (D, D),      none yet: mclust's univariate models (one feature;
-                      (K, D, D)    EII and VII there)
+EII, EEI              (D, D)       volume ``volume_z`` (the geometric-mean sd), log shape
+VEI, EVI, VEE,        (K, D, D)    ``shape_z`` (Helmert coordinates), and for VEE, EVV an
+EVE, VVE, EEV,                     LKJ ``chol_corr``, for EVE, VVE, EEV, VEV a rotation
+VEV, EVV                           ``orientation_z`` (Cayley coordinates); shared or per
+                                   component as the letters say
+                                   (:mod:`bayesgmm.inference.eigen_model`)
+E, V                  (D, D),      mclust's univariate models (one feature; EII and VII
+                      (K, D, D)    there)
 =============== ===== ============ =====================================================
 
 Factors are named for what they are (see :mod:`bayesgmm.core.gaussian`): ``chol_cov``
@@ -69,8 +72,8 @@ _RECORDS: tuple[CovarianceFamily, ...] = (
 FAMILIES: dict[str, CovarianceFamily] = {f.name: f for f in _RECORDS} | {
     f.mclust: f for f in _RECORDS
 }
-#: The families the Bayesian model parameterises (BayesianGMM, specs, the CLI), in order.
-COVARIANCE_TYPES: tuple[str, ...] = tuple(f.name for f in _RECORDS if f.bayesian)
+#: scikit-learn's four families (the default list of ``bic_table``), in its order.
+COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
 #: mclust's fourteen multivariate models, in its order (``mclust.options("emModelNames")``).
 MCLUST_MODELS: tuple[str, ...] = (
     "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
@@ -78,7 +81,8 @@ MCLUST_MODELS: tuple[str, ...] = (
 )  # fmt: skip
 #: mclust's univariate models (equal and varying variance).
 UNIVARIATE_MODELS: tuple[str, ...] = ("E", "V")
-#: Every name EM accepts (fit_em, bic_table): the Bayesian families, mclust's, univariate.
+#: Every accepted name (fit_em, bic_table, BayesianGMM, specs, the CLI): scikit-learn's
+#: four, mclust's fourteen (VVV, EEE, VVI, VII the four's aliases), the univariate E, V.
 EM_COVARIANCE_TYPES: tuple[str, ...] = COVARIANCE_TYPES + MCLUST_MODELS + UNIVARIATE_MODELS
 
 
@@ -103,6 +107,5 @@ def family(name: str) -> CovarianceFamily:
     except (KeyError, TypeError):
         raise ConfigError(
             f"unknown covariance_type {name!r}; valid: {list(COVARIANCE_TYPES)} and mclust's "
-            f"{list(MCLUST_MODELS + UNIVARIATE_MODELS)} (EM only, but for VVV, EEE, VVI, VII: "
-            "the first four)"
+            f"{list(MCLUST_MODELS + UNIVARIATE_MODELS)} (VVV, EEE, VVI, VII are the first four)"
         ) from None

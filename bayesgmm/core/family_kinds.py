@@ -37,9 +37,6 @@ class CovarianceFamily:
     #: mclust's name.
     name: str
     mclust: str
-    #: The Bayesian model (:mod:`bayesgmm.inference.model`) parameterises this family; when
-    #: False the record has no model parameterisation and asking for it is a ConfigError.
-    bayesian: bool = True
     #: Each component has its own covariance (False: one shared by all).
     per_component: bool
     #: The covariance has off-diagonal terms (an LKJ correlation in the model).
@@ -51,6 +48,32 @@ class CovarianceFamily:
 
     def __repr__(self) -> str:
         return f"<covariance family {self.name!r} ({self.mclust})>"
+
+    @property
+    def description(self) -> str:
+        """mclust's letters in words: what is equal across components, what varies.
+
+        Examples
+        --------
+        >>> from bayesgmm.core.families import family
+        >>> family("VEV").description
+        'volume varying, shape equal, orientation varying'
+        >>> family("diag").description
+        'volume varying, shape varying, axis-aligned'
+        >>> family("E").description
+        'variance equal'
+        """
+        words = {"E": "equal", "V": "varying"}
+        if len(self.mclust) == 1:
+            return f"variance {words[self.mclust]}"
+        volume, shape, orientation = self.mclust
+        parts = [f"volume {words[volume]}"]
+        parts.append("spherical" if shape == "I" else f"shape {words[shape]}")
+        if shape != "I":
+            parts.append(
+                "axis-aligned" if orientation == "I" else f"orientation {words[orientation]}"
+            )
+        return ", ".join(parts)
 
     # -- layout --------------------------------------------------------------------- #
     def layout(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -81,6 +104,21 @@ class CovarianceFamily:
         )
 
     # -- model parameterisation (read by bayesgmm.inference.model) --------------------- #
+    #: How the model parameterises the covariances: ``'sds'`` (standard deviations and,
+    #: when correlated, an LKJ correlation) or ``'eigen'`` (volume, shape, orientation).
+    parameterisation = "sds"
+
+    @property
+    def lkj(self) -> bool:
+        """The model has an LKJ correlation (``chol_corr``) when D > 1."""
+        return self.correlated
+
+    @property
+    def kernel(self) -> CovarianceFamily:
+        """The record whose likelihood form the model's covariance argument takes (see
+        :func:`bayesgmm.inference.model.component_logp_z`): the family itself."""
+        return self
+
     @property
     def corr_dims(self) -> tuple[str, ...] | None:
         """Leading dims of the LKJ correlation (``()`` shared, None: no correlation)."""

@@ -11,11 +11,24 @@ means      ``Normal(mu, sigma)``                        ``mu`` = column means,
 sds        ``HalfNormal(sigma)``,                       ``HalfNormal(sigma = column sds)``
            ``HalfStudentT(nu, sigma)``
 corr       ``LKJ(eta)``                                 ``eta = 2``
+shape      ``ZeroSumNormal(mu, sigma)``                 ``mu`` = the columns' log variances
+                                                        (centred; zeros for EVE, VVE, EEV,
+                                                        VEV), ``sigma = sqrt(1 + their
+                                                        variance)``
 =========  ===========================================  =====================================
 
 ``sds`` are the component standard deviations (per feature; one per component for the
 ``spherical`` family, shared by all components for ``tied``); ``corr`` is the LKJ prior on
 each component's correlation matrix (``full``) or the shared one (``tied``).
+
+mclust's other families (:mod:`bayesgmm.core.eigen_families`) are parameterised by
+volume, shape and orientation (:mod:`bayesgmm.core.eigen_params`): there ``sds`` is the
+prior on each component's geometric-mean sd ``|Sigma_k|^(1/(2d))`` (its ``sigma`` the
+geometric mean of the per-feature values); ``shape`` the zero-sum Normal on the log shape
+(the log eigenvalues of ``Sigma_k / |Sigma_k|^(1/d)`` for EVE, VVE, EEV, VEV, the log of
+its normalised diagonal otherwise; ``mu`` is centred, only its differences matter);
+``corr`` the LKJ prior on the correlation of VEE's and EVV's unit-determinant part. The
+orientation's prior is uniform over rotations (Haar), with no parameters.
 
 Parameters given as ``"auto"`` are filled from the data, so the default priors are
 weakly informative on the data's own scale: multiplying the data by 1e6 multiplies every
@@ -49,11 +62,18 @@ _ALLOWED: dict[str, dict[str, tuple[tuple[str, ...], dict[str, Any]]]] = {
     "means": {"Normal": (("mu", "sigma"), {})},
     "sds": {"HalfNormal": (("sigma",), {}), "HalfStudentT": (("sigma",), {"nu": 3.0})},
     "corr": {"LKJ": (("eta",), {})},
+    "shape": {"ZeroSumNormal": (("mu", "sigma"), {})},
 }
 # parameters that must be strictly positive
 _POSITIVE = {"a", "sigma", "nu", "eta"}
 # parameters that may be "auto" (filled from the data)
-_AUTO_KEYS = (("means", "mu"), ("means", "sigma"), ("sds", "sigma"))
+_AUTO_KEYS = (
+    ("means", "mu"),
+    ("means", "sigma"),
+    ("sds", "sigma"),
+    ("shape", "mu"),
+    ("shape", "sigma"),
+)
 _AUTO_PARAMS = tuple(f"{k}.{n}" for k, n in _AUTO_KEYS)
 
 
@@ -113,13 +133,14 @@ def default_priors() -> dict[str, Prior]:
     Examples
     --------
     >>> sorted(default_priors())
-    ['corr', 'means', 'sds', 'weights']
+    ['corr', 'means', 'sds', 'shape', 'weights']
     """
     return {
         "weights": Prior("Dirichlet", a=1.0),
         "means": Prior("Normal", mu="auto", sigma="auto"),
         "sds": Prior("HalfNormal", sigma="auto"),
         "corr": Prior("LKJ", eta=2.0),
+        "shape": Prior("ZeroSumNormal", mu="auto", sigma="auto"),
     }
 
 
@@ -138,6 +159,9 @@ class ResolvedPriors:
     sds_nu : float
         Degrees of freedom for ``HalfStudentT`` (ignored otherwise).
     corr_eta : float
+    shape_mu : ndarray of shape (D,)
+        Location of the log shape (centred), in the data's units (mclust's families).
+    shape_sigma : float
     config : dict
         The merged, serialisable configuration (``"auto"`` kept as given).
     """
@@ -150,6 +174,8 @@ class ResolvedPriors:
     sds_nu: float
     corr_eta: float
     config: dict[str, dict[str, Any]]
+    shape_mu: np.ndarray | None = None
+    shape_sigma: float = 1.0
 
     def to_em_prior(self, covariance_type: str):
         """The conjugate-style prior EM uses for its MAP M-step (see :class:`EMPrior`).
@@ -305,9 +331,19 @@ def resolve_priors(
     auto = {
         ("means", "mu"): loc,
         ("means", "sigma"): 2.0 * sd,
-        ("sds", "sigma"): sd,
+        # per column, but for the isotropic families (spherical, EII, E, V); mclust's
+        # EVE, VVE, EEV, VEV standardise isotropically but their sds prior (and EM's
+        # prior, to_em_prior) stays on each column's scale
+        ("sds", "sigma"): sd if fam.kernel.isotropic else X.std(axis=0),
     }
-    shapes = {"weights": (K,), "means": (D,), "sds": (D,), "corr": ()}
+    log_var = np.log(np.maximum(X.var(axis=0), np.finfo(float).tiny))
+    auto[("shape", "mu")] = (
+        np.zeros(D)
+        if fam.parameterisation == "eigen" and fam.form == "rotation"
+        else log_var - log_var.mean()
+    )
+    auto[("shape", "sigma")] = math.sqrt(1.0 + float(np.var(log_var)))
+    shapes = {"weights": (K,), "means": (D,), "sds": (D,), "corr": (), "shape": (D,)}
     values: dict[tuple[str, str], Any] = {}
     for key, spec in merged.items():
         dist = spec.get("dist")
@@ -331,11 +367,11 @@ def resolve_priors(
         for name in (*required, *optional):
             if name in params or name in optional:
                 value = params.get(name, optional.get(name))
-                shape = () if name == "nu" else shapes[key]
+                shape = () if name == "nu" or (key, name) == ("shape", "sigma") else shapes[key]
                 values[key, name] = _param_array(
                     key, name, value, shape, auto.get((key, name)), errors
                 )
-    if fam.isotropic and ("sds", "sigma") in values:
+    if fam.kernel.isotropic and ("sds", "sigma") in values:
         s = values["sds", "sigma"]
         if s is not None and not np.allclose(s, s[0]):
             errors.append(f"sds.sigma must be a single number for covariance_type={fam.name!r}")
@@ -350,4 +386,6 @@ def resolve_priors(
         sds_nu=float(values.get(("sds", "nu"), np.array(3.0))),
         corr_eta=float(values["corr", "eta"]),
         config=merged,
+        shape_mu=values["shape", "mu"] - values["shape", "mu"].mean(),
+        shape_sigma=float(values["shape", "sigma"]),
     )

@@ -49,7 +49,7 @@ class GMMSpec:
     @property
     def has_corr(self) -> bool:
         """Whether the model has an LKJ correlation (a correlated family with D > 1)."""
-        return self.family.correlated and self.n_features > 1
+        return self.family.lkj and self.n_features > 1
 
     def coords(self, n_obs: int | None = None) -> dict[str, list]:
         """Named coordinates: ``component``, ``feature``, ``feature_bis`` (and ``obs``)."""
@@ -58,6 +58,12 @@ class GMMSpec:
             "feature": list(self.feature_names),
             "feature_bis": list(self.feature_names),
         }
+        fam, D = self.family, self.n_features
+        if fam.parameterisation == "eigen":  # the eigen parameters' coordinates
+            if fam.shape != "I" and D > 1:
+                coords["shape_coordinate"] = list(range(D - 1))
+            if fam.form == "rotation":
+                coords["orientation_coordinate"] = list(range(D * (D - 1) // 2))
         if n_obs is not None:
             coords["obs"] = list(range(n_obs))
         return coords

@@ -44,6 +44,7 @@ from pymc.distributions.transforms import CholeskyCorrTransform
 from pymc.logprob.transforms import Transform
 from pytensor.tensor.random.type import RandomType
 
+from bayesgmm.core.eigen_params import eigen_standard_errors
 from bayesgmm.core.spec import GMMSpec
 from bayesgmm.inference.starts import em_start
 
@@ -76,6 +77,9 @@ class ScaledTransform(Transform):
         When given, coordinate ``j`` takes the unit ``unit[..., index[j]]`` (e.g. one unit
         per row of a Cholesky factor, :func:`corr_coordinate_rows`); else the unit has the
         coordinates' shape (or broadcasts to it).
+    ndim_supp : int, optional
+        The support's dims (default ``base``'s; 0 for the identity): 1 for a vector-valued
+        variable with no transform of its own (the rotations' Cayley coordinates).
 
     Examples
     --------
@@ -89,9 +93,9 @@ class ScaledTransform(Transform):
     array([1.        , 2.71828183])
     """
 
-    def __init__(self, base: Transform | None, index=None) -> None:
+    def __init__(self, base: Transform | None, index=None, ndim_supp: int | None = None) -> None:
         self.base, self.index = base, None if index is None else np.asarray(index, dtype=int)
-        self.ndim_supp = 0 if base is None else base.ndim_supp
+        self.ndim_supp = (0 if base is None else base.ndim_supp) if ndim_supp is None else ndim_supp
         self.name = "scaled" if base is None else f"scaled_{base.name}"
 
     def _unit(self, inputs):
@@ -184,6 +188,9 @@ def standard_errors(spec: GMMSpec, em, start: Mapping[str, np.ndarray], n_obs: i
     var_z = np.diagonal(np.asarray(em.covariance_matrices()), axis1=-2, axis2=-1) / spec.scale**2
     prior_prec = (spec.scale / np.asarray(rp.means_sigma, dtype=float)) ** 2  # (D,)
     out["means_z"] = 1.0 / np.sqrt(n_k[:, None] / var_z + prior_prec[None, :])
+    if fam.parameterisation == "eigen":  # volume, shape, orientation
+        cov_z = np.asarray(em.covariance_matrices()) / np.outer(spec.scale, spec.scale)[None]
+        return out | eigen_standard_errors(fam, start, cov_z, n_k, n_obs)
     # the points behind each sd: a component's (or all, when shared), times D when one sd
     # serves every feature
     n_sd = n_k if "component" in fam.sd_dims else np.full(1, float(n_obs))

@@ -136,7 +136,7 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
     value_names = [v.name for v in model.value_vars]
     prior_fn = _jaxify(model, [prior, *likelihood_inputs], shared)
     outputs_fn = _jaxify(model, outputs, shared)
-    fam = spec.family
+    fam = spec.family.kernel  # the likelihood's form of the covariance argument
     where = {name: i for i, name in enumerate(shared_names)}
 
     def prepare(shared_values):

@@ -26,6 +26,7 @@ import pytensor.tensor as pt
 from pymc.distributions import transforms
 from pymc.distributions.distribution import support_point
 
+from bayesgmm.core.eigen_params import shape_location_z
 from bayesgmm.core.families import CovarianceFamily, family
 from bayesgmm.core.priors import ResolvedPriors
 from bayesgmm.core.spec import GMMSpec, make_spec
@@ -184,7 +185,7 @@ CONSTANT_DATA = (
     "sds_sigma_z",
     "sds_nu",
     "corr_eta",
-)
+)  # and, for mclust's families with a shape, "shape_mu_z" and "shape_sigma"
 
 
 def constant_values(spec: GMMSpec) -> dict[str, np.ndarray]:
@@ -195,7 +196,14 @@ def constant_values(spec: GMMSpec) -> dict[str, np.ndarray]:
     """
     rp, loc, scale = spec.priors, spec.loc, spec.scale
     D = spec.n_features
-    return {
+    fam = spec.family
+    shape = {}
+    if fam.parameterisation == "eigen" and fam.shape != "I" and D > 1:
+        shape = {
+            "shape_mu_z": shape_location_z(rp.shape_mu, np.broadcast_to(scale, (D,))),
+            "shape_sigma": np.asarray(float(rp.shape_sigma)),
+        }
+    return shape | {
         "loc": np.broadcast_to(np.asarray(loc, dtype=float), (D,)).copy(),
         "scale": np.broadcast_to(np.asarray(scale, dtype=float), (D,)).copy(),
         "weights_a": np.broadcast_to(
@@ -225,6 +233,10 @@ def _covariance(model: pm.Model, spec: GMMSpec, c: dict, means_z):
     shared); the deterministics ``means``, ``sds``, ``covariance`` (and ``correlation``)
     in the data's units. Returns the likelihood's covariance argument."""
     fam, rp = spec.family, spec.priors
+    if fam.parameterisation == "eigen":  # volume, shape and orientation
+        from bayesgmm.inference.eigen_model import eigen_covariance
+
+        return eigen_covariance(model, spec, c, means_z)
     K, D = spec.n_components, spec.n_features
     loc, scale = c["loc"], c["scale"]
     sd_scale, nu = c["sds_sigma_z"], c["sds_nu"]
@@ -364,7 +376,7 @@ def build_model(
                 p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
             )
             z = (value - loc) / scale
-            comp = component_logp_z(z, means_z, cov_param, fam)
+            comp = component_logp_z(z, means_z, cov_param, fam.kernel)
             return (
                 pm.math.logsumexp(pt.log(weights) + comp, axis=-1, keepdims=False) - log_scale_sum
             )
@@ -375,7 +387,7 @@ def build_model(
             means_z,
             cov_param,
             logp=logp,
-            signature=f"(k),(k,d),{fam.sd_signature()}->(d)",
+            signature=f"(k),(k,d),{fam.kernel.sd_signature()}->(d)",
             **observed,
         )
     return model

@@ -13,6 +13,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesgmm.core.eigen_params import eigen_start, shape_location_z
 from bayesgmm.core.spec import GMMSpec
 
 __all__ = ["em_start", "jittered_starts", "jittered_unconstrained_starts"]
@@ -36,6 +37,10 @@ def em_start(em, spec: GMMSpec) -> dict[str, np.ndarray]:
     }
     cov_z = np.asarray(em.covariance_matrices()) / np.outer(scale, scale)[None]
     sds_z = np.sqrt(np.diagonal(cov_z, axis1=-2, axis2=-1))  # (K, D)
+    if fam.parameterisation == "eigen":  # volume, shape, orientation
+        mu_z = shape_location_z(spec.priors.shape_mu, np.broadcast_to(scale, (D,)))
+        start.update(eigen_start(fam, cov_z, mu_z))
+        return start
     start["sds_z"] = fam.start_sds(sds_z)
     if spec.has_corr:
         corr = cov_z / (sds_z[:, :, None] * sds_z[:, None, :])

@@ -14,6 +14,11 @@ truth, which would bias the ranks towards the middle).
 The priors must be fixed (not ``"auto"``, which reads the data), so :func:`run_sbc`
 takes explicit priors; :data:`SBC_PRIORS` are the defaults used by the tests and
 ``bench/run_sbc.py``.
+
+Any covariance family can be calibrated (``covariance_type``). The true parameters are
+drawn here, in numpy (:func:`draw_prior`), independently of the PyMC model, so a
+calibration also checks the model's prior density (for mclust's families: a volume, a
+log shape and a uniformly distributed rotation) against these draws.
 """
 
 from __future__ import annotations
@@ -29,21 +34,32 @@ import pandas as pd
 from scipy import stats
 
 from bayesgmm.core.checks import child_sequence
+from bayesgmm.core.families import family
 from bayesgmm.core.priors import Prior, resolve_priors
 from bayesgmm.estimator.estimator import BayesianGMM
 from bayesgmm.exceptions import ConfigError
 
-__all__ = ["SBC_PRIORS", "SBCResult", "draw_prior", "rank_uniformity", "run_sbc", "simulate"]
+__all__ = [
+    "SBC_PRIORS",
+    "SBCResult",
+    "draw_prior",
+    "rank_uniformity",
+    "run_sbc",
+    "simulate",
+]
 
 SBC_PRIORS: dict[str, Prior] = {
     "weights": Prior("Dirichlet", a=2.0),
     "means": Prior("Normal", mu=0.0, sigma=3.0),
     "sds": Prior("HalfNormal", sigma=1.0),
     "corr": Prior("LKJ", eta=2.0),
+    # mclust's families: the log shape about equal axes (a fixed location: 'auto' reads
+    # the data)
+    "shape": Prior("ZeroSumNormal", mu=0.0, sigma=1.0),
 }
 
 
-def _resolved(priors, n_components: int, n_features: int):
+def _resolved(priors, n_components: int, n_features: int, covariance_type: str = "full"):
     priors = {**SBC_PRIORS, **dict(priors or {})}
     for slot, p in priors.items():
         params = p.params if isinstance(p, Prior) else dict(p)
@@ -53,34 +69,104 @@ def _resolved(priors, n_components: int, n_features: int):
             )
     # any data of the right width resolves fixed priors; it is not read otherwise
     dummy = np.arange(2.0 * n_components * n_features).reshape(-1, n_features)
-    return priors, resolve_priors(priors, dummy, n_components, "full")
+    return priors, resolve_priors(priors, dummy, n_components, covariance_type)
 
 
-def draw_prior(n_components: int, n_features: int, priors=None, rng=None) -> dict[str, np.ndarray]:
-    """One draw of the full-covariance model's parameters from the prior.
+def draw_prior(
+    n_components: int,
+    n_features: int,
+    priors=None,
+    rng=None,
+    covariance_type: str = "full",
+) -> dict[str, np.ndarray]:
+    """One draw of the model's parameters from the prior, in numpy.
+
+    Written independently of the PyMC model, so that calibration also checks the
+    model's prior density against these draws. scikit-learn's families draw ``sds``
+    (per component and feature, shared, or one per component) and LKJ correlations
+    (:func:`_lkj`); mclust's other families draw their volume, shape and orientation as
+    :mod:`bayesgmm.inference.eigen_model` declares them: the geometric-mean sd from the
+    ``sds`` prior (its ``sigma`` the geometric mean of the per-feature values), the log
+    shape ``shape.mu + u H`` with ``u ~ Normal(0, shape.sigma)`` and ``H`` the Helmert
+    contrasts, an LKJ correlation (VEE, EVV) or a uniformly distributed rotation (EVE,
+    VVE, EEV, VEV), each shared or per component as the family's letters say.
 
     Returns
     -------
-    dict with ``weights`` (K,), ``means`` (K, D), ``sds`` (K, D) and ``correlation``
-    (K, D, D).
+    dict with ``weights`` (K,), ``means`` (K, D), ``sds`` (K, D), ``correlation`` and
+    ``covariance`` (K, D, D).
 
     Examples
     --------
     >>> theta = draw_prior(2, 2, rng=np.random.default_rng(0))
     >>> theta["means"].shape, bool(np.isclose(theta["weights"].sum(), 1))
     ((2, 2), True)
+    >>> vev = draw_prior(3, 2, rng=np.random.default_rng(0), covariance_type="VEV")
+    >>> vev["covariance"].shape
+    (3, 2, 2)
     """
     rng = np.random.default_rng(rng)
-    _, rp = _resolved(priors, n_components, n_features)
+    _, rp = _resolved(priors, n_components, n_features, covariance_type)
+    fam = family(covariance_type)
     K, D = n_components, n_features
     weights = rng.dirichlet(rp.weights_a)
     means = rng.normal(rp.means_mu, rp.means_sigma, size=(K, D))
-    if rp.sds_dist == "HalfNormal":
-        sds = np.abs(rng.normal(0.0, rp.sds_sigma, size=(K, D)))
+    if fam is family("full"):  # the order of draws of the first calibration runs
+        sds = _half(rp, rp.sds_sigma, (K, D), rng)
+        corr = np.stack([_lkj(D, rp.corr_eta, rng) for _ in range(K)])
+    elif fam.parameterisation == "sds":
+        shape = tuple({"component": K, "feature": D}[d] for d in fam.sd_dims)
+        sigma = rp.sds_sigma[0] if fam.isotropic else rp.sds_sigma
+        sds = np.broadcast_to(_half(rp, sigma, shape, rng).reshape(
+            (K, 1) if fam.isotropic else (-1, D)), (K, D))  # fmt: skip
+        corr = np.broadcast_to(np.eye(D), (K, D, D))
+        if fam.correlated:
+            corr = np.broadcast_to(_lkj(D, rp.corr_eta, rng), (K, D, D))
     else:
-        sds = np.abs(rp.sds_sigma * rng.standard_t(rp.sds_nu, size=(K, D)))
-    corr = np.stack([_lkj(D, rp.corr_eta, rng) for _ in range(K)])
-    return {"weights": weights, "means": means, "sds": sds, "correlation": corr}
+        cov = _eigen_covariances(fam, rp, K, D, rng)
+        sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        corr = cov / (sds[:, :, None] * sds[:, None, :])
+    sds, corr = np.array(sds), np.array(corr)
+    cov = sds[:, :, None] * corr * sds[:, None, :]
+    return {"weights": weights, "means": means, "sds": sds, "correlation": corr,
+            "covariance": cov}  # fmt: skip
+
+
+def _half(rp, sigma, size, rng) -> np.ndarray:
+    """Draws of the ``sds`` prior (HalfNormal or HalfStudentT) with scale ``sigma``."""
+    if rp.sds_dist == "HalfNormal":
+        return np.abs(rng.normal(0.0, sigma, size=size))
+    return np.abs(sigma * rng.standard_t(rp.sds_nu, size=size))
+
+
+def _eigen_covariances(fam, rp, K: int, D: int, rng) -> np.ndarray:
+    """``(K, D, D)`` covariances of one of mclust's eigen families from its prior."""
+    from bayesgmm.core.eigen_params import cayley, draw_orientation, helmert
+
+    def lead(part: str) -> int:  # how many of a part: one per component, or one
+        return K if part == "V" else 1
+
+    sigma_g = float(np.exp(np.mean(np.log(rp.sds_sigma))))
+    g = np.broadcast_to(_half(rp, sigma_g, (lead(fam.volume),), rng), (K,))
+    log_a = np.zeros((K, D))
+    if fam.shape != "I" and D > 1:
+        u = rng.normal(0.0, rp.shape_sigma, size=(lead(fam.shape), D - 1))
+        log_a = np.broadcast_to(rp.shape_mu + u @ helmert(D), (K, D))
+    a = np.exp(log_a)
+    if fam.form == "diagonal":
+        C = a[:, :, None] * np.eye(D)
+    elif fam.form == "lkj":
+        R = np.broadcast_to(
+            np.stack([_lkj(D, rp.corr_eta, rng) for _ in range(lead(fam.orientation))]),
+            (K, D, D),
+        )
+        root = np.sqrt(a)
+        C = root[:, :, None] * R * root[:, None, :] / np.linalg.det(R)[:, None, None] ** (1 / D)
+    else:
+        Q = np.broadcast_to(cayley(draw_orientation(D, (lead(fam.orientation),), rng), D),
+                            (K, D, D))  # fmt: skip
+        C = (Q * a[:, None, :]) @ np.swapaxes(Q, -1, -2)
+    return (g**2)[:, None, None] * C
 
 
 def _lkj(D: int, eta: float, rng) -> np.ndarray:
@@ -104,19 +190,26 @@ def simulate(theta: Mapping[str, np.ndarray], n_obs: int, rng=None) -> np.ndarra
     rng = np.random.default_rng(rng)
     K = len(theta["weights"])
     z = rng.choice(K, size=n_obs, p=theta["weights"])
-    chol_cov = theta["sds"][:, :, None] * np.linalg.cholesky(theta["correlation"])
+    if "covariance" in theta:
+        chol_cov = np.linalg.cholesky(theta["covariance"])
+    else:
+        chol_cov = theta["sds"][:, :, None] * np.linalg.cholesky(theta["correlation"])
     eps = rng.standard_normal((n_obs, theta["means"].shape[1]))
     return theta["means"][z] + np.einsum("nij,nj->ni", chol_cov[z], eps)
 
 
 def invariant_quantities(
-    weights: np.ndarray, means: np.ndarray, sds: np.ndarray, corr: np.ndarray
+    weights: np.ndarray,
+    means: np.ndarray,
+    sds: np.ndarray,
+    corr: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
     """Label-invariant quantities: components ordered by the mean of feature 0.
 
     Arrays have a leading batch of draws: weights (S, K), means/sds (S, K, D),
     corr (S, K, D, D). Returns name -> (S,) arrays, e.g. ``means[1,0]`` is the first
     feature's mean of the component with the second-smallest first-feature mean.
+    ``corr=None`` (a family without correlations) leaves the correlations out.
     """
     order = np.argsort(means[:, :, 0], axis=1)
     take = np.take_along_axis
@@ -127,7 +220,7 @@ def invariant_quantities(
     out = {f"weights[{k}]": w[:, k] for k in range(K)}
     out.update({f"means[{k},{d}]": mu[:, k, d] for k in range(K) for d in range(D)})
     out.update({f"sds[{k},{d}]": sd[:, k, d] for k in range(K) for d in range(D)})
-    if D > 1:
+    if D > 1 and corr is not None:
         r = take(corr, order[:, :, None, None], axis=1)
         i, j = np.tril_indices(D, k=-1)
         out.update(
@@ -229,16 +322,15 @@ def rank_uniformity(ranks: pd.DataFrame, n_ranks: int, bins: int = 10) -> pd.Dat
 
 def _posterior_invariants(gmm) -> dict[str, np.ndarray]:
     post = gmm.idata_["posterior"]
-    K, D = gmm.spec_.n_components, gmm.spec_.n_features
+    _K, _D = gmm.spec_.n_components, gmm.spec_.n_features
     stacked = {}
     for name in ("weights", "means", "sds"):
         arr = post[name].values
         stacked[name] = arr.reshape(-1, *arr.shape[2:])
+    corr = None
     if "correlation" in post:
         arr = post["correlation"].values
         corr = arr.reshape(-1, *arr.shape[2:])
-    else:
-        corr = np.ones((stacked["weights"].shape[0], K, D, D))
     return invariant_quantities(stacked["weights"], stacked["means"], stacked["sds"], corr)
 
 
@@ -260,6 +352,7 @@ def run_sbc(
     n_obs: int = 100,
     n_components: int = 2,
     n_features: int = 1,
+    covariance_type: str = "full",
     priors: Mapping[str, Any] | None = None,
     draws: int = 500,
     tune: int = 500,
@@ -269,13 +362,16 @@ def run_sbc(
     em: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> SBCResult:
-    """Run simulation-based calibration of ``BayesianGMM(n_components, "full")``.
+    """Run simulation-based calibration of ``BayesianGMM(n_components, covariance_type)``.
 
     Parameters
     ----------
     n_sims : int
         Simulations (prior draw -> data -> fit -> ranks).
     n_obs, n_components, n_features : int
+    covariance_type : str, default="full"
+        Any family (scikit-learn's or mclust's names); see :func:`draw_prior` for where
+        the true parameters come from.
     priors : dict, optional
         Fixed priors merged over :data:`SBC_PRIORS` (no ``"auto"`` parameters).
     draws, tune, chains : int
@@ -298,19 +394,20 @@ def run_sbc(
     -------
     SBCResult
     """
-    priors, _ = _resolved(priors, n_components, n_features)
+    priors, _ = _resolved(priors, n_components, n_features, covariance_type)
     if draws * chains < n_ranks:
         raise ConfigError(f"draws * chains = {draws * chains} < n_ranks = {n_ranks}.")
+    fam = family(covariance_type)
     rank_rows, fit_rows = [], []
     for i in range(n_sims):
         rng = np.random.default_rng(child_sequence(random_seed, i))
-        theta = draw_prior(n_components, n_features, priors, rng)
+        theta = draw_prior(n_components, n_features, priors, rng, covariance_type)
         X = simulate(theta, n_obs, rng)
         seed = int(rng.integers(2**31 - 1))
         start = time.perf_counter()
         gmm = BayesianGMM(
             n_components,
-            "full",
+            covariance_type,
             priors=priors,
             sampler={
                 "draws": draws,
@@ -336,7 +433,7 @@ def run_sbc(
             theta["weights"][None],
             theta["means"][None],
             theta["sds"][None],
-            theta["correlation"][None],
+            theta["correlation"][None] if fam.correlated else None,
         )
         draws_q = _posterior_invariants(gmm)
         post = gmm.idata_["posterior"]
@@ -363,6 +460,7 @@ def run_sbc(
         "n_obs": n_obs,
         "n_components": n_components,
         "n_features": n_features,
+        "covariance_type": covariance_type,
         "priors": {
             k: (v.to_dict() if isinstance(v, Prior) else dict(v)) for k, v in priors.items()
         },

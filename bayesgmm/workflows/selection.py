@@ -1,7 +1,8 @@
 """Choosing the number of components K by PSIS-LOO over Bayesian fits, and its plot.
 
-* :func:`loo_compare` -- fits :class:`~bayesgmm.BayesianGMM` for each K, estimates the
-  expected log predictive density by PSIS-LOO (``arviz.loo`` / ``arviz.compare`` on the
+* :func:`loo_compare` -- fits :class:`~bayesgmm.BayesianGMM` for each K (and each
+  covariance family, when several are given), estimates the expected log predictive
+  density by PSIS-LOO (``arviz.loo`` / ``arviz.compare`` on the
   pointwise log-likelihood ``x``) and reports Pareto-k warnings and sampler diagnostics;
   fits whose diagnostics fail are shown but not ranked.
 * :func:`plot_selection` draws the elpd (with standard errors) and the BIC curves of
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +24,9 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from bayesgmm.analysis.bic_plot import mclust_sign
+from bayesgmm.analysis.bic_plot import family_style, mclust_sign
 from bayesgmm.analysis.diagnostics import diagnose
-from bayesgmm.core.bic import best_bic
+from bayesgmm.core.bic import best_bic, sweep_families
 from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.families import family
@@ -43,19 +44,21 @@ class LOOComparison:
     Attributes
     ----------
     table : DataFrame
-        Indexed by ``K``: ``elpd``, ``se``, ``p_loo`` (effective parameters),
+        Indexed by ``K`` (by ``covariance_type`` and ``K`` when several families were
+        compared): ``elpd``, ``se``, ``p_loo`` (effective parameters),
         ``elpd_diff``, ``dse`` (from ``arviz.compare`` over the ranked fits; 0 for the
         best), ``rank`` (NaN when not ranked), ``weight`` (stacking),
         ``n_high_pareto_k`` (points with Pareto k above ArviZ's threshold
         ``good_k``), ``max_pareto_k``, ``pareto_warning``, ``diagnostics``
         (``"ok"``/``"warn"``/``"fail"``), ``diagnostics_reason``, ``ranked`` and
         ``seconds`` (wall time of the fit).
-    fits : dict of int to BayesianGMM
-        The fitted estimators.
-    loo : dict of int to ELPDData
+    fits : dict of int (or of ``(covariance_type, K)``) to BayesianGMM
+        The fitted estimators, keyed as the table's index.
+    loo : dict of int (or of ``(covariance_type, K)``) to ELPDData
         ``arviz.loo`` of each fit.
     compare : DataFrame
-        ``arviz.compare`` over the ranked fits (keys ``"K=<k>"``).
+        ``arviz.compare`` over the ranked fits (keys ``"K=<k>"``, or
+        ``"<covariance_type>,K=<k>"`` across families).
     """
 
     table: pd.DataFrame
@@ -64,15 +67,17 @@ class LOOComparison:
     compare: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
-    def best(self) -> int:
-        """K of the ranked fit with the highest elpd."""
+    def best(self) -> int | tuple[str, int]:
+        """K of the ranked fit with the highest elpd (``(covariance_type, K)`` when
+        several families were compared)."""
         ranked = self.table[self.table["ranked"]]
         if ranked.empty:
             raise DegenerateFitError(
                 "no fit passed the sampling diagnostics, so none is ranked; see the table's "
                 "'diagnostics_reason' column (more tuning/draws usually help)."
             )
-        return int(ranked["elpd"].idxmax())
+        best = ranked["elpd"].idxmax()
+        return (str(best[0]), int(best[1])) if isinstance(best, tuple) else int(best)
 
 
 def _diagnose(idata: xr.DataTree, reference: Any = None) -> tuple[str, str]:
@@ -91,14 +96,14 @@ def loo_compare(
     X: ArrayLike,
     k_range: Iterable[int] = range(1, 6),
     *,
-    covariance_type: str = "full",
+    covariance_type: str | Sequence[str] = "full",
     priors: Mapping[str, Any] | None = None,
     sampler: Mapping[str, Any] | None = None,
     em: Mapping[str, Any] | None = None,
     random_seed: int = 0,
     progress: bool = True,
 ) -> LOOComparison:
-    """Fit a Bayesian mixture for each K and compare them by PSIS-LOO.
+    """Fit a Bayesian mixture for each K (and family) and compare them by PSIS-LOO.
 
     Each fit is a :class:`~bayesgmm.BayesianGMM` (EM MAP start, then NUTS); the elpd is
     ``arviz.loo`` on its pointwise log-likelihood (variable ``x``), and
@@ -120,7 +125,11 @@ def loo_compare(
     ----------
     X : array-like of shape (n_samples, n_features)
     k_range : iterable of int, default=range(1, 6)
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    covariance_type : str, sequence of str or 'mclust', default='full'
+        One family (the table is indexed by K), or several -- any of scikit-learn's and
+        mclust's names, ``'mclust'`` for all fourteen -- compared with each other over
+        every K (indexed by ``covariance_type`` and ``K``). PSIS-LOO compares the
+        families' predictive densities directly: no parameter count enters, unlike BIC.
     priors, em : dict, optional
         Passed to every :class:`~bayesgmm.BayesianGMM`.
     sampler : dict, optional
@@ -147,20 +156,27 @@ def loo_compare(
 
     X_arr, names = check_data(X)
     ks = check_k_range(k_range, X_arr.shape[0])
-    family(covariance_type)
+    several = not isinstance(covariance_type, str) or covariance_type == "mclust"
+    families = sweep_families(covariance_type, X_arr.shape[1]) if several else [covariance_type]
+    for name in families:
+        family(name).check_n_features(X_arr.shape[1])
     seed = check_seed(random_seed)
     check_mapping(sampler, "sampler")
     base_sampler = {"progressbar": False, **dict(sampler or {})}
     fits: dict[int, Any] = {}
     loos: dict[int, Any] = {}
     rows = []
-    for i, K in enumerate(ks, start=1):
+    candidates = [(ct, K) for ct in families for K in ks]
+    for i, (ct, K) in enumerate(candidates, start=1):
         t0 = time.perf_counter()
-        row: dict[str, Any] = {"K": K}
+        key: Any = (ct, K) if several else K
+        label = f"{ct}, K={K}" if several else f"K={K}"
+        where = f"loo_compare [{i}/{len(candidates)}] {label}"
+        row: dict[str, Any] = {"covariance_type": ct, "K": K}
         try:
             gmm = estimator.BayesianGMM(
                 K,
-                covariance_type=covariance_type,
+                covariance_type=ct,
                 priors=priors,
                 sampler={**base_sampler, "random_seed": child_seed(seed, K)},
                 em=em,
@@ -174,7 +190,7 @@ def loo_compare(
         except (DegenerateFitError, DataError) as exc:
             row.update(diagnostics="fail", diagnostics_reason=f"fit failed: {exc}")
             rows.append(row)
-            say(progress, f"loo_compare [{i}/{len(ks)}] K={K}: fit failed ({exc})")
+            say(progress, f"{where}: fit failed ({exc})")
             continue
         verdict, reason = _diagnose(gmm.idata_, reference=gmm.em_)
         pareto_k = np.asarray(loo.pareto_k)
@@ -190,11 +206,11 @@ def loo_compare(
             diagnostics_reason=reason,
             seconds=time.perf_counter() - t0,
         )
-        fits[K], loos[K] = gmm, loo
+        fits[key], loos[key] = gmm, loo
         rows.append(row)
         say(
             progress,
-            f"loo_compare [{i}/{len(ks)}] K={K}: {row['seconds']:.1f} s, elpd "
+            f"{where}: {row['seconds']:.1f} s, elpd "
             f"{row['elpd']:.1f} (se {row['se']:.1f}), {n_high} Pareto k > {loo.good_k:.2f}, "
             f"diagnostics {verdict}" + (f" ({reason})" if reason else ""),
         )
@@ -203,15 +219,20 @@ def loo_compare(
         "max_pareto_k", "pareto_warning", "diagnostics", "diagnostics_reason", "ranked",
         "seconds",
     ]  # fmt: skip
-    table = pd.DataFrame(rows).set_index("K").reindex(columns=columns)
+    index = ["covariance_type", "K"] if several else "K"
+    table = pd.DataFrame(rows).set_index(index).reindex(columns=columns)
     table["ranked"] = table["diagnostics"].isin(["ok", "warn"]) & table["elpd"].notna()
-    ranked = [K for K in table.index if table.loc[K, "ranked"]]
+    ranked = [key for key in table.index if table.loc[key, "ranked"]]
+
+    def name(key) -> str:
+        return f"{key[0]},K={key[1]}" if several else f"K={key}"
+
     comp = None
     if len(ranked) >= 2:
-        comp = az.compare({f"K={K}": loos[K] for K in ranked}, round_to="none")
-        for K in ranked:
-            r = comp.loc[f"K={K}"]
-            table.loc[K, ["elpd_diff", "dse", "rank", "weight"]] = [
+        comp = az.compare({name(key): loos[key] for key in ranked}, round_to="none")
+        for key in ranked:
+            r = comp.loc[name(key)]
+            table.loc[key, ["elpd_diff", "dse", "rank", "weight"]] = [
                 r["elpd_diff"], r["dse"], r["rank"], r["weight"],
             ]  # fmt: skip
     elif len(ranked) == 1:
@@ -270,33 +291,49 @@ def plot_selection(
     axes = list(axes[0])
     if loo is not None:
         table = loo.table if isinstance(loo, LOOComparison) else loo
-        ax = axes.pop(0)
-        ks = np.asarray(table.index, dtype=int)
-        ranked = table["ranked"].to_numpy(dtype=bool)
-        ax.errorbar(ks, table["elpd"], yerr=table["se"], fmt="-", color="0.6", zorder=1)
-        ax.errorbar(
-            ks[ranked], table["elpd"][ranked], yerr=table["se"][ranked], fmt="o",
-            color="C0", capsize=3, label="ranked",
-        )  # fmt: skip
-        if (~ranked).any():
-            ax.plot(
-                ks[~ranked], table["elpd"][~ranked], "o", mfc="none", color="C3",
-                label="diagnostics failed (not ranked)",
-            )  # fmt: skip
-        ax.set(xlabel="K (components)", ylabel="elpd (PSIS-LOO) ± se", title="LOO")
-        ax.set_xticks(ks)
-        ax.legend(loc="lower right", fontsize="small")
+        _plot_loo_panel(axes.pop(0), table)
     if bic is not None:
         _plot_bic_panel(axes.pop(0), bic, criterion)
     fig.tight_layout()
     return fig
 
 
+def _plot_loo_panel(ax: Any, table: pd.DataFrame) -> None:
+    """The LOO panel of :func:`plot_selection`: elpd ± se over K, one line per family
+    (offset a little along K, so that their error bars do not hide each other) when the
+    table compares several (index ``covariance_type``, ``K``)."""
+    several = isinstance(table.index, pd.MultiIndex)
+    groups = (
+        list(table.groupby(level="covariance_type", sort=False)) if several else [(None, table)]
+    )
+    width = 0.3 if len(groups) > 1 else 0.0
+    failed = False
+    for i, (ct, rows) in enumerate(groups):
+        ks = np.asarray(rows.index.get_level_values("K"), dtype=float)
+        ks = ks + (width * (i / (len(groups) - 1) - 0.5) if len(groups) > 1 else 0.0)
+        ranked = rows["ranked"].to_numpy(dtype=bool)
+        style = {"marker": "o", "color": "C0"} if ct is None else family_style(i)
+        ax.errorbar(ks, rows["elpd"], yerr=rows["se"], fmt="-", color=style["color"] if
+                    several else "0.6", alpha=0.5 if several else 1.0, zorder=1)  # fmt: skip
+        ax.errorbar(
+            ks[ranked], rows["elpd"][ranked], yerr=rows["se"][ranked], fmt=style["marker"],
+            color=style["color"], capsize=3, label=ct or "ranked",
+        )  # fmt: skip
+        if (~ranked).any():
+            ax.plot(ks[~ranked], rows["elpd"][~ranked], style["marker"], mfc="none", color="C3",
+                    ms=9, label=None if failed else "diagnostics failed (not ranked)")  # fmt: skip
+            failed = True
+    ks = sorted(set(np.asarray(table.index.get_level_values("K"), dtype=int)))
+    ax.set(xlabel="K (components)", ylabel="elpd (PSIS-LOO) ± se", title="LOO")
+    ax.set_xticks(ks)
+    ax.legend(loc="lower right", fontsize="small", ncol=2 if len(groups) > 6 else 1)
+
+
 def _plot_bic_panel(ax: Any, bic: pd.DataFrame, criterion: str) -> None:
     """The BIC panel of :func:`plot_selection`, in the table's sign convention."""
     higher = mclust_sign(bic) > 0
     for i, (ct, rows) in enumerate(bic.groupby("covariance_type", sort=False)):
-        ax.plot(rows["K"], rows[criterion], "o-", color=f"C{i}", label=ct)
+        ax.plot(rows["K"], rows[criterion], "-", label=ct, **family_style(i))
     usable = (bic["status"] == "ok") & bic[criterion].notna()
     if usable.any():
         best = best_bic(bic, criterion)
@@ -317,4 +354,4 @@ def _plot_bic_panel(ax: Any, bic: pd.DataFrame, criterion: str) -> None:
     )
     ax.set(xlabel="K (components)", ylabel=ylabel, title=f"{name} at the EM solution")
     ax.set_xticks(sorted(bic["K"].unique()))
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=2 if bic["covariance_type"].nunique() > 6 else 1)

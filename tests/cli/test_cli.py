@@ -575,3 +575,23 @@ def test_relabel_description_counts_iterations_in_the_singular_and_plural():
     one = RelabelInfo("stephens", perms, np.array([0]), n_iter=1, n_points=5)
     assert "stephens; 1 iteration, converged" in str(one)
     assert "2 iterations" in str(RelabelInfo("stephens", perms, np.array([0]), n_iter=2))
+
+
+def test_fit_with_an_mclust_family_writes_the_report(data_dir, tmp_path, capsys):
+    out = tmp_path / "vev"
+    argv = ["fit", data_dir / "small.csv", "-k", "2", "--columns", "a,b", "--missing", "drop",
+            "--covariance", "VEV", "--out", out, "--target-ess", "0", *SMALL]  # fmt: skip
+    code, stdout, _ = _run(argv, capsys)
+    assert code in (0, 1), stdout
+    assert (out / "report.html").is_file() and (out / "pairs.png").is_file()
+    gmm = load(out / "model")
+    assert gmm.covariance_type == "VEV"
+    page = (out / "report.html").read_text()
+    assert "covariance 'VEV' (mclust VEV: volume varying, shape equal, orientation varying)" in page
+
+
+def test_a_spec_takes_mclusts_families_and_the_shape_prior():
+    spec = ModelSpec.from_dict(_spec(model__covariance="EVE", priors={"shape": {"sigma": 0.5}}))
+    assert spec.covariance == "EVE" and spec.priors == {"shape": {"sigma": 0.5}}
+    with pytest.raises(ConfigError, match=r"'priors.shap'.*'shape'"):
+        ModelSpec.from_dict(_spec(model__covariance="EVE", priors={"shap": {"sigma": 0.5}}))

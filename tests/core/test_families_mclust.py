@@ -123,8 +123,7 @@ def test_every_name_has_a_record_and_aliases_share_it():
         assert family(alias) is family(name) and family(name).mclust == alias
     for name in (*NEW, *UNIVARIATE_MODELS):
         fam = family(name)
-        assert isinstance(fam, EigenFamily) and fam.name == name and not fam.bayesian
-    assert all(family(n).bayesian for n in COVARIANCE_TYPES)
+        assert isinstance(fam, EigenFamily) and fam.name == name
 
 
 @pytest.mark.parametrize("name", MCLUST_MODELS + UNIVARIATE_MODELS)
@@ -354,19 +353,6 @@ def test_univariate_models():
 def test_unknown_name_lists_every_family():
     with pytest.raises(ConfigError, match=r"'spherical', 'EII', 'VII'.*'VVV', 'E', 'V'"):
         fit_em(np.random.default_rng(0).normal(size=(30, 2)), 2, covariance_type="VVX")
-
-
-def test_the_bayesian_model_refuses_em_only_families(blobs):
-    from bayesgmm.core.spec import make_spec
-    from bayesgmm.estimator.estimator import BayesianGMM
-
-    message = r"covariance_type 'VEV' is available in EM \(fit_em, bic_table\) only for now"
-    with pytest.raises(ConfigError, match=message + r".*'full' \(VVV\)"):
-        make_spec(blobs, 3, "VEV")
-    with pytest.raises(ConfigError, match=message):
-        BayesianGMM(n_components=3, covariance_type="VEV").fit(blobs)
-    with pytest.raises(ConfigError, match="'EII' is available in EM"):
-        family("EII").correlated  # noqa: B018 -- the model's parameterisation
 
 
 # --------------------------------------------------------------------------- #

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
 
 from bayesgmm import build_model, make_spec
-from bayesgmm.core.families import COVARIANCE_TYPES
+from bayesgmm.core.families import COVARIANCE_TYPES, MCLUST_MODELS, UNIVARIATE_MODELS, family
 from bayesgmm.inference.jaxgraph import model_functions
 
 
@@ -23,6 +23,15 @@ def _data(D: int, seed: int) -> np.ndarray:
 
 
 CASES = [(c, D) for c in COVARIANCE_TYPES for D in (1, 3)]
+# mclust's other families (their covariance argument in the full, diag or spherical form)
+# one of each form by default (diagonal, LKJ, rotation; univariate), the others slow (up
+# to a minute each to compile the model's gradient in PyTensor with an empty cache)
+DEFAULT_EIGEN = ("EEI", "VEE", "VEV", "E")
+CASES += [
+    (c, D) if c in DEFAULT_EIGEN else pytest.param(c, D, marks=pytest.mark.slow)
+    for c, D in [(c, 3) for c in MCLUST_MODELS if family(c).parameterisation == "eigen"]
+    + [(c, 1) for c in UNIVARIATE_MODELS]
+]
 # the matrix-product path (more than 16 features: 21 here)
 CASES += [("diag", 10)]
 # correlated, with that path (21 features) and the blocked triangular inverse (D > 8):

@@ -105,6 +105,34 @@ def test_loo_compare_bad_input():
         loo_compare(X, [1], sampler=[("draws", 10)])
 
 
+def test_loo_compares_families_and_prefers_the_one_that_describes_the_data(capsys):
+    """Elongated clusters with their own orientations: VEV describes them, EII (round,
+    equal volumes) does not; the table is indexed by family and K, the plot has a line
+    per family."""
+    rng = np.random.default_rng(5)
+    parts = []
+    for k, angle in enumerate([0.3, 1.2, 2.4]):
+        Q = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        cov = Q * np.array([3.0, 0.4]) ** 2 @ Q.T
+        parts.append(rng.multivariate_normal([12.0 * k, 4.0 * (k % 2)], cov, size=80))
+    X = np.concatenate(parts)
+    res = loo_compare(X, [3], covariance_type=["VEV", "EII"], sampler=FAST_SAMPLER,
+                      random_seed=2)  # fmt: skip
+    t = res.table
+    assert t.index.names == ["covariance_type", "K"]
+    assert list(t.index) == [("VEV", 3), ("EII", 3)]
+    assert set(res.fits) == set(res.loo) == {("VEV", 3), ("EII", 3)}
+    assert res.fits[("VEV", 3)].covariance_type == "VEV"
+    assert res.best == ("VEV", 3)
+    assert t.loc[("EII", 3), "elpd_diff"] < -4 * t.loc[("EII", 3), "dse"]
+    assert "loo_compare [2/2] EII, K=3" in capsys.readouterr().out
+    fig = plot_selection(res)
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert labels[:2] == ["VEV", "EII"]
+    with pytest.raises(ConfigError, match="same family twice"):
+        loo_compare(X, [3], covariance_type=["VVV", "full"])
+
+
 @pytest.mark.slow
 def test_loo_prefers_three_clusters():
     X = three_clusters(seed=0)
