@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayesgmm.core.draws import posterior_dataset, thin
+from bayesgmm.core.draws import posterior_dataset, thin, training_weights
 from bayesgmm.core.generate import replicate
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -37,6 +37,18 @@ __all__ = [
     "plot_ppc",
     "posterior_predictive",
 ]
+
+
+def _refuse_weighted(idata, what: str) -> None:
+    """A frequency-weighted fit's rows are not its data's distribution: ``what`` (which
+    compares them one by one) is refused with the reason."""
+    if training_weights(idata) is not None:
+        raise DataError(
+            f"{what} is not available for a fit with sample_weight: it compares the "
+            "unweighted rows with replicated data (or leaves one row out at a time), which "
+            "misrepresents frequency-weighted data. Expand the rows (np.repeat(X, w, "
+            "axis=0)) to check such a fit."
+        )
 
 
 def _require_tree(idata, groups: Sequence[str]) -> xr.DataTree:
@@ -254,6 +266,7 @@ def plot_ppc(
     ylabels = {"kde": "density", "hist": "count", "ecdf": "ECDF"}
     if kind not in ylabels:
         raise ConfigError(f"unknown kind {kind!r} for plot_ppc; valid: {list(ylabels)}.")
+    _refuse_weighted(idata, "The posterior predictive check")
     _ensure_pp(idata, random_seed, max_draws)
     pp = idata["posterior_predictive"].to_dataset()["x"].transpose(..., "obs", "feature")
     obs = idata["observed_data"].to_dataset()["x"].transpose("obs", "feature").to_numpy()
@@ -294,6 +307,8 @@ def loo_pit(idata: xr.DataTree, *, random_seed=None, max_draws: int | None = 100
         One variable per feature, dim ``obs``.
     """
     from arviz_stats import loo_pit as _loo_pit
+
+    _refuse_weighted(idata, "LOO-PIT")
 
     _ensure_pp(idata, random_seed, max_draws)
     return _loo_pit(_per_feature_tree(idata, with_log_likelihood=True))

@@ -217,10 +217,12 @@ def html_page(
     for figure in figures:
         parts += [f"<h2>{esc(figure.title)}</h2>"]
         if figure.name in not_drawn:
-            parts += [
-                f"<p class='warn'>Not drawn: {esc(not_drawn[figure.name])}. Usually too few "
-                "draws for this figure; more draws give it.</p>"
-            ]
+            reason = not_drawn[figure.name].rstrip(".")
+            # a DataError says itself what to do; other failures are mostly too few draws
+            hint = "" if reason.startswith("DataError") else (
+                " Usually too few draws for this figure; more draws give it."
+            )  # fmt: skip
+            parts += [f"<p class='warn'>Not drawn: {esc(reason)}.{hint}</p>"]
             continue
         if figure.caption:
             parts += [f"<p>{esc(figure.caption)}</p>"]

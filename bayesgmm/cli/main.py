@@ -85,7 +85,12 @@ def _plan(cfg) -> str:
 def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
     """Fit the spec (one K, or each K compared by PSIS-LOO); returns (gmm, data, selection)."""
     from bayesgmm.estimator.estimator import BayesianGMM
-    from bayesgmm.exceptions import ConvergenceWarning, DegenerateFitError, SamplingWarning
+    from bayesgmm.exceptions import (
+        ConvergenceWarning,
+        DataError,
+        DegenerateFitError,
+        SamplingWarning,
+    )
 
     data = spec.load_data()
     for note in data.notes:
@@ -100,8 +105,13 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             progress(f"fitting K={K} ({spec.covariance}): EM start, then {_plan(cfg)}")
             gmm = BayesianGMM(
                 K, spec.covariance, priors=spec.priors or None, sampler=cfg, em=spec.em or None
-            ).fit(data.X)
+            ).fit(data.X, sample_weight=data.weights)
             selection = None
+        elif data.weights is not None:
+            raise DataError(
+                f"weights {spec.data.weights!r} and a list of components: choosing K by "
+                "PSIS-LOO is not available for frequency-weighted data; give one K."
+            )
         else:
             from bayesgmm.core.config import resolve_seed
             from bayesgmm.workflows.selection import loo_compare
@@ -213,6 +223,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             path=str(Path(args.data).resolve()),
             columns=columns,
             missing=args.missing,
+            weights=args.weights,
             origin="cli",
         ),
         components=[args.components],

@@ -146,6 +146,13 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         choices=("error", "drop"),
         help="rows with missing values: stop with an error (default) or drop them (reported)",
     )
+    p.add_argument(
+        "--weights",
+        metavar="COLUMN",
+        default=None,
+        help="a numeric column of frequency weights: row i counts as w_i copies of itself "
+        "(not fitted; not importance weights)",
+    )
     _out_arg(p, "NAME", ", NAME being the CSV file's name without .csv")
     _add_sampler_args(p, "package")
 

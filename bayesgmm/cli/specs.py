@@ -13,10 +13,12 @@ A spec names the data, the model and the sampler settings::
     labels = "species"                     # optional: a column of known groups, not
                                            # fitted; the report compares the clusters
                                            # with it (confusion table, adjusted Rand index)
+    weights = "count"                      # optional: a column of frequency weights (row
+                                           # i counts as w_i copies), not fitted
 
     [model]
     components = 2                         # one K, or a list of K to compare by PSIS-LOO
-    covariance = "full"                    # "full", "tied", "diag" or "spherical"
+    covariance = "full"                    # scikit-learn's four or any of mclust's names
 
     [priors.weights]                       # optional; merged over the defaults
     a = 2.0                                # (see bayesgmm.core.priors)
@@ -67,6 +69,7 @@ def _is_components(v: Any) -> bool:
     return ok and len(set(v)) == len(v)
 
 
+_WEIGHT_COLUMN = "\x00sample_weight"  # the weights beside the data while rows are checked
 _TEXT = Constraint(lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 SCHEMA: dict[str, dict[str, Constraint]] = {
@@ -85,6 +88,7 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
         ),
         "missing": choice(MISSING_POLICIES),
         "labels": _TEXT.says("the name of a column of known groups (a string)"),
+        "weights": _TEXT.says("the name of a column of frequency weights (a string)"),
     },
     "model": {
         "components": Constraint(
@@ -106,6 +110,7 @@ class DataSpec:
     columns: list[str] | None = None
     missing: str = "error"
     labels: str | None = None
+    weights: str | None = None
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
 
@@ -141,6 +146,8 @@ class LoadedData:
     labels : Series, optional
         The spec's label column (``[data] labels``) for the rows of ``X`` (same index),
         or None.
+    weights : Series, optional
+        The spec's frequency weights (``[data] weights``) for the rows of ``X``, or None.
     """
 
     X: pd.DataFrame
@@ -148,6 +155,7 @@ class LoadedData:
     dropped: list[int]
     notes: list[str]
     labels: pd.Series | None = None
+    weights: pd.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ class ModelSpec:
                 columns=list(data["columns"]) if "columns" in data else None,
                 missing=data.get("missing", "error"),
                 labels=data.get("labels"),
+                weights=data.get("weights"),
                 base_dir=base_dir if base_dir is not None else Path.cwd(),
             ),
             components=[components] if is_int(components) else list(components),
@@ -225,6 +234,11 @@ def _schema_errors(d: Any) -> list[str]:
             errors.append(
                 f"'data.labels' = {data['labels']!r} is also in data.columns; the label "
                 "column is compared with the clusters, not fitted: remove it from columns"
+            )
+        if data.get("weights") in data["columns"]:
+            errors.append(
+                f"'data.weights' = {data['weights']!r} is also in data.columns; the weight "
+                "column weights the rows, it is not fitted: remove it from columns"
             )
     for table in TABLES:
         value = d.get(table, {})
@@ -378,8 +392,13 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"label column {spec.labels!r} (labels in [data]) not in {spec.source}; "
             f"available columns: {[str(c) for c in df.columns]}"
         )
+    if spec.weights is not None and spec.weights not in numeric:
+        raise DataError(
+            f"weight column {spec.weights!r} (weights in [data]; --weights) is not a numeric "
+            f"column of {spec.source}; {available}"
+        )
     if spec.columns is None:
-        columns = [c for c in df.columns if c != spec.labels]
+        columns = [c for c in df.columns if c not in (spec.labels, spec.weights)]
     else:
         columns = list(spec.columns)
         unknown = [c for c in columns if c not in df.columns]
@@ -394,11 +413,14 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"can be fitted); choose numeric columns, e.g. {_columns_hint(spec, chosen)}"
         )
     X = X.astype(float)
+    if spec.weights is not None:  # a row without a weight is a row with a missing value
+        X = X.assign(**{_WEIGHT_COLUMN: df[spec.weights].astype(float)})
     bad = ~np.isfinite(X.to_numpy()).all(axis=1)
     dropped = [int(i) for i in X.index[bad]]
     notes = [f"data: {spec.source}, {n_rows} rows, columns {columns}."]
     if dropped:
-        cols = [c for c in columns if not np.isfinite(X.loc[bad, c]).all()]
+        cols = [spec.weights if c == _WEIGHT_COLUMN else c for c in X.columns
+                if not np.isfinite(X.loc[bad, c]).all()]  # fmt: skip
         shown = ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else "")
         if spec.missing == "error":
             raise DataError(
@@ -421,6 +443,13 @@ def read_data(spec: DataSpec) -> LoadedData:
         )
     else:
         notes.append("missing values: none in the selected columns.")
+    weights = None
+    if spec.weights is not None:
+        weights = X.pop(_WEIGHT_COLUMN).rename(spec.weights)
+        notes.append(
+            f"weights: column {spec.weights!r} as frequency weights (row i counts as w_i "
+            f"copies of itself; {weights.sum():g} in all), not fitted."
+        )
     labels = None
     if spec.labels is not None:
         labels = df.loc[X.index, spec.labels]
@@ -428,4 +457,6 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"labels: column {spec.labels!r} ({labels.nunique()} values), not fitted; the "
             "clusters are compared with it."
         )
-    return LoadedData(X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels)
+    return LoadedData(
+        X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels, weights=weights
+    )

@@ -270,6 +270,64 @@ def _select_columns(X, feature_names: Sequence[str], name: str):
     return X[[by_name[f] for f in wanted]]
 
 
+def check_sample_weight(
+    sample_weight, X: np.ndarray, n_components: int | None = None
+) -> np.ndarray | None:
+    """Validate frequency weights of the rows of ``X`` (validated data).
+
+    ``None`` stays ``None`` (every row counts once). Otherwise one finite, non-negative
+    number per row, not all zero; a row of weight ``w`` counts as ``w`` copies of itself
+    (``sum_i w_i log p(x_i)``), so the rows with positive weight must still hold at least
+    ``n_components`` distinct points.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [1.0], [5.0]])
+    >>> check_sample_weight([1, 2, 0.5], X).tolist()
+    [1.0, 2.0, 0.5]
+    >>> check_sample_weight([1, -1, 1], X)
+    Traceback (most recent call last):
+    ...
+    bayesgmm.exceptions.DataError: sample_weight must be >= 0 (frequency weights); row 1 is -1.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, str) or not np.ndim(sample_weight) == 1:
+        raise DataError(
+            f"sample_weight must be a 1-D sequence of numbers, one per row of X ({X.shape[0]}); "
+            f"got {type(sample_weight).__name__} of shape {np.shape(sample_weight)}."
+        )
+    try:
+        w = np.asarray(sample_weight, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError("sample_weight must hold numbers (one per row of X).") from None
+    if w.shape != (X.shape[0],):
+        raise DataError(
+            f"sample_weight has {w.shape[0]} values but X has {X.shape[0]} rows; give one "
+            "weight per row."
+        )
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        raise DataError(
+            f"sample_weight must be finite; row {bad[0]} is {w[bad[0]]} ({bad.size} such rows)."
+        )
+    neg = np.flatnonzero(w < 0)
+    if neg.size:
+        raise DataError(
+            f"sample_weight must be >= 0 (frequency weights); row {neg[0]} is {w[neg[0]]:g}."
+        )
+    if not (w > 0).any():
+        raise DataError("sample_weight is zero for every row; nothing would be fitted.")
+    if n_components is not None:
+        n_distinct = len(np.unique(X[w > 0], axis=0))
+        if n_distinct < n_components:
+            raise DataError(
+                f"the rows with positive sample_weight hold only {n_distinct} distinct points "
+                f"but n_components={n_components}; use fewer components."
+            )
+    return w
+
+
 def check_new_data(
     X, n_features: int, feature_names: Sequence[str], name: str = "X", *, row_offset: int = 0
 ) -> np.ndarray:

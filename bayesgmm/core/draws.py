@@ -27,6 +27,7 @@ __all__ = [
     "posterior_dataset",
     "thin",
     "training_data",
+    "training_weights",
 ]
 
 _REQUIRED = {
@@ -95,6 +96,16 @@ def training_data(tree) -> np.ndarray | None:
         return None
     obs = tree["observed_data"].to_dataset()
     return obs["x"].transpose("obs", "feature").to_numpy() if "x" in obs else None
+
+
+def training_weights(tree) -> np.ndarray | None:
+    """The frequency weights of the training rows (``constant_data`` variable
+    ``sample_weight``, (obs,)), or ``None`` when the fit was unweighted (or ``tree`` is
+    not a DataTree)."""
+    if not isinstance(tree, xr.DataTree) or "constant_data" not in tree.children:
+        return None
+    data = tree["constant_data"].to_dataset()
+    return data["sample_weight"].to_numpy() if "sample_weight" in data else None
 
 
 def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:

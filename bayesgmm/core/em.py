@@ -16,31 +16,24 @@ second moments, the M-step, the prior's covariance part) is the family record's
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from bayesgmm.core.checks import Constraint, check_settings, choice, integer, real
-from bayesgmm.core.data import check_data
-from bayesgmm.core.em_init import INIT_METHODS, check_start, kmeans_pp_resp
-from bayesgmm.core.em_prior import EMPrior, PriorTerms
+from bayesgmm.core.data import check_data, check_sample_weight
+from bayesgmm.core.em_init import INIT_METHODS, check_start
+from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_result import EMResult
-from bayesgmm.core.engine import Kernel, design, mixture_pass
+from bayesgmm.core.em_steps import EMRun, RunFailed
 from bayesgmm.core.families import EM_COVARIANCE_TYPES, CovarianceFamily, family
-from bayesgmm.core.priors import component_variance
 from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitError
 
 __all__ = ["INIT_METHODS", "EMPrior", "EMResult", "fit_em"]
 
-_WEIGHT_FLOOR = 1e-10  # smallest mixture weight EM returns (see EMPrior, alpha < 1)
-_MIN_NK_FRACTION = 1e-10  # MLE: a component with N_k < this * n has died
-_COLLAPSE_RTOL = 1e-12  # MLE: scatter variance below this * min column variance = collapsed
-_STATS_MAX_BYTES = 1 << 28  # full: precompute x x^T rows only while they fit in 256 MB
 _REMEDIES = (
     "Try fewer components, a larger reg_covar or the default prior (prior='default'), "
     "standardise the data, or drop duplicated rows / collinear features."
@@ -63,215 +56,6 @@ FIT_CONSTRAINTS: dict[str, Constraint] = {
 
 
 # --------------------------------------------------------------------------- #
-# EM machinery
-# --------------------------------------------------------------------------- #
-
-
-class _RunFailed(Exception):
-    """A start kept collapsing; the fit moves on to the next start."""
-
-
-class _State:
-    """Mixture parameters in centred coordinates, with their Cholesky factors."""
-
-    __slots__ = ("chol", "cov", "means", "prec_chol", "weights")
-
-    def __init__(self, weights, means, cov, chol, prec_chol) -> None:
-        self.weights, self.means, self.cov = weights, means, cov
-        self.chol, self.prec_chol = chol, prec_chol
-
-
-class _EM:
-    """Everything one fit needs: centred data, design rows, prior constants, buffers."""
-
-    def __init__(
-        self, X: np.ndarray, K: int, fam: CovarianceFamily, prior: EMPrior | None, reg_covar
-    ):
-        n, D = X.shape
-        self.n, self.D, self.K, self.fam, self.reg_covar = n, D, K, fam, reg_covar
-        self.center = X.mean(axis=0)
-        self.X = X - self.center  # centring keeps sum r x x^T - N mu mu^T well conditioned
-        var = self.X.var(axis=0, ddof=1)
-        self.collapse_var = _COLLAPSE_RTOL * var.min()
-        self.min_nk = _MIN_NK_FRACTION * n
-        self.default_cov = fam.default_cov(component_variance(var, K), K)
-        # rows: 1, x, (x**2 | ||x||**2 | packed x x^T); aux: what the M-step needs besides
-        self.ZT, self.aux = fam.em_design(self.X, design(self.X, fam), _STATS_MAX_BYTES)
-        self.resp = np.empty((K, n))
-        if prior is None:
-            self.prior = None
-        else:
-            self.prior = PriorTerms(replace(prior, mean_loc=prior.mean_loc - self.center), fam)
-
-    # -- sufficient statistics and E-step ----------------------------------- #
-
-    def stats(self, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``N_k``, ``s_k = sum_i r_ik x_i`` and the family's second moments."""
-        D = self.D
-        S = resp @ self.ZT.T
-        N, Sx = S[:, 0], S[:, 1 : 1 + D]
-        return N, Sx, self.fam.second_moments(S, self.ZT, resp, self.X, self.aux)
-
-    def e_step(self, st: _State) -> tuple[float, tuple, np.ndarray]:
-        kernel = Kernel(self.fam, st.means[None], st.prec_chol[None], np.log(st.weights)[None])
-        log_norm, resp = mixture_pass(self.ZT, kernel, self.resp)
-        return float(log_norm.sum()), self.stats(resp), log_norm
-
-    def objective(self, loglik: float, st: _State) -> float:
-        if self.prior is None:
-            return loglik
-        return loglik + self.prior.log_density(st.weights, st.means, st.chol, st.prec_chol)
-
-    # -- M-step (ECM) --------------------------------------------------------- #
-
-    def m_step(self, st: _State | None, stats) -> tuple[np.ndarray, ...]:
-        """New weights, means, covariances and the collapse masks ``singular``, ``dead``.
-
-        ``singular`` has shape (K,) (shape (1,) for a shared covariance) and flags
-        singular scatter; ``dead`` (K,) flags components without points. Both are only
-        set in maximum likelihood fits: with a prior every update is well defined.
-        """
-        N, Sx, second = stats
-        pt, fam, D = self.prior, self.fam, self.D
-        counts = N if pt is None else N + pt.alpha - 1.0
-        weights = np.maximum(counts, 0.0)
-        weights /= weights.sum()
-        np.maximum(weights, _WEIGHT_FLOOR, out=weights)
-        weights /= weights.sum()
-        safe_n = np.maximum(N, np.finfo(float).tiny)
-        if pt is None or st is None:
-            means = Sx / safe_n[:, None]
-        else:
-            means = fam.map_means(N, Sx, st.cov, pt.m0, pt.s0_sq)
-        # scatter about the new means: S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
-        scatter = fam.scatter(N, Sx, second, means, self.aux)
-        previous = None if st is None else st.cov  # where an iterative M-step starts
-        if pt is not None:
-            cov = fam.map_covariance(scatter, N, pt.cov, previous=previous)
-            singular = np.zeros(self.K if fam.per_component else 1, dtype=bool)
-            return weights, means, cov, singular, np.zeros(self.K, dtype=bool)
-        # maximum likelihood: reg_covar on the diagonal, detect collapse (singular scatter)
-        cov, singular = fam.ml_covariance(
-            scatter, N, safe_n, self.reg_covar, self.collapse_var, D, previous=previous
-        )
-        dead = (N < self.min_nk) | ~np.isfinite(means).all(axis=1)
-        return weights, means, cov, singular, dead
-
-    # -- building states, re-seeding ------------------------------------------ #
-
-    def build(self, weights, means, cov) -> tuple[_State | None, np.ndarray]:
-        chol, bad = self.fam.safe_chol(cov)
-        if bad.any():
-            return None, bad
-        return _State(weights, means, cov, chol, self.fam.prec_chol(chol)), bad
-
-    def reseed(self, weights, means, cov, singular, dead, log_norm) -> None:
-        """Move collapsed components to poorly fitted points with data-scaled covariances."""
-        per_component = self.fam.per_component
-        if per_component:
-            comps = np.flatnonzero(singular | dead)
-        else:  # a collapsed shared covariance is reset as a whole
-            if singular.any():
-                cov[...] = self.default_cov
-            comps = np.flatnonzero(dead)
-        if comps.size == 0:
-            return
-        keep = np.setdiff1d(np.arange(self.K), comps)
-        if log_norm is not None:
-            order = np.argsort(log_norm, kind="stable")
-        else:  # no density yet: farthest from the surviving means
-            d2 = ((self.X[:, None, :] - means[keep][None]) ** 2).sum(-1).min(axis=1)
-            order = np.argsort(-d2 if keep.size else np.zeros(self.n), kind="stable")
-        chosen: list[np.ndarray] = []
-        for i in order:
-            x = self.X[i]
-            if all((x != c).any() for c in chosen):
-                chosen.append(x)
-                if len(chosen) == comps.size:
-                    break
-        for k, x in zip(comps, chosen, strict=False):
-            means[k] = x
-            weights[k] = 1.0 / self.K
-            if per_component:
-                cov[k] = self.default_cov[k]
-        weights /= weights.sum()
-
-    def initial_state(self, rng, init, means_init, weights_init) -> _State:
-        if means_init is not None:
-            K = self.K
-            weights = np.full(K, 1.0 / K) if weights_init is None else weights_init.copy()
-            state, _ = self.build(weights, means_init - self.center, self.default_cov.copy())
-            return state
-        resp = None  # k-means++-scaled: distances in units of column sds
-        if init.startswith("k-means++"):
-            X = self.X / self.X.std(axis=0) if init == "k-means++-scaled" else self.X
-            resp = kmeans_pp_resp(X, self.K, rng)
-        if resp is None:
-            r = rng.random((self.n, self.K))
-            r /= r.sum(axis=1, keepdims=True)
-            resp = np.ascontiguousarray(r.T)
-        weights, means, cov, singular, dead = self.m_step(None, self.stats(resp))
-        # a singular start (e.g. a seed alone in its cell) gets the data-scaled covariance
-        if self.fam.per_component:
-            cov[singular] = self.default_cov[singular]
-        else:
-            cov = self.default_cov.copy() if singular.any() else cov
-        if dead.any():
-            self.reseed(weights, means, cov, np.zeros_like(singular), dead, None)
-        if weights_init is not None:
-            weights = weights_init.copy()
-        state, _ = self.build(weights, means, cov)
-        if state is None:
-            state, _ = self.build(weights, means, self.default_cov.copy())
-        return state
-
-    def run(self, rng, init, means_init, weights_init, tol, max_iter) -> dict[str, Any]:
-        state = self.initial_state(rng, init, means_init, weights_init)
-        max_reseeds = max(10, 2 * self.K)
-        trace: list[float] = []
-        n_reseeds, prev, converged, n_iter = 0, None, False, 0
-        for n_iter in range(1, max_iter + 1):
-            loglik, stats, log_norm = self.e_step(state)
-            obj = self.objective(loglik, state)
-            if not math.isfinite(obj):
-                raise _RunFailed("the objective stopped being finite")
-            trace.append(obj)
-            if prev is not None and abs(obj - prev) < tol * self.n:
-                converged = True
-                break
-            prev = obj
-            if n_iter == max_iter:
-                break
-            weights, means, cov, singular, dead = self.m_step(state, stats)
-            new = None
-            if not (singular.any() or dead.any()):
-                new, singular = self.build(weights, means, cov)
-            if new is None:
-                n_reseeds += int(singular.sum() + dead.sum())
-                if n_reseeds > max_reseeds:
-                    raise _RunFailed(f"components collapsed {n_reseeds} times")
-                self.reseed(weights, means, cov, singular, dead, log_norm)
-                new, _ = self.build(weights, means, cov)
-                if new is None:
-                    raise _RunFailed("re-seeded covariances are not positive definite")
-                prev = None  # the objective jumps at a re-seed: restart the convergence test
-            state = new
-        resp = self.resp  # responsibilities of the last E-step, i.e. of `state`
-        with np.errstate(divide="ignore"):
-            slmr = float(np.log(resp.max(axis=0)).sum())
-        return dict(
-            objective=trace[-1],
-            log_likelihood=loglik,
-            state=state,
-            trace=np.array(trace),
-            converged=converged,
-            n_iter=n_iter,
-            n_reseeds=n_reseeds,
-            sum_log_max_resp=slmr,
-        )
-
-
-# --------------------------------------------------------------------------- #
 # Public entry point
 # --------------------------------------------------------------------------- #
 
@@ -291,6 +75,7 @@ def fit_em(
     means_init: ArrayLike | None = None,
     weights_init: ArrayLike | None = None,
     feature_names: Sequence[str] | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM: MAP under a prior, or maximum likelihood.
 
@@ -337,6 +122,13 @@ def fit_em(
         Starting weights (positive, summing to 1).
     feature_names : sequence of str, optional
         Overrides the DataFrame's columns (or ``feature_0, ...``).
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights: row ``i`` counts as ``w_i`` copies of itself, so the
+        log-likelihood is ``sum_i w_i log p(x_i)`` and integer weights give the fit of the
+        data with each row repeated (:mod:`bayesgmm.core.em_steps`). The default prior,
+        the k-means++ seeding and BIC (``n = sum w``) are weighted alike. Not importance
+        weights for another population: the posterior of a weighted fit is that of the
+        repeated data.
 
     Returns
     -------
@@ -379,10 +171,11 @@ def fit_em(
     check_settings(settings, FIT_CONSTRAINTS, "fit_em")
     rng = _rng(random_seed)
     X, names = check_data(X, n_components=n_components, feature_names=feature_names)
+    sample_weight = check_sample_weight(sample_weight, X, n_components)
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,
-        weights_init=weights_init,
+        weights_init=weights_init, sample_weight=sample_weight,
     )  # fmt: skip
 
 
@@ -405,6 +198,7 @@ def fit_em_checked(
     rng: np.random.Generator,
     means_init=None,
     weights_init=None,
+    sample_weight: np.ndarray | None = None,
     **settings: Any,
 ) -> EMResult:
     """:func:`fit_em` on data and settings that are already validated (as
@@ -419,20 +213,20 @@ def fit_em_checked(
     n, D = X.shape
     fam.check_n_features(D)
     if isinstance(prior, str):
-        prior = EMPrior._default(X, n_components)
+        prior = EMPrior._default(X, n_components, sample_weight)
     elif prior is not None and (prior.n_components, prior.n_features) != (n_components, D):
         raise ConfigError(
             f"prior is for {prior.n_components} components and {prior.n_features} features, "
             f"but the fit has n_components={n_components} and {D} features."
         )
     means_init, weights_init = check_start(means_init, weights_init, n_components, D)
-    em = _EM(X, n_components, fam, prior, float(reg_covar))
+    em = EMRun(X, n_components, fam, prior, float(reg_covar), sample_weight)
     n_runs = 1 if means_init is not None else n_init
     best, failures = None, []
     for _ in range(n_runs):
         try:
             run = em.run(rng, init, means_init, weights_init, float(tol), max_iter)
-        except _RunFailed as exc:
+        except RunFailed as exc:
             failures.append(str(exc))
             continue
         if best is None or run["objective"] > best["objective"]:
@@ -466,7 +260,7 @@ _FIT_DEFAULTS = {
 }
 
 
-def _make_result(em: _EM, run: dict, prior: EMPrior | None, names, n_runs: int) -> EMResult:
+def _make_result(em: EMRun, run: dict, prior: EMPrior | None, names, n_runs: int) -> EMResult:
     st, fam, K, D = run["state"], em.fam, em.K, em.D
     means = st.means + em.center
     order = np.lexsort(means.T[::-1])

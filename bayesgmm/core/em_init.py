@@ -14,21 +14,30 @@ __all__ = ["INIT_METHODS", "check_start", "kmeans_pp_resp"]
 INIT_METHODS: tuple[str, ...] = ("k-means++", "k-means++-scaled", "random")
 
 
-def kmeans_pp_resp(X: np.ndarray, K: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_pp_resp(
+    X: np.ndarray, K: int, rng: np.random.Generator, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; sklearn's variant with
-    ``2 + log K`` candidates per step), then hard responsibilities to the nearest seed."""
+    ``2 + log K`` candidates per step), then hard responsibilities to the nearest seed.
+    With frequency weights, a row is drawn (and counts in the potential) in proportion to
+    its weight, as its copies would."""
     n = X.shape[0]
+    w = np.ones(n) if sample_weight is None else sample_weight
     sq = np.einsum("ij,ij->i", X, X)
     n_trials = 2 + int(math.log(K))
-    centers = [int(rng.integers(n))]
+    if sample_weight is None:
+        centers = [int(rng.integers(n))]
+    else:
+        cum = np.cumsum(w)
+        centers = [int(min(np.searchsorted(cum, (1.0 - rng.random()) * cum[-1]), n - 1))]
     closest = np.maximum(sq - 2.0 * X @ X[centers[0]] + sq[centers[0]], 0.0)
-    potential = closest.sum()
+    potential = closest @ w if sample_weight is not None else closest.sum()
     for _ in range(1, K):
         targets = (1.0 - rng.random(n_trials)) * potential  # in (0, potential]
-        cand = np.minimum(np.searchsorted(np.cumsum(closest), targets), n - 1)
+        cand = np.minimum(np.searchsorted(np.cumsum(closest * w), targets), n - 1)
         d2 = np.maximum(sq[cand][:, None] - 2.0 * X[cand] @ X.T + sq[None], 0.0)
         np.minimum(d2, closest, out=d2)
-        pots = d2.sum(axis=1)
+        pots = d2 @ w
         best = int(np.argmin(pots))
         centers.append(int(cand[best]))
         closest, potential = d2[best], pots[best]

@@ -18,7 +18,7 @@ from scipy.special import gammaln
 from bayesgmm.core.checks import check_keys
 from bayesgmm.core.data import check_data, check_n_components
 from bayesgmm.core.families import CovarianceFamily, family
-from bayesgmm.core.priors import component_variance
+from bayesgmm.core.priors import column_moments, component_variance
 from bayesgmm.exceptions import ConfigError
 
 __all__ = ["EMPrior", "PriorTerms"]
@@ -196,12 +196,14 @@ class EMPrior:
         return cls._default(X, n_components)
 
     @classmethod
-    def _default(cls, X: np.ndarray, n_components: int) -> EMPrior:
+    def _default(
+        cls, X: np.ndarray, n_components: int, sample_weight: np.ndarray | None = None
+    ) -> EMPrior:
         n_features = X.shape[1]
-        var = X.var(axis=0, ddof=1)
+        mean, var = column_moments(X, sample_weight, ddof=1)
         return cls(
             weight_concentration=np.ones(n_components),
-            mean_loc=X.mean(axis=0),
+            mean_loc=mean,
             mean_scale=2.0 * np.sqrt(var),
             cov_dof=float(n_features + 2),
             cov_scale=np.diag(component_variance(var, n_components)),

@@ -60,7 +60,9 @@ class EMResult:
     prior : EMPrior or None
         None for maximum likelihood.
     feature_names : tuple of str
-    n_samples : int
+    n_samples : int or float
+        Points in the fit; with frequency weights (``sample_weight``) their sum, which
+        BIC's ``ln n`` uses.
     sum_log_max_resp : float
         ``sum_i log max_k p(z_i = k | x_i)`` on the training data (used by :meth:`icl`).
 
@@ -107,7 +109,7 @@ class EMResult:
     n_init: int
     prior: EMPrior | None
     feature_names: tuple[str, ...]
-    n_samples: int
+    n_samples: int | float
     sum_log_max_resp: float
 
     def __post_init__(self) -> None:
@@ -156,7 +158,7 @@ class EMResult:
         K, D = self.n_components, self.n_features
         return K - 1 + K * D + family(self.covariance_type).n_parameters(K, D)
 
-    def _loglik_n(self, X: ArrayLike | None) -> tuple[float, int]:
+    def _loglik_n(self, X: ArrayLike | None) -> tuple[float, float]:
         if X is None:
             return self.log_likelihood, self.n_samples
         ld = self.log_density(X)
@@ -198,7 +200,9 @@ class EMResult:
             n_init=int(self.n_init),
             prior=None if self.prior is None else self.prior.to_dict(),
             feature_names=list(self.feature_names),
-            n_samples=int(self.n_samples),
+            n_samples=int(self.n_samples)
+            if float(self.n_samples).is_integer()
+            else float(self.n_samples),
             sum_log_max_resp=float(self.sum_log_max_resp),
         )
         return out
@@ -227,7 +231,7 @@ class EMResult:
         status = "converged" if self.converged else "NOT converged"
         lines = [
             f"EM fit ({kind}): {self.n_components}-component {self.covariance_type!r} "
-            f"Gaussian mixture, {self.n_samples} points x {self.n_features} "
+            f"Gaussian mixture, {self.n_samples:g} points x {self.n_features} "
             f"feature{'s' if self.n_features > 1 else ''}",
             f"  {status} after {self.n_iter} iterations; best of {self.n_init} starts; "
             f"{self.n_reseeds} re-seeds",

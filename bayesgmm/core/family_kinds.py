@@ -305,12 +305,12 @@ class _MatrixFamily(CovarianceFamily):
         z = np.einsum("kji,kj->ki", inv_chol, y)  # back substitution L^T z = y
         return m0 + s0_sq * z
 
-    def em_design(self, X: np.ndarray, ZT: np.ndarray, max_bytes: int):
+    def em_design(self, X: np.ndarray, ZT: np.ndarray, max_bytes: int, sample_weight=None):
         """EM's design rows and what :meth:`second_moments` and :meth:`scatter` need:
         packed ``x x^T`` rows (per component, while they fit in ``max_bytes``), or the
-        pooled ``X^T X`` (shared)."""
+        pooled ``X^T W X`` (shared; ``W`` the frequency weights, when given)."""
         if not self.per_component:
-            return ZT, X.T @ X
+            return ZT, X.T @ (X if sample_weight is None else X * sample_weight[:, None])
         n, D = X.shape
         iu = np.triu_indices(D)
         if (ZT.shape[0] + len(iu[0])) * n * 8 <= max_bytes:
@@ -454,7 +454,7 @@ class _DiagonalFamily(CovarianceFamily):
         var = cov[:, None] if self.isotropic else cov
         return m0 + s0_sq * rhs / (N[:, None] * s0_sq + var)
 
-    def em_design(self, X: np.ndarray, ZT: np.ndarray, max_bytes: int):
+    def em_design(self, X: np.ndarray, ZT: np.ndarray, max_bytes: int, sample_weight=None):
         """EM's design rows (``[1, x, x**2]`` already hold the second moments)."""
         return ZT, None
 

@@ -259,15 +259,39 @@ def _param_array(key, name, value, shape, auto, errors) -> np.ndarray | None:
     return arr
 
 
-def data_scale(X: np.ndarray, covariance_type: str) -> tuple[np.ndarray, np.ndarray]:
+def column_moments(
+    X: np.ndarray, sample_weight: np.ndarray | None = None, ddof: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and variances, with frequency weights when given: those of the data
+    with row ``i`` repeated ``w_i`` times (``ddof`` counts against ``sum w``).
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [2.0]])
+    >>> [m.tolist() for m in column_moments(X, np.array([1.0, 3.0]), ddof=1)]
+    [[1.5], [1.0]]
+    >>> [m.tolist() for m in column_moments(np.array([[0.0], [2.0], [2.0], [2.0]]), ddof=1)]
+    [[1.5], [1.0]]
+    """
+    if sample_weight is None:
+        return X.mean(axis=0), X.var(axis=0, ddof=ddof)
+    total = sample_weight.sum()
+    mean = sample_weight @ X / total
+    return mean, sample_weight @ (X - mean) ** 2 / (total - ddof)
+
+
+def data_scale(
+    X: np.ndarray, covariance_type: str, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Location and scale used for data-scaled defaults and internal standardisation.
 
-    Column means and sds (``ddof=0``); for an isotropic family (``spherical``) one common
-    scale (RMS of the column sds), so that a spherical covariance stays spherical after
+    Column means and sds (``ddof=0``; weighted by ``sample_weight`` when given, see
+    :func:`column_moments`); for an isotropic family (``spherical``) one common scale
+    (RMS of the column sds), so that a spherical covariance stays spherical after
     standardising.
     """
-    loc = X.mean(axis=0)
-    sd = X.std(axis=0)
+    loc, var = column_moments(X, sample_weight)
+    sd = np.sqrt(var)
     if family(covariance_type).isotropic:
         sd = np.full_like(sd, math.sqrt(float(np.mean(sd**2))))
     return loc, sd
@@ -295,6 +319,7 @@ def resolve_priors(
     X: np.ndarray,
     n_components: int,
     covariance_type: str = "full",
+    sample_weight: np.ndarray | None = None,
 ) -> ResolvedPriors:
     """Merge user priors over the defaults, validate them and fill ``"auto"`` from ``X``.
 
@@ -306,7 +331,11 @@ def resolve_priors(
     X : ndarray of shape (n_samples, n_features)
         Validated data (used only for ``"auto"`` values).
     n_components : int
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        Any family's name.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Frequency weights of the rows (validated): ``"auto"`` values are those of the
+        data with each row repeated ``w_i`` times.
 
     Raises
     ------
@@ -327,16 +356,17 @@ def resolve_priors(
     fam = family(covariance_type)
     merged, errors = _merge(priors)
     K, D = n_components, X.shape[1]
-    loc, sd = data_scale(X, covariance_type)
+    loc, sd = data_scale(X, covariance_type, sample_weight)
+    col_var = column_moments(X, sample_weight)[1]
     auto = {
         ("means", "mu"): loc,
         ("means", "sigma"): 2.0 * sd,
         # per column, but for the isotropic families (spherical, EII, E, V); mclust's
         # EVE, VVE, EEV, VEV standardise isotropically but their sds prior (and EM's
         # prior, to_em_prior) stays on each column's scale
-        ("sds", "sigma"): sd if fam.kernel.isotropic else X.std(axis=0),
+        ("sds", "sigma"): sd if fam.kernel.isotropic else np.sqrt(col_var),
     }
-    log_var = np.log(np.maximum(X.var(axis=0), np.finfo(float).tiny))
+    log_var = np.log(np.maximum(col_var, np.finfo(float).tiny))
     auto[("shape", "mu")] = (
         np.zeros(D)
         if fam.parameterisation == "eigen" and fam.form == "rotation"

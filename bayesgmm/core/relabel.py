@@ -37,7 +37,7 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesgmm.core.checks import integer
 from bayesgmm.core.data import check_new_data
-from bayesgmm.core.draws import draw_arrays, training_data
+from bayesgmm.core.draws import draw_arrays, training_data, training_weights
 from bayesgmm.core.families import family
 from bayesgmm.core.predict import draw_log_densities, membership_array
 from bayesgmm.exceptions import ConfigError, DataError
@@ -148,12 +148,16 @@ def _reference_from(reference, K: int, D: int) -> dict[str, np.ndarray]:
 
 def draw_log_likelihood(idata: xr.DataTree) -> np.ndarray | None:
     """Each draw's total log-likelihood, (chain, draw): the ``log_likelihood`` group's
-    ``x`` summed over its points (NaN terms skipped, as xarray's ``sum``), or None when
-    the tree has none. One pass of numpy's ``sum`` (xarray's NaN-skipping sum makes two
-    more passes over the (chain, draw, point) array)."""
+    ``x`` summed over its points (NaN terms skipped, as xarray's ``sum``; weighted by the
+    fit's frequency weights, :func:`~bayesgmm.core.draws.training_weights`, when it has
+    them), or None when the tree has none. One pass of numpy's ``sum`` (xarray's
+    NaN-skipping sum makes two more passes over the (chain, draw, point) array)."""
     if "log_likelihood" not in idata.children or "x" not in idata["log_likelihood"]:
         return None
     ll = idata["log_likelihood"]["x"]
+    w = training_weights(idata)
+    if w is not None:
+        ll = ll * xr.DataArray(w, dims=("obs",))
     values = ll.to_numpy()  # as laid out: summed as xarray sums it
     other = tuple(i for i, d in enumerate(ll.dims) if d not in ("chain", "draw"))
     total = values.sum(axis=other)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bayesgmm.core.data import check_data
+from bayesgmm.core.data import check_data, check_sample_weight
 from bayesgmm.core.families import CovarianceFamily, family
 from bayesgmm.core.priors import ResolvedPriors, data_scale, resolve_priors
 
@@ -75,8 +75,13 @@ def make_spec(
     covariance_type: str = "full",
     priors=None,
     feature_names: Sequence[str] | None = None,
+    sample_weight=None,
 ) -> tuple[np.ndarray, GMMSpec]:
     """Validate data and priors and return ``(X, spec)``.
+
+    ``sample_weight`` (frequency weights of the rows, optional; checked by
+    :func:`~bayesgmm.core.data.check_sample_weight`) weights the data's location and
+    scale and the priors' data-scaled defaults, as for the rows repeated.
 
     Examples
     --------
@@ -87,8 +92,9 @@ def make_spec(
     """
     fam = family(covariance_type)
     X, names = check_data(X, n_components=n_components, feature_names=feature_names)
-    rp = resolve_priors(priors, X, n_components, fam.name)
-    loc, scale = data_scale(X, fam.name)
+    w = check_sample_weight(sample_weight, X, n_components)
+    rp = resolve_priors(priors, X, n_components, fam.name, w)
+    loc, scale = data_scale(X, fam.name, w)
     spec = GMMSpec(
         n_components=int(n_components),
         n_features=X.shape[1],

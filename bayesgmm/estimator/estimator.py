@@ -24,20 +24,15 @@ from bayesgmm.core.config import (
     ADVIConfig,
     SamplerConfig,
 )
-from bayesgmm.core.data import check_new_data
-from bayesgmm.core.draws import training_data
-from bayesgmm.core.em import _rng, fit_em_checked
+from bayesgmm.core.data import check_new_data, check_sample_weight
+from bayesgmm.core.draws import training_data, training_weights
 from bayesgmm.core.relabel import relabel
 from bayesgmm.core.spec import make_spec
 from bayesgmm.estimator import io
-from bayesgmm.estimator.advice import (
-    collapse_remedies,
-    warn_if_overparameterised,
-    warn_on_sampling_trouble,
-)
-from bayesgmm.estimator.posterior import enough_draws, finish_posterior, validate_params
+from bayesgmm.estimator.advice import warn_on_sampling_trouble
+from bayesgmm.estimator.posterior import fit_state, validate_params
 from bayesgmm.estimator.state import FitState
-from bayesgmm.exceptions import ConfigError, DegenerateFitError, NotFittedError
+from bayesgmm.exceptions import ConfigError, NotFittedError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
@@ -179,7 +174,14 @@ class BayesianGMM:
     def _validate_params(self) -> tuple[SamplerConfig, dict[str, Any], ADVIConfig | None]:
         return validate_params(self.get_params())
 
-    def fit(self, X, y=None, *, feature_names: Sequence[str] | None = None) -> BayesianGMM:
+    def fit(
+        self,
+        X,
+        y=None,
+        *,
+        sample_weight=None,
+        feature_names: Sequence[str] | None = None,
+    ) -> BayesianGMM:
         """Fit the posterior: EM MAP start, then NUTS (or, approximately, ADVI) from it.
 
         Parameters
@@ -187,49 +189,27 @@ class BayesianGMM:
         X : array-like of shape (n_samples, n_features)
             numpy array or pandas DataFrame (column names become the ``feature`` coords).
         y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: row ``i`` counts as ``w_i`` copies of itself (the
+            likelihood is ``sum_i w_i log p(x_i)``; the EM start, the data-scaled default
+            priors and the total log-likelihood behind the modes check are weighted alike).
+            Not importance weights for another population. Kept with the fit
+            (``idata_["constant_data"]["sample_weight"]``); not available with
+            ``inference="advi"``; PSIS-LOO (stacking of modes, LOO-PIT) is refused for
+            weighted fits, with the reason.
         feature_names : sequence of str, optional
 
         Returns
         -------
         self
         """
-        from bayesgmm.inference.model import build_model
-
         sampler, em_kwargs, advi = self._validate_params()
-        seed = advi.random_seed if advi is not None else sampler.random_seed
-        X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors, feature_names)
-        try:
-            em = fit_em_checked(
-                X,
-                spec.feature_names,
-                spec.n_components,
-                spec.family,
-                spec.priors.to_em_prior(spec.covariance_type),
-                rng=_rng(seed),
-                **em_kwargs,
-            )
-        except DegenerateFitError as exc:
-            raise DegenerateFitError(
-                f"{exc.reason} {collapse_remedies(self.n_components, self.priors)}",
-                reason=exc.reason,
-            ) from None
-        warn_if_overparameterised(em, X.shape[0])
-        model = build_model(X, spec=spec)
-        if advi is not None:
-            from bayesgmm.inference.advi import fit_advi
-
-            idata, _ = fit_advi(X, spec, em, advi, model=model)
-        else:
-            from bayesgmm.inference.sampling import sample_posterior
-
-            enough = None
-            if sampler.target_ess is not None:
-                enough = enough_draws(em, X, sampler.target_ess)
-            idata = sample_posterior(model, spec, em, sampler, enough=enough)
-        idata, relabel_info = finish_posterior(
-            idata, em, X, self.relabel, seed, sampler if advi is None else None
-        )
-        self._set_state(FitState(spec, em, idata, sampler, advi, relabel_info), model=model)
+        X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors,
+                            feature_names, sample_weight=sample_weight)  # fmt: skip
+        weights = check_sample_weight(sample_weight, X)
+        state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
+                                 self.priors)  # fmt: skip
+        self._set_state(state, model=model)
         self._warn_on_sampling_trouble()
         return self
 
@@ -296,7 +276,8 @@ class BayesianGMM:
         if model is None:
             from bayesgmm.inference.model import build_model
 
-            model = build_model(training_data(state.idata), spec=state.spec)
+            model = build_model(training_data(state.idata), spec=state.spec,
+                                sample_weight=training_weights(state.idata))  # fmt: skip
             self.__dict__["_model"] = model
         return model
 

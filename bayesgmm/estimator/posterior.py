@@ -24,9 +24,10 @@ from bayesgmm.core.config import (
     resolve_seed,
 )
 from bayesgmm.core.data import check_n_components
+from bayesgmm.core.draws import training_weights
 from bayesgmm.core.families import family
 from bayesgmm.core.relabel import RELABEL_METHODS, relabel
-from bayesgmm.exceptions import ConfigError
+from bayesgmm.exceptions import ConfigError, DegenerateFitError
 
 __all__ = ["enough_draws", "finish_posterior", "validate_params"]
 
@@ -112,7 +113,12 @@ def finish_posterior(
 
     report = find_modes(idata)
     if report.multimodal:
-        if config.multimodal == "stack" and "log_likelihood" in idata.children:
+        if training_weights(idata) is not None:
+            idata = _mode_groups(
+                idata, report, "stacking by PSIS-LOO is not defined here for frequency-weighted "
+                "data (sample_weight)"
+            )  # fmt: skip
+        elif config.multimodal == "stack" and "log_likelihood" in idata.children:
             try:
                 idata = stack_modes(idata, report)
             except ValueError as exc:  # PSIS-LOO of a mode failed, e.g. on a few draws
@@ -149,3 +155,45 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
         return 1.0 if fraction >= 1.0 and rhat_ok else min(fraction, 0.999)
 
     return enough
+
+
+def fit_state(X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors):
+    """:meth:`BayesianGMM.fit <bayesgmm.BayesianGMM.fit>`'s pipeline on validated data:
+    the EM start, the model, NUTS (or ADVI), relabelling and modes. Returns the
+    :class:`~bayesgmm.estimator.state.FitState` and the ``pm.Model``."""
+    from bayesgmm.core.em import _rng, fit_em_checked
+    from bayesgmm.estimator.advice import collapse_remedies, warn_if_overparameterised
+    from bayesgmm.estimator.state import FitState
+    from bayesgmm.inference.model import build_model
+
+    if sample_weight is not None and advi is not None:
+        raise ConfigError(
+            "sample_weight is not available with inference='advi' (minibatches of weighted "
+            "rows are not implemented); use NUTS (inference='nuts')."
+        )
+    seed = advi.random_seed if advi is not None else sampler.random_seed
+    try:
+        em = fit_em_checked(X, spec.feature_names, spec.n_components, spec.family,
+                            spec.priors.to_em_prior(spec.covariance_type), rng=_rng(seed),
+                            sample_weight=sample_weight, **em_kwargs)  # fmt: skip
+    except DegenerateFitError as exc:
+        raise DegenerateFitError(
+            f"{exc.reason} {collapse_remedies(spec.n_components, priors)}", reason=exc.reason
+        ) from None
+    warn_if_overparameterised(em, X.shape[0])
+    model = build_model(X, spec=spec, sample_weight=sample_weight)
+    if advi is not None:
+        from bayesgmm.inference.advi import fit_advi
+
+        idata, _ = fit_advi(X, spec, em, advi, model=model)
+    else:
+        from bayesgmm.inference.sampling import sample_posterior
+
+        enough = None
+        if sampler.target_ess is not None:
+            enough = enough_draws(em, X, sampler.target_ess)
+        idata = sample_posterior(model, spec, em, sampler, enough=enough)
+    idata, relabel_info = finish_posterior(
+        idata, em, X, relabel_method, seed, sampler if advi is None else None
+    )
+    return FitState(spec, em, idata, sampler, advi, relabel_info), model

@@ -119,7 +119,8 @@ def _graphs(model: pm.Model):
     likelihood_inputs = model.replace_rvs_by_values(x.owner.inputs[-3:])  # w, mu_z, cov
     prior = model.logp(vars=model.free_RVs)
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
-    shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"]])
+    extra = [model["sample_weight"]] if "sample_weight" in model.named_vars else []
+    shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"], *extra])
     return prior, likelihood_inputs, outputs, shared
 
 
@@ -141,13 +142,14 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
 
     def prepare(shared_values):
         data, loc, scale = (shared_values[where[n]] for n in ("data", "loc", "scale"))
-        return tuple(shared_values), features(data, loc, scale, fam)
+        w = shared_values[where["sample_weight"]] if "sample_weight" in where else None
+        return tuple(shared_values), features(data, loc, scale, fam, w)
 
     def logp(params, args):
         shared_values, feats = args
         values = [params[n] for n in value_names]
         lp, weights, means_z, cov_param = prior_fn(*values, *shared_values)
-        n_obs = feats.shape[1]
+        n_obs = feats.shape[1] if feats.weights is None else feats.weights.sum()
         scale = shared_values[where["scale"]]
         # the likelihood's inputs carry a leading batch axis of 1 (PyMC's CustomDist)
         return lp + mixture_loglik(weights[0], means_z[0], cov_param[0], feats, n_obs, scale, fam)

@@ -86,6 +86,9 @@ class Features(NamedTuple):
 
     rows: Any  # (F, N): one row per feature
     points: Any  # (N, F): one row per point
+    #: Frequency weights of the points (N,), or None (each counts once): the
+    #: likelihood is then ``sum_i w_i logsumexp_k (...)``.
+    weights: Any = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -125,15 +128,20 @@ def _lse_parts(lp):
 
 def _linear_fwd(feats: Features, coef):
     top, e, total = _lse_parts(_barrier(_log_terms(coef, feats.rows)))
-    resp = _barrier(e * (1.0 / total))  # memberships (K, N)
-    # the gradient's product here: the residual is (K, F), not the (K, N) memberships
-    return (top + jnp.log(total)).sum(), resp @ feats.points
+    if feats.weights is None:
+        resp = _barrier(e * (1.0 / total))  # memberships (K, N)
+        # the gradient's product here: the residual is (K, F), not the (K, N) memberships
+        return (top + jnp.log(total)).sum(), resp @ feats.points
+    resp = _barrier(e * (feats.weights / total))  # memberships times the weights
+    return (top + jnp.log(total)) @ feats.weights, resp @ feats.points
 
 
 @jax.custom_vjp
 def _linear_lse(feats: Features, coef):
-    """``sum_i logsumexp_k (coef_k . f_i)`` for :class:`Features` ``feats``, ``coef`` (K, F)."""
-    return jax.scipy.special.logsumexp(_log_terms(coef, feats.rows), axis=0).sum()
+    """``sum_i w_i logsumexp_k (coef_k . f_i)`` for :class:`Features` ``feats`` (``w_i = 1``
+    without weights), ``coef`` (K, F)."""
+    lse = jax.scipy.special.logsumexp(_log_terms(coef, feats.rows), axis=0)
+    return lse.sum() if feats.weights is None else lse @ feats.weights
 
 
 def _linear_bwd(grad_coef, g):
@@ -199,10 +207,11 @@ def _tril_inverse_jvp(primals, tangents):
     return inv, -(inv @ jnp.tril(dchol)) @ inv
 
 
-def features(data, loc, scale, fam: CovarianceFamily) -> Features:
+def features(data, loc, scale, fam: CovarianceFamily, weights=None) -> Features:
     """The points' features: a one, ``z``, then ``z_a z_b`` for ``a <= b`` (correlated
     families) or ``z_a**2`` (the others), ``z = (data - loc) / scale``; ``F`` of them
-    per point, as :class:`Features` (``.shape`` is ``(F, N)``)."""
+    per point, as :class:`Features` (``.shape`` is ``(F, N)``), with the points'
+    frequency ``weights`` (N,) when given."""
     z = (data - loc) / scale
     if fam.correlated:
         a, b = np.triu_indices(z.shape[1])
@@ -210,7 +219,7 @@ def features(data, loc, scale, fam: CovarianceFamily) -> Features:
     else:
         second = jnp.square(z)
     points = jnp.concatenate([jnp.ones((z.shape[0], 1), z.dtype), z, second], axis=1)
-    return Features(rows=points.T, points=points)
+    return Features(rows=points.T, points=points, weights=weights)
 
 
 def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
@@ -249,8 +258,9 @@ def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: C
         :func:`bayesgmm.inference.model.component_logp_z`): lower Cholesky factors
         (K, D, D) or one shared (D, D), or standard deviations (K, D) or (K,).
     feats : Features
-        :func:`features` of the data.
-    n_obs : int
+        :func:`features` of the data (with the points' frequency weights, if any).
+    n_obs : int or float
+        The number of points (the sum of their weights, when weighted).
     scale : (D,)
         The standardisation's scale (its Jacobian, ``N sum log scale``).
     fam : CovarianceFamily

@@ -26,6 +26,7 @@ import pytensor.tensor as pt
 from pymc.distributions import transforms
 from pymc.distributions.distribution import support_point
 
+from bayesgmm.core.data import check_sample_weight
 from bayesgmm.core.eigen_params import shape_location_z
 from bayesgmm.core.families import CovarianceFamily, family
 from bayesgmm.core.priors import ResolvedPriors
@@ -293,6 +294,7 @@ def build_model(
     feature_names: Sequence[str] | None = None,
     spec: GMMSpec | None = None,
     batch_size: int | None = None,
+    sample_weight=None,
 ) -> pm.Model:
     """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
 
@@ -307,6 +309,12 @@ def build_model(
     feature_names : sequence of str, optional
     spec : GMMSpec, optional
         A ready specification (from :func:`make_spec`); then ``X`` must be validated data.
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights of the rows: the likelihood is ``sum_i w_i log p(x_i)``, as for
+        the data with row ``i`` repeated ``w_i`` times. ``pm.Data("sample_weight")`` and
+        the potential ``x_weights`` (``sum_i (w_i - 1) log p(x_i)``) carry them, so that
+        ``x``'s own pointwise log-likelihood stays one term per point. Give the same
+        weights to :func:`make_spec`, whose data-scaled defaults are weighted.
     batch_size : int, optional
         For minibatch ADVI (:mod:`bayesgmm.inference.advi`): when smaller than the number of
         points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
@@ -340,9 +348,15 @@ def build_model(
     if spec is None:
         if n_components is None:
             raise ConfigError("build_model needs n_components (or a spec).")
-        X, spec = make_spec(X, n_components, covariance_type, priors, feature_names)
+        X, spec = make_spec(X, n_components, covariance_type, priors, feature_names,
+                            sample_weight=sample_weight)  # fmt: skip
     else:
         X = np.asarray(X, dtype=float)
+    sample_weight = check_sample_weight(sample_weight, X)
+    if sample_weight is not None and batch_size is not None:
+        raise ConfigError(
+            "sample_weight is not available with minibatch ADVI (inference='advi'); use NUTS."
+        )
     fam = spec.family
 
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
@@ -381,7 +395,7 @@ def build_model(
                 pm.math.logsumexp(pt.log(weights) + comp, axis=-1, keepdims=False) - log_scale_sum
             )
 
-        pm.CustomDist(
+        x = pm.CustomDist(
             "x",
             weights,
             means_z,
@@ -390,4 +404,9 @@ def build_model(
             signature=f"(k),(k,d),{fam.kernel.sd_signature()}->(d)",
             **observed,
         )
+        if sample_weight is not None:
+            # frequency weights: sum_i w_i log p(x_i) = x's own term + sum_i (w_i - 1) ...
+            # (the same graph as x's, merged when compiled); x stays one term per point
+            w = pm.Data("sample_weight", np.asarray(sample_weight, dtype=float), dims="obs")
+            pm.Potential("x_weights", pt.sum((w - 1.0) * pm.logp(x, X_data)))
     return model

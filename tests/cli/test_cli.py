@@ -3,6 +3,7 @@ report, exit codes and one-line messages on bad input, and model-spec validation
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -586,7 +587,7 @@ def test_fit_with_an_mclust_family_writes_the_report(data_dir, tmp_path, capsys)
     assert (out / "report.html").is_file() and (out / "pairs.png").is_file()
     gmm = load(out / "model")
     assert gmm.covariance_type == "VEV"
-    page = (out / "report.html").read_text()
+    page = html.unescape((out / "report.html").read_text())
     assert "covariance 'VEV' (mclust VEV: volume varying, shape equal, orientation varying)" in page
 
 
@@ -595,3 +596,39 @@ def test_a_spec_takes_mclusts_families_and_the_shape_prior():
     assert spec.covariance == "EVE" and spec.priors == {"shape": {"sigma": 0.5}}
     with pytest.raises(ConfigError, match=r"'priors.shap'.*'shape'"):
         ModelSpec.from_dict(_spec(model__covariance="EVE", priors={"shap": {"sigma": 0.5}}))
+
+
+def test_fit_with_a_weight_column(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal([0.0, 0.0], 1.0, (30, 2)), rng.normal([6.0, 6.0], 1.0, (30, 2))])
+    df = pd.DataFrame(X, columns=["a", "b"]).assign(n=rng.integers(1, 4, 60))
+    df.to_csv(tmp_path / "counts.csv", index=False)
+    out = tmp_path / "w"
+    argv = ["fit", tmp_path / "counts.csv", "-k", "2", "--weights", "n", "--out", out,
+            "--target-ess", "0", *SMALL]  # fmt: skip
+    code, _, _ = _run(argv, capsys)
+    assert code in (0, 1)
+    gmm = load(out / "model")
+    assert gmm.feature_names_in_ == ["a", "b"]  # the weight column is not fitted
+    np.testing.assert_array_equal(gmm.idata_["constant_data"]["sample_weight"], df["n"])
+    page = (out / "report.html").read_text()
+    assert "weights: column &#x27;n&#x27; as frequency weights" in page
+    assert "Not drawn: DataError: LOO-PIT is not available for a fit with sample_weight" in page
+    # a weight column that is not there, or not numeric: one line, exit 2
+    for bad in ("m", "a b"):
+        code, _, err = _run(["fit", tmp_path / "counts.csv", "-k", "2", "--weights", bad, "--out",
+                             tmp_path / "x", *SMALL], capsys)  # fmt: skip
+        assert code == 2 and "weight column" in err
+
+
+def test_a_spec_rejects_weights_that_are_also_fitted():
+    with pytest.raises(ConfigError, match=r"'data.weights' = 'waiting' is also in data.columns"):
+        ModelSpec.from_dict(
+            _spec(
+                data={
+                    "path": "bundled:faithful",
+                    "columns": ["eruptions", "waiting"],
+                    "weights": "waiting",
+                }
+            )
+        )

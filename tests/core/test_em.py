@@ -575,7 +575,7 @@ def test_summary_and_repr():
 
 def test_full_statistics_without_precomputed_second_moments(faithful, monkeypatch):
     """Large n * D**2: the x x^T rows are not precomputed; the fit must be the same."""
-    import bayesgmm.core.em as em
+    import bayesgmm.core.em_steps as em
 
     ref = fit_em(faithful, 3, random_seed=0, n_init=1)
     monkeypatch.setattr(em, "_STATS_MAX_BYTES", 0)
