@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
         ],
         "bayesgmm.core.predict",
     ),
+    "impute": "bayesgmm.core.impute",
+    "impute_draws": "bayesgmm.core.impute",
     "build_model": "bayesgmm.inference.model",
     "sample_posterior": "bayesgmm.inference.sampling",
     "fit_advi": "bayesgmm.inference.advi",

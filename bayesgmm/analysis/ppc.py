@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayesgmm.core.draws import posterior_dataset, thin, training_weights
+from bayesgmm.core.draws import missing_of, posterior_dataset, thin, training_weights
 from bayesgmm.core.generate import replicate
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -40,14 +40,23 @@ __all__ = [
 
 
 def _refuse_weighted(idata, what: str) -> None:
-    """A frequency-weighted fit's rows are not its data's distribution: ``what`` (which
-    compares them one by one) is refused with the reason."""
+    """A frequency-weighted fit's rows are not its data's distribution, nor are a fit's
+    partially observed rows: ``what`` (which compares rows one by one with replicated
+    data) is refused with the reason."""
     if training_weights(idata) is not None:
         raise DataError(
             f"{what} is not available for a fit with sample_weight: it compares the "
             "unweighted rows with replicated data (or leaves one row out at a time), which "
             "misrepresents frequency-weighted data. Expand the rows (np.repeat(X, w, "
             "axis=0)) to check such a fit."
+        )
+    if isinstance(idata, xr.DataTree) and missing_of(idata) == "marginalize":
+        raise DataError(
+            f"{what} is not available for a fit with missing values (missing='marginalize'): "
+            "it compares each row, all its coordinates, with replicated complete data, and "
+            "values missing at random need not follow the model's marginals where they are "
+            "observed. Compare the model with the complete rows instead, or with held-out "
+            "values through gmm.impute()."
         )
 
 

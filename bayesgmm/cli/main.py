@@ -93,6 +93,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
     )
 
     data = spec.load_data()
+    missing = "marginalize" if spec.data.missing == "marginalize" else "error"
     for note in data.notes:
         progress(note)
     cfg = _with_targets(spec.sampler_config(_overrides(args)), args)
@@ -104,8 +105,9 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             K = spec.components[0]
             progress(f"fitting K={K} ({spec.covariance}): EM start, then {_plan(cfg)}")
             gmm = BayesianGMM(
-                K, spec.covariance, priors=spec.priors or None, sampler=cfg, em=spec.em or None
-            ).fit(data.X, sample_weight=data.weights)
+                K, spec.covariance, priors=spec.priors or None, sampler=cfg,
+                em=spec.em or None, missing=missing,
+            ).fit(data.X, sample_weight=data.weights)  # fmt: skip
             selection = None
         elif data.weights is not None:
             raise DataError(
@@ -127,6 +129,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 em=spec.em or None,
                 random_seed=master,
                 progress=not args.quiet,
+                missing=missing,
             )
             try:
                 best = res.best

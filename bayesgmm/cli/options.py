@@ -143,8 +143,10 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--missing",
         default="error",
-        choices=("error", "drop"),
-        help="rows with missing values: stop with an error (default) or drop them (reported)",
+        choices=("error", "drop", "marginalize"),
+        help="missing values (empty cells): stop with an error (default), drop their rows "
+        "(reported), or marginalize them (missing at random: each row fitted with its "
+        "observed values)",
     )
     p.add_argument(
         "--weights",

@@ -9,7 +9,9 @@ A spec names the data, the model and the sampler settings::
     path = "bundled:faithful"              # a CSV path (relative to the spec file) or
                                            # "bundled:faithful" / "bundled:penguins"
     columns = ["eruptions", "waiting"]     # optional, default: every column
-    missing = "error"                      # "error" (default) or "drop" (reported)
+    missing = "error"                      # "error" (default), "drop" (reported) or
+                                           # "marginalize" (missing at random: each row
+                                           # fitted with its observed values)
     labels = "species"                     # optional: a column of known groups, not
                                            # fitted; the report compares the clusters
                                            # with it (confusion table, adjusted Rand index)
@@ -39,20 +41,20 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bayesgmm.core.checks import Constraint, choice, integer, is_int
 from bayesgmm.core.config import EM_SETTINGS, SamplerConfig
 from bayesgmm.core.families import EM_COVARIANCE_TYPES
 from bayesgmm.core.priors import default_priors
-from bayesgmm.exceptions import ConfigError, DataError
+from bayesgmm.exceptions import ConfigError
 
-__all__ = ["BUNDLED", "DataSpec", "LoadedData", "ModelSpec", "load_spec", "read_data"]
+if TYPE_CHECKING:  # pragma: no cover
+    from bayesgmm.cli.tables import LoadedData
 
-MISSING_POLICIES = ("error", "drop")
+__all__ = ["BUNDLED", "DataSpec", "ModelSpec", "load_spec"]
+
+MISSING_POLICIES = ("error", "drop", "marginalize")
 BUNDLED = ("faithful", "penguins")
 _BUNDLED_PREFIX = "bundled:"
 
@@ -69,7 +71,6 @@ def _is_components(v: Any) -> bool:
     return ok and len(set(v)) == len(v)
 
 
-_WEIGHT_COLUMN = "\x00sample_weight"  # the weights beside the data while rows are checked
 _TEXT = Constraint(lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 SCHEMA: dict[str, dict[str, Constraint]] = {
@@ -129,36 +130,6 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class LoadedData:
-    """Data ready to fit, with an account of what was done to it.
-
-    Attributes
-    ----------
-    X : DataFrame
-        The selected numeric columns, rows with missing values removed if allowed; its
-        index keeps the original row numbers (0-based, header excluded).
-    n_rows : int
-        Rows in the source.
-    dropped : list of int
-        Original row numbers dropped for missing values.
-    notes : list of str
-        Plain-language account for the report.
-    labels : Series, optional
-        The spec's label column (``[data] labels``) for the rows of ``X`` (same index),
-        or None.
-    weights : Series, optional
-        The spec's frequency weights (``[data] weights``) for the rows of ``X``, or None.
-    """
-
-    X: pd.DataFrame
-    n_rows: int
-    dropped: list[int]
-    notes: list[str]
-    labels: pd.Series | None = None
-    weights: pd.Series | None = None
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     """A validated model spec (see the module docstring for the file format)."""
 
@@ -210,7 +181,9 @@ class ModelSpec:
             raise ConfigError(f"{self.source} [sampler]: {exc}") from None
 
     def load_data(self) -> LoadedData:
-        """Read the data this spec names; see :func:`read_data`."""
+        """Read the data this spec names; see :func:`~bayesgmm.cli.tables.read_data`."""
+        from bayesgmm.cli.tables import read_data
+
         return read_data(self.data)
 
 
@@ -324,139 +297,3 @@ def load_spec(path: str | Path) -> ModelSpec:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not a UTF-8 text file: {exc}") from None
     return ModelSpec.from_dict(raw, base_dir=path.resolve().parent, source=str(path))
-
-
-def _read_table(spec: DataSpec) -> pd.DataFrame:
-    if spec.path.startswith(_BUNDLED_PREFIX):
-        from bayesgmm.core import datasets
-
-        name = spec.path.removeprefix(_BUNDLED_PREFIX)
-        if name not in BUNDLED:
-            raise ConfigError(
-                f"unknown bundled data set {name!r}; available: "
-                + ", ".join(f"'{_BUNDLED_PREFIX}{b}'" for b in BUNDLED)
-            )
-        return getattr(datasets, f"load_{name}")()
-    path = spec.resolved_path
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a CSV file; give the path of the CSV file.")
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty: a CSV file with a header row is needed.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        # the parser's own message can quote the file; say what failed, not what it holds
-        raise DataError(
-            f"cannot read {path} as a CSV file ({type(exc).__name__}); check that it is a "
-            "comma-separated text file with a header row."
-        ) from None
-
-
-def _columns_hint(spec: DataSpec, names: list[str]) -> str:
-    """How to select ``names``, in the form the user gave the spec (CLI or TOML)."""
-    if spec.origin == "cli":
-        return "--columns " + ",".join(names)
-    return "columns = [" + ", ".join(f'"{n}"' for n in names) + "] in [data]"
-
-
-def read_data(spec: DataSpec) -> LoadedData:
-    """Read the CSV, select the columns and apply the missing-value policy.
-
-    Error messages name the file's columns only when it holds numeric data (a data
-    table), so pointing ``data.path`` at some other file never echoes what it holds.
-
-    Raises
-    ------
-    FileNotFoundError
-        The CSV does not exist.
-    DataError
-        A directory or an unreadable or empty file; unknown or non-numeric columns; rows
-        with missing values with ``missing = "error"`` (the message names the rows and
-        columns, and how to drop them), or none left after dropping them.
-    """
-    df = _read_table(spec)
-    n_rows = df.shape[0]
-    numeric = [str(c) for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
-    if n_rows == 0:
-        raise DataError(f"{spec.source} has a header but no data rows; there is nothing to fit.")
-    if not numeric:
-        raise DataError(
-            f"{spec.source} has no numeric columns ({df.shape[1]} column(s), {n_rows} rows): "
-            "bayesgmm fits numeric columns of a CSV file with a header row."
-        )
-    available = f"available numeric columns: {numeric}"
-    if spec.labels is not None and spec.labels not in df.columns:
-        raise DataError(
-            f"label column {spec.labels!r} (labels in [data]) not in {spec.source}; "
-            f"available columns: {[str(c) for c in df.columns]}"
-        )
-    if spec.weights is not None and spec.weights not in numeric:
-        raise DataError(
-            f"weight column {spec.weights!r} (weights in [data]; --weights) is not a numeric "
-            f"column of {spec.source}; {available}"
-        )
-    if spec.columns is None:
-        columns = [c for c in df.columns if c not in (spec.labels, spec.weights)]
-    else:
-        columns = list(spec.columns)
-        unknown = [c for c in columns if c not in df.columns]
-        if unknown:
-            raise DataError(f"column(s) {unknown} not in {spec.source}; {available}")
-    X = df[columns]
-    non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(X[c])]
-    if non_numeric:
-        chosen = [c for c in columns if c not in non_numeric] or numeric
-        raise DataError(
-            f"column(s) {non_numeric} of {spec.source} are not numeric (only numeric columns "
-            f"can be fitted); choose numeric columns, e.g. {_columns_hint(spec, chosen)}"
-        )
-    X = X.astype(float)
-    if spec.weights is not None:  # a row without a weight is a row with a missing value
-        X = X.assign(**{_WEIGHT_COLUMN: df[spec.weights].astype(float)})
-    bad = ~np.isfinite(X.to_numpy()).all(axis=1)
-    dropped = [int(i) for i in X.index[bad]]
-    notes = [f"data: {spec.source}, {n_rows} rows, columns {columns}."]
-    if dropped:
-        cols = [spec.weights if c == _WEIGHT_COLUMN else c for c in X.columns
-                if not np.isfinite(X.loc[bad, c]).all()]  # fmt: skip
-        shown = ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else "")
-        if spec.missing == "error":
-            raise DataError(
-                f"{len(dropped)} of {n_rows} rows of {spec.source} have missing or non-finite "
-                f'values in {cols} (rows {shown}, 0-based); set missing = "drop" in [data] '
-                "(--missing drop) to drop them, or clean the file"
-            )
-        X = X.loc[~bad]
-        if X.empty:
-            raise DataError(
-                f"every one of the {n_rows} rows of {spec.source} has missing or non-finite "
-                f"values in {cols}, so dropping them leaves nothing to fit; choose other "
-                f"columns ({_columns_hint(spec, [c for c in columns if c not in cols] or numeric)})"
-                " or fill the missing values"
-            )
-        notes.append(
-            f"missing values: dropped {len(dropped)} of {n_rows} rows with missing or "
-            f"non-finite values in {cols} (rows {shown}, 0-based, header excluded); "
-            f"{X.shape[0]} rows fitted."
-        )
-    else:
-        notes.append("missing values: none in the selected columns.")
-    weights = None
-    if spec.weights is not None:
-        weights = X.pop(_WEIGHT_COLUMN).rename(spec.weights)
-        notes.append(
-            f"weights: column {spec.weights!r} as frequency weights (row i counts as w_i "
-            f"copies of itself; {weights.sum():g} in all), not fitted."
-        )
-    labels = None
-    if spec.labels is not None:
-        labels = df.loc[X.index, spec.labels]
-        notes.append(
-            f"labels: column {spec.labels!r} ({labels.nunique()} values), not fitted; the "
-            "clusters are compared with it."
-        )
-    return LoadedData(
-        X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels, weights=weights
-    )

@@ -122,7 +122,9 @@ def _as_float_matrix(X, name: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def _check_matrix(arr: np.ndarray, name: str, when: str = "fitting", row_offset: int = 0) -> None:
+def _check_matrix(
+    arr: np.ndarray, name: str, when: str = "fitting", row_offset: int = 0, missing: str = "error"
+) -> None:
     if arr.ndim != 2:
         hint = (
             "reshape a single feature with X.reshape(-1, 1), or a single point with "
@@ -139,22 +141,57 @@ def _check_matrix(arr: np.ndarray, name: str, when: str = "fitting", row_offset:
             f"{name} is empty (shape {arr.shape}); it needs at least one row and column."
         )
     finite = np.isfinite(arr)
-    if not finite.all():
-        rows, cols = np.nonzero(~finite)
-        n_nan = int(np.isnan(arr).sum())
-        n_inf = int((~finite).sum()) - n_nan
+    if finite.all():
+        return
+    nan = np.isnan(arr)
+    if missing == "marginalize":
+        _check_missing_entries(arr, nan, name, row_offset, when)
+        return
+    rows, cols = np.nonzero(~finite)
+    n_nan = int(nan.sum())
+    n_inf = int((~finite).sum()) - n_nan
+    hint = f"Drop or impute those rows before {when}" + (
+        ", or treat NaN as missing at random with missing='marginalize'." if n_nan else "."
+    )
+    raise DataError(
+        f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at row "
+        f"{rows[0] + row_offset}, column {cols[0]}). {hint}"
+    )
+
+
+def _check_missing_entries(
+    arr: np.ndarray, nan: np.ndarray, name: str, row_offset: int, when: str
+) -> None:
+    """With ``missing="marginalize"``: NaN is missing, but infinities are not; every row
+    needs an observed value, and so does every column of training data (new points may
+    all lack a coordinate)."""
+    inf = np.isinf(arr)
+    if inf.any():
+        rows, cols = np.nonzero(inf)
         raise DataError(
-            f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at row "
-            f"{rows[0] + row_offset}, column {cols[0]}). Drop or impute those rows before {when}."
+            f"{name} contains {int(inf.sum())} infinite values (first at row "
+            f"{rows[0] + row_offset}, column {cols[0]}); missing='marginalize' treats only "
+            "NaN as missing. Replace infinities by NaN if they mean 'not measured', or drop them."
+        )
+    empty_rows = np.flatnonzero(nan.all(axis=1))
+    if empty_rows.size:
+        raise DataError(
+            f"{name} has {empty_rows.size} row(s) with every value missing (first: row "
+            f"{empty_rows[0] + row_offset}); they carry no information. Drop them first."
+        )
+    empty_cols = np.flatnonzero(nan.all(axis=0))
+    if empty_cols.size and when == "fitting":
+        raise DataError(
+            f"{name} has column(s) {empty_cols.tolist()} with every value missing; drop them."
         )
 
 
 def _check_scale(arr: np.ndarray, name: str) -> None:
     """Refuse data whose spread overflows float64 (the variance of values past ~1e154)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        var = arr.var(axis=0)
+        var = np.nanvar(arr, axis=0)
     if not np.isfinite(var).all():
-        big = float(np.abs(arr).max())
+        big = float(np.nanmax(np.abs(arr)))
         raise DataError(
             f"{name}'s scale overflows float64: values reach {big:.3g}, so their variance "
             f"(about {big:.1g} squared) is beyond the largest double, 1.8e308. Rescale the data "
@@ -169,6 +206,7 @@ def check_data(
     n_components: int | None = None,
     feature_names: Sequence[str] | None = None,
     name: str = "X",
+    missing: str = "error",
 ) -> tuple[np.ndarray, list[str]]:
     """Validate training data.
 
@@ -182,6 +220,9 @@ def check_data(
         Names overriding the DataFrame's columns (or ``feature_0, ...``).
     name : str
         What to call the data in error messages.
+    missing : {"error", "marginalize"}
+        ``"marginalize"`` lets NaN through as a value missing at random (still refusing
+        infinities, rows and columns without an observed value).
 
     Returns
     -------
@@ -202,7 +243,7 @@ def check_data(
     ['feature_0', 'feature_1']
     """
     arr = _as_float_matrix(X, name)
-    _check_matrix(arr, name)
+    _check_matrix(arr, name, missing=missing)
     _check_scale(arr, name)
     names = _feature_names_of(X, arr.shape[1], feature_names)
     n_samples = arr.shape[0]
@@ -215,8 +256,8 @@ def check_data(
             )
     if n_samples < 2:
         raise DataError(f"{name} has a single point; at least 2 are needed to fit a mixture.")
-    spread = np.ptp(arr, axis=0)
-    scale = np.maximum(np.abs(arr).max(axis=0), np.finfo(float).tiny)
+    spread = np.nanmax(arr, axis=0) - np.nanmin(arr, axis=0)
+    scale = np.maximum(np.nanmax(np.abs(arr), axis=0), np.finfo(float).tiny)
     constant = [names[j] for j in range(arr.shape[1]) if spread[j] <= 1e-14 * scale[j]]
     if constant:
         if len(constant) == arr.shape[1]:
@@ -229,7 +270,7 @@ def check_data(
             "information and make the covariance singular. Drop them before fitting."
         )
     if n_components is not None:
-        n_distinct = len(np.unique(arr, axis=0))
+        n_distinct = len(np.unique(np.nan_to_num(arr, nan=np.inf), axis=0))
         if n_distinct < n_components:
             raise DataError(
                 f"{name} has only {n_distinct} distinct points but n_components={n_components}; "
@@ -329,14 +370,21 @@ def check_sample_weight(
 
 
 def check_new_data(
-    X, n_features: int, feature_names: Sequence[str], name: str = "X", *, row_offset: int = 0
+    X,
+    n_features: int,
+    feature_names: Sequence[str],
+    name: str = "X",
+    *,
+    row_offset: int = 0,
+    missing: str = "error",
 ) -> np.ndarray:
     """Validate data passed to a fitted model (predict, score, ...).
 
     Checks shape and finiteness. A DataFrame's columns are matched to the fitted ones by
     name (reordered if needed); columns the model was not fitted on are left out with an
     :class:`ExtraColumnsWarning` naming them, and a missing one is a ``DataError``.
-    ``row_offset`` is added to row numbers in messages (for blocks of a larger array).
+    ``row_offset`` is added to row numbers in messages (for blocks of a larger array);
+    ``missing="marginalize"`` lets NaN through (partially observed points).
 
     Examples
     --------
@@ -352,7 +400,7 @@ def check_new_data(
     arr = _as_float_matrix(X, name)
     if arr.ndim == 1 and n_features == 1:
         arr = arr.reshape(-1, 1)
-    _check_matrix(arr, name, when="predicting", row_offset=row_offset)
+    _check_matrix(arr, name, when="predicting", row_offset=row_offset, missing=missing)
     if arr.shape[1] != n_features:
         raise DataError(
             f"{name} has {arr.shape[1]} features, but the model was fitted on {n_features} "

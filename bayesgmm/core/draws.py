@@ -11,7 +11,7 @@ group is used) or as the posterior ``xarray.Dataset`` itself.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import xarray as xr
@@ -24,6 +24,7 @@ __all__ = [
     "Draws",
     "draw_arrays",
     "example_posterior",
+    "missing_of",
     "posterior_dataset",
     "thin",
     "training_data",
@@ -88,14 +89,22 @@ def draw_arrays(post: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def training_data(tree) -> np.ndarray | None:
-    """The training data of a DataTree (``observed_data`` variable ``x``) as (obs, feature).
+    """The training data of a DataTree (``observed_data`` variable ``x``) as (obs, feature),
+    with NaN where a fit with ``missing="marginalize"`` had missing values.
 
     ``None`` when ``tree`` is not a DataTree or holds no training data.
     """
     if not isinstance(tree, xr.DataTree) or "observed_data" not in tree.children:
         return None
     obs = tree["observed_data"].to_dataset()
-    return obs["x"].transpose("obs", "feature").to_numpy() if "x" in obs else None
+    if "x" not in obs:
+        return None
+    X = obs["x"].transpose("obs", "feature").to_numpy()
+    if "constant_data" in tree.children and "missing_mask" in tree["constant_data"].data_vars:
+        # a fit with missing values: their entries were stored as placeholders
+        mask = tree["constant_data"]["missing_mask"].transpose("obs", "feature").to_numpy()
+        X = np.where(mask.astype(bool), np.nan, X)
+    return X
 
 
 def training_weights(tree) -> np.ndarray | None:
@@ -106,6 +115,20 @@ def training_weights(tree) -> np.ndarray | None:
         return None
     data = tree["constant_data"].to_dataset()
     return data["sample_weight"].to_numpy() if "sample_weight" in data else None
+
+
+def missing_of(posterior) -> str:
+    """How the fit treated NaN: ``"marginalize"`` when its posterior says so (attribute
+    ``missing``) or its training data has missing values, else ``"error"``. Predictions
+    accept partially observed points from such fits."""
+    if isinstance(posterior, xr.DataTree) and "posterior" in posterior.children:
+        attrs = posterior["posterior"].attrs
+    else:
+        attrs = getattr(posterior, "attrs", {})
+    if attrs.get("missing") == "marginalize":
+        return "marginalize"
+    X = training_data(posterior)
+    return "marginalize" if X is not None and np.isnan(X).any() else "error"
 
 
 def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
@@ -170,6 +193,16 @@ class Draws:
     def shape(self) -> tuple[int, int, int]:
         """``(n_draws_total, n_components, n_features)``."""
         return self.means.shape
+
+    def marginal(self, obs: np.ndarray) -> Draws:
+        """The draws' marginal mixture of the coordinates ``obs`` (an index array): the
+        means' entries and the covariances' block (for partially observed points)."""
+        cov = self.covariance[:, :, obs][:, :, :, obs]
+        names = [self.feature_names[j] for j in obs]
+        return replace(
+            self, means=self.means[:, :, obs], covariance=cov, center=self.center[obs],
+            feature_names=names,
+        )  # fmt: skip
 
     def chol(self, lo: int, hi: int) -> np.ndarray:
         """Lower Cholesky factors of the covariances of draws ``lo:hi``, (s, K, D, D)."""

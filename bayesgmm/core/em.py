@@ -26,10 +26,12 @@ from numpy.typing import ArrayLike
 from bayesgmm.core.checks import Constraint, check_settings, choice, integer, real
 from bayesgmm.core.data import check_data, check_sample_weight
 from bayesgmm.core.em_init import INIT_METHODS, check_start
+from bayesgmm.core.em_missing import MissingEMRun
 from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_result import EMResult
 from bayesgmm.core.em_steps import EMRun, RunFailed
 from bayesgmm.core.families import EM_COVARIANCE_TYPES, CovarianceFamily, family
+from bayesgmm.core.missing import check_missing
 from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitError
 
 __all__ = ["INIT_METHODS", "EMPrior", "EMResult", "fit_em"]
@@ -76,6 +78,7 @@ def fit_em(
     weights_init: ArrayLike | None = None,
     feature_names: Sequence[str] | None = None,
     sample_weight: ArrayLike | None = None,
+    missing: str = "error",
 ) -> EMResult:
     """Fit a Gaussian mixture by EM: MAP under a prior, or maximum likelihood.
 
@@ -129,6 +132,13 @@ def fit_em(
         the k-means++ seeding and BIC (``n = sum w``) are weighted alike. Not importance
         weights for another population: the posterior of a weighted fit is that of the
         repeated data.
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN in ``X`` is: an error, or a value missing at random. With
+        ``'marginalize'`` each point's likelihood is that of its observed coordinates (the
+        Gaussian marginal), and the E-step fills in the conditional expectations and
+        covariances of the missing ones (:mod:`bayesgmm.core.em_missing`);
+        ``log_likelihood`` is the observed-data log-likelihood. Without NaN in ``X`` the
+        fit is the same as with ``'error'``, bit for bit.
 
     Returns
     -------
@@ -170,7 +180,10 @@ def fit_em(
     )  # fmt: skip
     check_settings(settings, FIT_CONSTRAINTS, "fit_em")
     rng = _rng(random_seed)
-    X, names = check_data(X, n_components=n_components, feature_names=feature_names)
+    missing = check_missing(missing)
+    X, names = check_data(
+        X, n_components=n_components, feature_names=feature_names, missing=missing
+    )
     sample_weight = check_sample_weight(sample_weight, X, n_components)
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
@@ -220,7 +233,8 @@ def fit_em_checked(
             f"but the fit has n_components={n_components} and {D} features."
         )
     means_init, weights_init = check_start(means_init, weights_init, n_components, D)
-    em = EMRun(X, n_components, fam, prior, float(reg_covar), sample_weight)
+    run_type = MissingEMRun if np.isnan(X).any() else EMRun
+    em = run_type(X, n_components, fam, prior, float(reg_covar), sample_weight)
     n_runs = 1 if means_init is not None else n_init
     best, failures = None, []
     for _ in range(n_runs):

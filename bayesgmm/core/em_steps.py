@@ -110,7 +110,8 @@ class EMRun:
         singular scatter; ``dead`` (K,) flags components without points. Both are only
         set in maximum likelihood fits: with a prior every update is well defined.
         """
-        N, Sx, second = stats
+        N, Sx, second, *rest = stats  # a 4th entry: the scatter's aux (missing values)
+        aux = rest[0] if rest else self.aux
         pt, fam, D = self.prior, self.fam, self.D
         counts = N if pt is None else N + pt.alpha - 1.0
         weights = np.maximum(counts, 0.0)
@@ -123,7 +124,7 @@ class EMRun:
         else:
             means = fam.map_means(N, Sx, st.cov, pt.m0, pt.s0_sq)
         # scatter about the new means: S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
-        scatter = fam.scatter(N, Sx, second, means, self.aux)
+        scatter = fam.scatter(N, Sx, second, means, aux)
         previous = None if st is None else st.cov  # where an iterative M-step starts
         if pt is not None:
             cov = fam.map_covariance(scatter, N, pt.cov, previous=previous)

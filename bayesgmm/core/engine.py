@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from bayesgmm.core.families import FAMILIES, CovarianceFamily
+from bayesgmm.core.missing import Patterns
 
 __all__ = [
     "FAR_LOG_DENSITY",
@@ -255,6 +256,8 @@ class Stream:
     def __init__(self, draws, X: np.ndarray, point_chunk: int) -> None:
         S, K, D = draws.shape
         self.draws, self.X = draws, X
+        # partially observed points (NaN = missing): each pattern's marginal mixture
+        self.patterns = Patterns.of(X) if np.isnan(X).any() else None
         self.point_chunk = int(max(1, min(point_chunk, X.shape[0])))
         self.draw_block = int(max(1, min(S, _WORK_ELEMS // (K * D * self.point_chunk))))
         n_blocks = math.ceil(S / self.draw_block)
@@ -284,6 +287,9 @@ class Stream:
             yield start, stop, self._blocks(start, stop)
 
     def _blocks(self, start: int, stop: int):
+        if self.patterns is not None:
+            yield from self._pattern_blocks(start, stop)
+            return
         _, K, _ = self.draws.shape
         c = stop - start
         ZT = design(self.X[start:stop], _FULL, self.draws.center)
@@ -298,4 +304,38 @@ class Stream:
                 lim = kernel.far_memberships(self.X[start:stop][cols], self.draws.center)
                 rows, where = np.nonzero(far[:, cols])
                 lp[rows, :, cols[where]] = lim[rows, :, where]
+            yield lo, hi, lp, log_dens
+
+    def _pattern_blocks(self, start: int, stop: int):
+        """:meth:`_blocks` for points with missing coordinates: each pattern's points
+        against the marginal mixture of its observed coordinates (no kernel cache)."""
+        _, K, _ = self.draws.shape
+        c = stop - start
+        X = self.X[start:stop]
+        index = self.patterns.index[start:stop]
+        present = np.unique(index)
+        marginals = {p: self.draws.marginal(np.flatnonzero(self.patterns.observed[p]))
+                     for p in present}  # fmt: skip
+        for lo, hi in self.blocks:
+            lp = np.empty((hi - lo, K, c))
+            log_dens = np.empty((hi - lo, c))
+            for p in present:
+                cols = np.flatnonzero(index == p)
+                sub = marginals[p]
+                x = X[np.ix_(cols, np.flatnonzero(self.patterns.observed[p]))]
+                kernel = Kernel(
+                    _FULL, sub.means[lo:hi] - sub.center, sub.prec_chol(lo, hi),
+                    sub.log_weights[lo:hi],
+                )  # fmt: skip
+                part = np.empty((kernel.M, cols.size))
+                kernel.fill(design(x, _FULL, sub.center), 0, cols.size, part)
+                part = part.reshape(hi - lo, K, cols.size)
+                dens, far = normalise(part)
+                if far.any():
+                    fc = np.flatnonzero(far.any(axis=0))
+                    lim = kernel.far_memberships(x[fc], sub.center)
+                    rows, where = np.nonzero(far[:, fc])
+                    part[rows, :, fc[where]] = lim[rows, :, where]
+                lp[:, :, cols] = part
+                log_dens[:, cols] = dens
             yield lo, hi, lp, log_dens

@@ -331,6 +331,13 @@ class _MatrixFamily(CovarianceFamily):
         second[:, aux[1], aux[0]] = packed
         return second
 
+    def second_from_full(self, moments: np.ndarray):
+        """:meth:`second_moments` and the ``aux`` of :meth:`scatter` from full second
+        moments ``sum_i r_ik E[x_i x_i^T]`` (K, D, D) (EM with missing values)."""
+        if self.per_component:
+            return moments, None
+        return None, moments.sum(axis=0)
+
     def prior_terms(self, psi: np.ndarray, nu: float) -> CovPriorTerms:
         return InverseWishartTerms(psi, nu)
 
@@ -461,6 +468,10 @@ class _DiagonalFamily(CovarianceFamily):
     def second_moments(self, S, ZT, resp, X, aux):
         D = X.shape[1]
         return S[:, 1 + D] if self.isotropic else S[:, 1 + D :]
+
+    def second_from_full(self, moments: np.ndarray):
+        diag = np.diagonal(moments, axis1=1, axis2=2)
+        return (diag.sum(axis=1) if self.isotropic else diag.copy()), None
 
     def prior_terms(self, psi: np.ndarray, nu: float) -> CovPriorTerms:
         return InverseGammaTerms(psi, nu, self.isotropic)

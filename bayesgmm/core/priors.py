@@ -272,7 +272,21 @@ def column_moments(
     [[1.5], [1.0]]
     >>> [m.tolist() for m in column_moments(np.array([[0.0], [2.0], [2.0], [2.0]]), ddof=1)]
     [[1.5], [1.0]]
+
+    Missing values (NaN, with ``missing="marginalize"``) are left out column by column:
+    each column's moments are those of its observed entries.
+
+    >>> [m.tolist() for m in column_moments(np.array([[0.0], [np.nan], [2.0]]))]
+    [[1.0], [1.0]]
     """
+    if np.isnan(X).any():
+        observed = ~np.isnan(X)
+        w = observed * (1.0 if sample_weight is None else sample_weight[:, None])
+        total = w.sum(axis=0)
+        filled = np.where(observed, X, 0.0)
+        mean = (w * filled).sum(axis=0) / total
+        dev = np.where(observed, X - mean, 0.0)
+        return mean, (w * dev**2).sum(axis=0) / (total - ddof)
     if sample_weight is None:
         return X.mean(axis=0), X.var(axis=0, ddof=ddof)
     total = sample_weight.sum()

@@ -37,7 +37,7 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesgmm.core.checks import integer
 from bayesgmm.core.data import check_new_data
-from bayesgmm.core.draws import draw_arrays, training_data, training_weights
+from bayesgmm.core.draws import draw_arrays, missing_of, training_data, training_weights
 from bayesgmm.core.families import family
 from bayesgmm.core.predict import draw_log_densities, membership_array
 from bayesgmm.exceptions import ConfigError, DataError
@@ -182,7 +182,7 @@ def _observed_X(idata: xr.DataTree, X, post: xr.Dataset) -> np.ndarray:
         X = training_data(idata)
         if X is None:
             raise DataError("no observed_data group in the DataTree; pass X explicitly.")
-    return check_new_data(X, len(names), names)
+    return check_new_data(X, len(names), names, missing=missing_of(idata))
 
 
 def _kl_cost(means: np.ndarray, covs: np.ndarray, ref: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -76,12 +76,14 @@ def make_spec(
     priors=None,
     feature_names: Sequence[str] | None = None,
     sample_weight=None,
+    missing: str = "error",
 ) -> tuple[np.ndarray, GMMSpec]:
     """Validate data and priors and return ``(X, spec)``.
 
     ``sample_weight`` (frequency weights of the rows, optional; checked by
     :func:`~bayesgmm.core.data.check_sample_weight`) weights the data's location and
-    scale and the priors' data-scaled defaults, as for the rows repeated.
+    scale and the priors' data-scaled defaults, as for the rows repeated. With
+    ``missing="marginalize"`` NaN entries are missing values, left out of those moments.
 
     Examples
     --------
@@ -91,7 +93,9 @@ def make_spec(
     (['eruptions', 'waiting'], (272, 2))
     """
     fam = family(covariance_type)
-    X, names = check_data(X, n_components=n_components, feature_names=feature_names)
+    X, names = check_data(
+        X, n_components=n_components, feature_names=feature_names, missing=missing
+    )
     w = check_sample_weight(sample_weight, X, n_components)
     rp = resolve_priors(priors, X, n_components, fam.name, w)
     loc, scale = data_scale(X, fam.name, w)

@@ -16,7 +16,7 @@ import numpy as np
 
 from bayesgmm.core.checks import integer, optional, real
 from bayesgmm.core.data import check_new_data
-from bayesgmm.core.draws import Draws, posterior_dataset, thin, training_data
+from bayesgmm.core.draws import Draws, missing_of, posterior_dataset, thin, training_data
 from bayesgmm.core.engine import Stream
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -39,7 +39,8 @@ def draws_and_data(posterior, X, max_draws) -> tuple[Draws, np.ndarray]:
                 "X is required: pass the points to predict, or a DataTree with an "
                 "'observed_data' group (variable 'x') to use the training data."
             )
-    return draws, check_new_data(X, draws.shape[2], draws.feature_names)
+    missing = missing_of(posterior)
+    return draws, check_new_data(X, draws.shape[2], draws.feature_names, missing=missing)
 
 
 def check_chunk(chunk_size) -> None:

@@ -25,7 +25,7 @@ from bayesgmm.core.config import (
     SamplerConfig,
 )
 from bayesgmm.core.data import check_new_data, check_sample_weight
-from bayesgmm.core.draws import training_data, training_weights
+from bayesgmm.core.draws import missing_of, training_data, training_weights
 from bayesgmm.core.relabel import relabel
 from bayesgmm.core.spec import make_spec
 from bayesgmm.estimator import io
@@ -79,6 +79,12 @@ class BayesianGMM:
         ``n_steps``, ``batch_size``, ``draws``, ``learning_rate``,
         ``final_learning_rate``, ``method``, ``random_seed``, ``progressbar``; see
         :class:`~bayesgmm.ADVIConfig`. Used when ``inference="advi"``.
+    missing : {"error", "marginalize"}, default="error"
+        What a NaN in the data means. ``"error"``: bad input, refused. ``"marginalize"``:
+        a value missing at random; each point's likelihood is that of its observed
+        coordinates (the Gaussian marginal), in EM and under NUTS alike, predictions
+        accept partially observed points, and :meth:`impute` gives posterior draws of the
+        missing values. See :mod:`bayesgmm.core.missing`.
 
     Attributes
     ----------
@@ -132,6 +138,7 @@ class BayesianGMM:
         relabel: str | None = "stephens",
         inference: str = "nuts",
         advi: Mapping[str, Any] | ADVIConfig | None = None,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -141,6 +148,7 @@ class BayesianGMM:
         self.relabel = relabel
         self.inference = inference
         self.advi = advi
+        self.missing = missing
 
     # -- scikit-learn compatible parameter handling (clone works without sklearn) --------
     @classmethod
@@ -205,10 +213,11 @@ class BayesianGMM:
         """
         sampler, em_kwargs, advi = self._validate_params()
         X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors,
-                            feature_names, sample_weight=sample_weight)  # fmt: skip
+                            feature_names, sample_weight=sample_weight,
+                            missing=self.missing)  # fmt: skip
         weights = check_sample_weight(sample_weight, X)
         state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
-                                 self.priors)  # fmt: skip
+                                 self.priors, self.missing)  # fmt: skip
         self._set_state(state, model=model)
         self._warn_on_sampling_trouble()
         return self
@@ -312,7 +321,9 @@ class BayesianGMM:
     # -- predictions (bayesgmm.core.predict / bayesgmm.analysis.ppc) ----------------------
     def _new_data(self, X) -> np.ndarray:
         spec = self.spec_
-        return check_new_data(X, spec.n_features, spec.feature_names)
+        return check_new_data(
+            X, spec.n_features, spec.feature_names, missing=missing_of(self.idata_)
+        )
 
     def _data_or_train(self, X) -> np.ndarray:
         if X is None:
@@ -346,6 +357,24 @@ class BayesianGMM:
     def sample(self, n_samples: int = 1, *, random_seed=None) -> tuple[np.ndarray, np.ndarray]:
         """Draw points from the posterior predictive mixture; returns ``(X, components)``."""
         return _predict.sample(self.idata_, n_samples, random_seed=random_seed)
+
+    def impute(self, X=None, **kwargs: Any):
+        """The missing values' posterior means (and, with ``return_intervals=True``,
+        predictive intervals) for a fit with ``missing="marginalize"``: ``X`` (default: the
+        training data) with its NaN filled in. Keyword arguments (``return_intervals``,
+        ``prob``, ``kind``, ``max_draws``, ``random_seed``) go to :func:`bayesgmm.impute`;
+        :func:`bayesgmm.impute_draws` gives completed datasets, one per draw."""
+        from bayesgmm.core.impute import impute
+
+        self._require_missing("impute")
+        return impute(self.idata_, self._data_or_train(X), **kwargs)
+
+    def _require_missing(self, what: str) -> None:
+        if missing_of(self.idata_) != "marginalize":
+            raise ConfigError(
+                f"{what} needs a fit with missing='marginalize' (this one treats NaN as an "
+                "error); refit with BayesianGMM(..., missing='marginalize')."
+            )
 
     def assignments(self, X=None, **kwargs: Any) -> pd.DataFrame:
         """Per-point cluster, max probability, uncertainty, entropy and intervals.

@@ -26,6 +26,7 @@ from bayesgmm.core.config import (
 from bayesgmm.core.data import check_n_components
 from bayesgmm.core.draws import training_weights
 from bayesgmm.core.families import family
+from bayesgmm.core.missing import check_missing
 from bayesgmm.core.relabel import RELABEL_METHODS, relabel
 from bayesgmm.exceptions import ConfigError, DegenerateFitError
 
@@ -58,6 +59,7 @@ def validate_params(params: Mapping[str, Any]):
                 "or set draws instead."
             )
     em = em_settings(params["em"])
+    check_missing(params.get("missing", "error"))
     relabel_method = params["relabel"]
     if relabel_method is not None and relabel_method not in RELABEL_METHODS:
         raise ConfigError(
@@ -157,7 +159,9 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
     return enough
 
 
-def fit_state(X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors):
+def fit_state(
+    X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors, missing="error"
+):
     """:meth:`BayesianGMM.fit <bayesgmm.BayesianGMM.fit>`'s pipeline on validated data:
     the EM start, the model, NUTS (or ADVI), relabelling and modes. Returns the
     :class:`~bayesgmm.estimator.state.FitState` and the ``pm.Model``."""
@@ -170,6 +174,11 @@ def fit_state(X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, 
         raise ConfigError(
             "sample_weight is not available with inference='advi' (minibatches of weighted "
             "rows are not implemented); use NUTS (inference='nuts')."
+        )
+    if missing == "marginalize" and advi is not None and np.isnan(X).any():
+        raise ConfigError(
+            "missing values are not available with inference='advi' (minibatches of "
+            "partially observed rows are not implemented); use NUTS (inference='nuts')."
         )
     seed = advi.random_seed if advi is not None else sampler.random_seed
     try:
@@ -196,4 +205,6 @@ def fit_state(X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, 
     idata, relabel_info = finish_posterior(
         idata, em, X, relabel_method, seed, sampler if advi is None else None
     )
+    if missing == "marginalize":  # predictions then accept partially observed points
+        idata["posterior"].attrs["missing"] = missing
     return FitState(spec, em, idata, sampler, advi, relabel_info), model

@@ -20,12 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pymc as pm
 
+from bayesgmm.core.missing import Patterns
 from bayesgmm.core.spec import GMMSpec
-from bayesgmm.inference.jaxlik import features, mixture_loglik, pointwise_loglik
+from bayesgmm.inference.jaxlik import (
+    features,
+    marginal_cov_param,
+    mixture_loglik,
+    pointwise_loglik,
+)
 
-__all__ = ["ModelFunctions", "enable_compilation_cache", "model_functions"]
+__all__ = ["ModelFunctions", "enable_compilation_cache", "missing_observed", "model_functions"]
 
 #: Environment variable: "0" (or "off", "false", "no") keeps JAX's persistent cache off.
 CACHE_ENV = "BAYESGMM_JAX_CACHE"
@@ -120,8 +127,18 @@ def _graphs(model: pm.Model):
     prior = model.logp(vars=model.free_RVs)
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     extra = [model["sample_weight"]] if "sample_weight" in model.named_vars else []
+    extra += [v for name, v in model.named_vars.items() if name.startswith("missing_rows_")]
     shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"], *extra])
     return prior, likelihood_inputs, outputs, shared
+
+
+def missing_observed(model: pm.Model) -> list[np.ndarray]:
+    """The observed coordinates (bool masks, in the model's ``missing_rows_<p>`` order) of
+    the missingness patterns of a model built with missing values; ``[]`` without."""
+    if "missing_mask" not in model.named_vars:
+        return []
+    nan = np.asarray(model["missing_mask"].get_value(borrow=True)).astype(bool)
+    return list(Patterns.of(np.where(nan, np.nan, 0.0)).observed)
 
 
 def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, list]:
@@ -140,28 +157,60 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
     fam = spec.family.kernel  # the likelihood's form of the covariance argument
     where = {name: i for i, name in enumerate(shared_names)}
 
+    # NaN = missing: one group of features per missingness pattern, whose observed
+    # coordinates are part of the structure (jaxnuts' cache key), and whose rows are data
+    observed = [np.flatnonzero(m) for m in missing_observed(model)] or [np.arange(spec.n_features)]
+    rows_of = [f"missing_rows_{p}" for p in range(len(observed))]
+
     def prepare(shared_values):
         data, loc, scale = (shared_values[where[n]] for n in ("data", "loc", "scale"))
         w = shared_values[where["sample_weight"]] if "sample_weight" in where else None
-        return tuple(shared_values), features(data, loc, scale, fam, w)
+        if rows_of[0] not in where:
+            return tuple(shared_values), (features(data, loc, scale, fam, w),)
+        groups = []
+        for obs, name in zip(observed, rows_of, strict=True):
+            rows = shared_values[where[name]]
+            weights = None if w is None else w[rows]
+            groups.append(features(data[rows][:, obs], loc[obs], scale[obs], fam, weights))
+        return tuple(shared_values), tuple(groups)
+
+    def _marginals(values, shared_values):
+        """The likelihood's inputs, then each pattern's (means, covariance argument)."""
+        lp, weights, means_z, cov_param = prior_fn(*values, *shared_values)
+        # the likelihood's inputs carry a leading batch axis of 1 (PyMC's CustomDist)
+        weights, means_z, cov_param = weights[0], means_z[0], cov_param[0]
+        D = means_z.shape[1]
+        parts = [(means_z[:, obs], marginal_cov_param(cov_param, obs, D, fam)) for obs in observed]
+        return lp, weights, parts
 
     def logp(params, args):
-        shared_values, feats = args
-        values = [params[n] for n in value_names]
-        lp, weights, means_z, cov_param = prior_fn(*values, *shared_values)
-        n_obs = feats.shape[1] if feats.weights is None else feats.weights.sum()
+        shared_values, groups = args
+        lp, weights, parts = _marginals([params[n] for n in value_names], shared_values)
         scale = shared_values[where["scale"]]
-        # the likelihood's inputs carry a leading batch axis of 1 (PyMC's CustomDist)
-        return lp + mixture_loglik(weights[0], means_z[0], cov_param[0], feats, n_obs, scale, fam)
+        for feats, obs, (means_p, cov_p) in zip(groups, observed, parts, strict=True):
+            n_obs = feats.shape[1] if feats.weights is None else feats.weights.sum()
+            lp = lp + mixture_loglik(weights, means_p, cov_p, feats, n_obs, scale[obs], fam)
+        return lp
 
     def outputs_of(params, args):
         """The constrained outputs and the points' log-likelihoods (N,)."""
-        shared_values, feats = args
+        shared_values, groups = args
         values = [params[n] for n in value_names]
-        _, weights, means_z, cov_param = prior_fn(*values, *shared_values)
+        _, weights, parts = _marginals(values, shared_values)
         scale = shared_values[where["scale"]]
-        pointwise = pointwise_loglik(weights[0], means_z[0], cov_param[0], feats, scale, fam)
-        return (*outputs_fn(*values, *shared_values), pointwise)
+        pointwise = [
+            pointwise_loglik(weights, means_p, cov_p, feats, scale[obs], fam)
+            for feats, obs, (means_p, cov_p) in zip(groups, observed, parts, strict=True)
+        ]
+        if rows_of[0] in where:  # back to the points' order
+            import jax.numpy as jnp
+
+            n = shared_values[where["data"]].shape[0]
+            out = jnp.zeros(n, pointwise[0].dtype)
+            for name, part in zip(rows_of, pointwise, strict=True):
+                out = out.at[shared_values[where[name]]].set(part)
+            pointwise = [out]
+        return (*outputs_fn(*values, *shared_values), pointwise[0])
 
     names = [v.name for v in outputs]
     return ModelFunctions(value_names, shared_names, names, prepare, logp, outputs_of), shared

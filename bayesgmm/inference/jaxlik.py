@@ -53,6 +53,7 @@ __all__ = [
     "Features",
     "coefficients",
     "features",
+    "marginal_cov_param",
     "mixture_loglik",
     "pointwise_loglik",
     "tril_inverse",
@@ -243,6 +244,18 @@ def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
         quad, linear = -0.5 * prec, means_z * prec
         c = const - jnp.log(sds).sum(axis=1) - 0.5 * (jnp.square(means_z) * prec).sum(axis=1)
     return jnp.concatenate([c[:, None], linear, quad], axis=1)
+
+
+def marginal_cov_param(cov_param, obs: np.ndarray, n_features: int, fam: CovarianceFamily):
+    """The covariance argument of the marginal of coordinates ``obs`` (as
+    :func:`bayesgmm.inference.model.marginal_cov_param`): the Cholesky factor of
+    ``L[o, :] L[o, :]^T``, or the sds of ``obs``."""
+    if len(obs) == n_features:
+        return cov_param
+    if not fam.correlated:
+        return cov_param if fam.isotropic else cov_param[..., obs]
+    rows = cov_param[..., obs, :]
+    return jnp.linalg.cholesky(rows @ jnp.swapaxes(rows, -1, -2))
 
 
 def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: CovarianceFamily):

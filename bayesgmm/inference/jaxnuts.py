@@ -40,6 +40,7 @@ from bayesgmm._logging import logger, progress_bar
 from bayesgmm.inference.jaxgraph import (
     ModelFunctions,
     enable_compilation_cache,
+    missing_observed,
     model_functions,
 )
 
@@ -77,8 +78,10 @@ def cache_info() -> dict[str, int]:
     return {"size": len(_CACHE), "capacity": _CACHE_SIZE}
 
 
-def _structure_key(point, spec, shared, n_obs, tune, target_accept, dense) -> tuple:
+def _structure_key(point, spec, shared, n_obs, tune, target_accept, dense, model=None) -> tuple:
     values = tuple((name, tuple(np.shape(point[name]))) for name in sorted(point))
+    # missing values: the patterns' observed coordinates are part of the program
+    patterns = tuple(tuple(m.tolist()) for m in missing_observed(model)) if model else ()
     shared = tuple((s.name, tuple(np.shape(s.get_value(borrow=True)))) for s in shared)
     return (
         spec.n_components,
@@ -92,6 +95,7 @@ def _structure_key(point, spec, shared, n_obs, tune, target_accept, dense) -> tu
         int(tune),
         float(target_accept),
         bool(dense),
+        patterns,
     )
 
 
@@ -162,7 +166,7 @@ def _compiled_for(model, spec, point, n_obs, tune, target_accept, dense, say=Fal
     ``say``, a miss logs one line before compiling starts."""
     enable_compilation_cache()
     data = sorted(model.data_vars, key=lambda v: v.name)
-    key = _structure_key(point, spec, data, n_obs, tune, target_accept, dense)
+    key = _structure_key(point, spec, data, n_obs, tune, target_accept, dense, model)
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)

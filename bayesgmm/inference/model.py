@@ -29,6 +29,7 @@ from pymc.distributions.distribution import support_point
 from bayesgmm.core.data import check_sample_weight
 from bayesgmm.core.eigen_params import shape_location_z
 from bayesgmm.core.families import CovarianceFamily, family
+from bayesgmm.core.missing import Patterns
 from bayesgmm.core.priors import ResolvedPriors
 from bayesgmm.core.spec import GMMSpec, make_spec
 from bayesgmm.exceptions import ConfigError
@@ -98,6 +99,33 @@ def component_logp_z(z, means_z, cov_param, covariance_type: str | CovarianceFam
     return (
         -0.5 * pt.sum(diff**2, axis=-1) - pt.sum(pt.log(cov_param), axis=-1) - (0.5 * D * _LOG_2PI)
     )
+
+
+def marginal_cov_param(cov_param, obs: np.ndarray, n_features: int, fam: CovarianceFamily):
+    """The likelihood's covariance argument (as :func:`component_logp_z` takes it) of the
+    marginal of the coordinates ``obs``: for Cholesky factors ``L``, the factor of the
+    block ``Sigma[o, o] = L[o, :] L[o, :]^T``; for sds, those of ``obs``."""
+    if len(obs) == n_features:
+        return cov_param
+    if not fam.correlated:
+        return cov_param if fam.isotropic else cov_param[..., obs]
+    rows = cov_param[..., obs, :]
+    return pt.linalg.cholesky(pt.matmul(rows, pt.swapaxes(rows, -1, -2)))
+
+
+def missing_loglik(z, pattern_rows, patterns, log_weights, means_z, cov_param, log_scale, fam):
+    """Each point's mixture log density (N,) from its observed coordinates only: one
+    marginal per missingness pattern (``pattern_rows``: the rows of each pattern in
+    ``patterns.groups()`` order; ``log_scale`` (D,): the standardisation's Jacobian)."""
+    out = pt.zeros((z.shape[0],))
+    D = patterns.observed.shape[1]
+    for rows, mask in zip(pattern_rows, patterns.observed, strict=True):
+        obs = np.flatnonzero(mask)
+        sub = marginal_cov_param(cov_param, obs, D, fam)
+        comp = component_logp_z(z[rows][:, obs], means_z[:, obs], sub, fam)
+        lp = pm.math.logsumexp(log_weights + comp, axis=-1, keepdims=False)
+        out = pt.set_subtensor(out[rows], lp - pt.sum(log_scale[obs]))
+    return out
 
 
 def _tril_inverse(chol, D: int):
@@ -295,6 +323,7 @@ def build_model(
     spec: GMMSpec | None = None,
     batch_size: int | None = None,
     sample_weight=None,
+    missing: str = "error",
 ) -> pm.Model:
     """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
 
@@ -315,6 +344,10 @@ def build_model(
         the potential ``x_weights`` (``sum_i (w_i - 1) log p(x_i)``) carry them, so that
         ``x``'s own pointwise log-likelihood stays one term per point. Give the same
         weights to :func:`make_spec`, whose data-scaled defaults are weighted.
+    missing : {"error", "marginalize"}, default="error"
+        With ``"marginalize"``, NaN entries of ``X`` are missing at random: each point's
+        likelihood is the Gaussian marginal of its observed coordinates, one marginal per
+        missingness pattern (``pm.Data("missing_rows_<p>")`` holds each pattern's rows).
     batch_size : int, optional
         For minibatch ADVI (:mod:`bayesgmm.inference.advi`): when smaller than the number of
         points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
@@ -349,7 +382,7 @@ def build_model(
         if n_components is None:
             raise ConfigError("build_model needs n_components (or a spec).")
         X, spec = make_spec(X, n_components, covariance_type, priors, feature_names,
-                            sample_weight=sample_weight)  # fmt: skip
+                            sample_weight=sample_weight, missing=missing)  # fmt: skip
     else:
         X = np.asarray(X, dtype=float)
     sample_weight = check_sample_weight(sample_weight, X)
@@ -358,8 +391,22 @@ def build_model(
             "sample_weight is not available with minibatch ADVI (inference='advi'); use NUTS."
         )
     fam = spec.family
+    patterns = Patterns.of(X) if np.isnan(X).any() else None
+    if patterns is not None and batch_size is not None:
+        raise ConfigError(
+            "missing values are not available with minibatch ADVI (inference='advi'); use NUTS."
+        )
 
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
+        if patterns is not None:
+            # pm.Data holds no NaN: the missing entries are zeros that the likelihood never
+            # reads, flagged by "missing_mask" (training_data puts the NaN back), and the
+            # rows of each missingness pattern are data of the model
+            nan = np.isnan(X)
+            pm.Data("missing_mask", nan.astype(np.int8), dims=("obs", "feature"))
+            pattern_rows = [pm.Data(f"missing_rows_{p}", rows)
+                            for p, (rows, _, _) in enumerate(patterns.groups())]  # fmt: skip
+            X = np.where(nan, 0.0, X)
         X_data = pm.Data("data", X, dims=("obs", "feature"))
         # Everything that depends on the data's values (standardisation and priors on the
         # standardised scale) is pm.Data, not a graph constant: models of the same
@@ -390,6 +437,9 @@ def build_model(
                 p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
             )
             z = (value - loc) / scale
+            if patterns is not None:  # NaN = missing: the marginal of the observed part
+                return missing_loglik(z, pattern_rows, patterns, pt.log(weights), means_z,
+                                      cov_param, pt.log(scale), fam.kernel)  # fmt: skip
             comp = component_logp_z(z, means_z, cov_param, fam.kernel)
             return (
                 pm.math.logsumexp(pt.log(weights) + comp, axis=-1, keepdims=False) - log_scale_sum

@@ -30,6 +30,7 @@ from bayesgmm.core.bic import best_bic, sweep_families
 from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.families import family
+from bayesgmm.core.missing import check_missing
 from bayesgmm.core.relabel import relabel
 from bayesgmm.estimator import estimator
 from bayesgmm.exceptions import ConfigError, DataError, DegenerateFitError, SamplingWarning
@@ -102,6 +103,7 @@ def loo_compare(
     em: Mapping[str, Any] | None = None,
     random_seed: int = 0,
     progress: bool = True,
+    missing: str = "error",
 ) -> LOOComparison:
     """Fit a Bayesian mixture for each K (and family) and compare them by PSIS-LOO.
 
@@ -139,6 +141,9 @@ def loo_compare(
         Master seed: the same seed gives the same table.
     progress : bool, default=True
         Print one line per fit (K, time, elpd, Pareto k, diagnostics).
+    missing : {"error", "marginalize"}, default="error"
+        NaN in ``X``: an error, or values missing at random (every fit marginalises them;
+        PSIS-LOO then leaves out one row's observed values at a time).
 
     Returns
     -------
@@ -154,7 +159,7 @@ def loo_compare(
     """
     import arviz as az
 
-    X_arr, names = check_data(X)
+    X_arr, names = check_data(X, missing=check_missing(missing))
     ks = check_k_range(k_range, X_arr.shape[0])
     several = not isinstance(covariance_type, str) or covariance_type == "mclust"
     families = sweep_families(covariance_type, X_arr.shape[1]) if several else [covariance_type]
@@ -180,6 +185,7 @@ def loo_compare(
                 priors=priors,
                 sampler={**base_sampler, "random_seed": child_seed(seed, K)},
                 em=em,
+                missing=missing,
             )
             with warnings.catch_warnings():
                 # the estimator's own check is per component, so it flags label

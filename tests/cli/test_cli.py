@@ -632,3 +632,34 @@ def test_a_spec_rejects_weights_that_are_also_fitted():
                 }
             )
         )
+
+
+def test_fit_with_missing_values_marginalized(data_dir, tmp_path, capsys):
+    out = tmp_path / "m"
+    argv = ["fit", data_dir / "small.csv", "-k", "2", "--columns", "a,b", "--missing",
+            "marginalize", "--out", out, "--target-ess", "0", *SMALL]  # fmt: skip
+    code, _, _ = _run(argv, capsys)
+    assert code in (0, 1)
+    gmm = load(out / "model")
+    X = gmm.state_.idata["observed_data"]["x"].shape
+    assert X == (80, 2)  # the row with a missing value is kept
+    filled, lo, hi = gmm.impute(return_intervals=True, random_seed=0)
+    assert lo[5, 0] < filled[5, 0] < hi[5, 0] and not np.isnan(filled).any()
+    assert filled[5, 0] < 3.5  # row 5 is in the cluster around (0, 0)
+    page = html.unescape((out / "report.html").read_text())
+    assert "1 of 160 values missing, in 1 rows (columns ['a']), marginalised" in page
+    assert "Not drawn: DataError: LOO-PIT is not available for a fit with missing values" in page
+
+
+def test_a_spec_marginalizes_missing_values_and_drops_empty_rows(tmp_path):
+    df = pd.DataFrame({"a": [1.0, np.nan, np.nan, 4.0, 2.0], "b": [1.0, 2.0, np.nan, 3.0, 5.0]})
+    df.to_csv(tmp_path / "m.csv", index=False)
+    spec = ModelSpec.from_dict(_spec(data={"path": str(tmp_path / "m.csv"),
+                                           "missing": "marginalize"}))  # fmt: skip
+    data = spec.load_data()
+    assert data.dropped == [2] and data.X.shape == (4, 2) and np.isnan(data.X.loc[1, "a"])
+    assert any("Dropped 1 row(s) with every value missing (rows 2" in n for n in data.notes)
+    df.loc[0, "b"] = np.inf
+    df.to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match=r"infinite value\(s\) .*row 0, column 'b'"):
+        spec.load_data()

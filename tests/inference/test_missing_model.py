@@ -1,0 +1,98 @@
+"""Missing values in the model: the PyMC likelihood is the observed-data marginal (against
+scipy), and the NumPyro backend's log density and pointwise log-likelihood equal it."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from bayesgmm import build_model, make_spec
+
+
+def _data(seed: int = 3, n: int = 45, frac: float = 0.25) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(3, 3)) + 10.0
+    X = np.concatenate([c + rng.normal(scale=[0.5, 1.0, 1.5], size=(n // 3, 3)) for c in centres])
+    X[rng.random(X.shape) < frac] = np.nan
+    return X[~np.isnan(X).all(axis=1)]
+
+
+def _observed_loglik(X, w, mu, cov):
+    out = []
+    for x in X:
+        o = ~np.isnan(x)
+        terms = [np.log(w[k]) + multivariate_normal(mu[k][o], cov[k][np.ix_(o, o)]).logpdf(x[o])
+                 for k in range(len(w))]  # fmt: skip
+        out.append(logsumexp(terms))
+    return np.array(out)
+
+
+def _random_point(model, rng, scale=0.5):
+    start = model.initial_point()
+    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
+
+
+FAMILIES = ["full", "spherical", "VEV", "EEI"]
+
+
+@pytest.mark.parametrize("covariance_type", FAMILIES)
+def test_the_likelihood_is_the_marginal_of_the_observed_coordinates(covariance_type):
+    X = _data()
+    model = build_model(X, 3, covariance_type, missing="marginalize")
+    rng = np.random.default_rng(0)
+    point = _random_point(model, rng)
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
+    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
+    w, mu, cov = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    np.testing.assert_allclose(pointwise, _observed_loglik(X, w, mu, cov), rtol=1e-10)
+    assert np.isfinite(model.compile_dlogp()(point)).all()
+
+
+def test_without_missing_values_the_model_is_unchanged():
+    X = _data(frac=0.0)
+    plain = build_model(X, 3)
+    marg = build_model(X, 3, missing="marginalize")
+    assert "missing_mask" not in marg.named_vars
+    point = plain.initial_point()
+    assert plain.compile_logp()(point) == marg.compile_logp()(point)
+
+
+def test_nan_without_the_option_is_refused_with_the_option_named():
+    from bayesgmm.exceptions import DataError
+
+    with pytest.raises(DataError, match="missing='marginalize'"):
+        build_model(_data(), 3)
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "weighted"), [("full", False), ("VEV", True), ("diag", True)]
+)
+def test_fast_log_density_with_missing_values_matches_the_model(covariance_type, weighted):
+    pytest.importorskip("numpyro")
+    import jax
+    import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
+
+    from bayesgmm.inference.jaxgraph import model_functions
+
+    X = _data()
+    w = np.random.default_rng(1).integers(1, 4, X.shape[0]).astype(float) if weighted else None
+    X, spec = make_spec(X, 3, covariance_type, sample_weight=w, missing="marginalize")
+    model = build_model(X, spec=spec, sample_weight=w)
+    functions, shared = model_functions(model, spec)
+    args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    grad = jax.jit(jax.value_and_grad(functions.logp))
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        point = _random_point(model, rng, 0.7)
+        value, g = grad(point, args)
+        np.testing.assert_allclose(float(value), logp(point), rtol=1e-8, atol=1e-8)
+        flat = np.concatenate([np.ravel(g[v.name]) for v in model.value_vars])
+        np.testing.assert_allclose(flat, dlogp(point), rtol=1e-8, atol=1e-8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outs = jax.jit(functions.outputs)(point, args)
+        np.testing.assert_allclose(outs[-1], pointwise(point)[0], rtol=1e-9, atol=1e-9)
