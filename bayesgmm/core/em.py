@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -188,7 +189,7 @@ def fit_em(
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,
-        weights_init=weights_init, sample_weight=sample_weight,
+        weights_init=weights_init, sample_weight=sample_weight, missing=missing,
     )  # fmt: skip
 
 
@@ -212,10 +213,12 @@ def fit_em_checked(
     means_init=None,
     weights_init=None,
     sample_weight: np.ndarray | None = None,
+    missing: str | None = None,
     **settings: Any,
 ) -> EMResult:
     """:func:`fit_em` on data and settings that are already validated (as
     :class:`~bayesgmm.BayesianGMM` has them), so that nothing is checked twice.
+    ``missing=None``: ``"marginalize"`` when ``X`` has NaN, else ``"error"``.
 
     ``settings`` (``init``, ``n_init``, ``tol``, ``max_iter``, ``reg_covar``) default to
     :func:`fit_em`'s own defaults.
@@ -233,7 +236,9 @@ def fit_em_checked(
             f"but the fit has n_components={n_components} and {D} features."
         )
     means_init, weights_init = check_start(means_init, weights_init, n_components, D)
-    run_type = MissingEMRun if np.isnan(X).any() else EMRun
+    has_nan = bool(np.isnan(X).any())
+    missing = missing or ("marginalize" if has_nan else "error")
+    run_type = MissingEMRun if has_nan else EMRun
     em = run_type(X, n_components, fam, prior, float(reg_covar), sample_weight)
     n_runs = 1 if means_init is not None else n_init
     best, failures = None, []
@@ -264,7 +269,7 @@ def fit_em_checked(
             ConvergenceWarning,
             stacklevel=3,
         )
-    return _make_result(em, best, prior, names, n_runs)
+    return replace(_make_result(em, best, prior, names, n_runs), missing=missing)
 
 
 _FIT_DEFAULTS = {

@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.special import logsumexp
 
 from bayesgmm.core.checks import check_keys
 from bayesgmm.core.data import check_new_data
 from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.engine import Kernel, design, mixture_pass
 from bayesgmm.core.families import family
+from bayesgmm.core.missing import Patterns, marginal_logpdf
 
 __all__ = ["EMResult"]
 
@@ -65,6 +67,10 @@ class EMResult:
         BIC's ``ln n`` uses.
     sum_log_max_resp : float
         ``sum_i log max_k p(z_i = k | x_i)`` on the training data (used by :meth:`icl`).
+    missing : {"error", "marginalize"}
+        What NaN meant in the fit (``fit_em``'s ``missing``); with ``"marginalize"`` the
+        densities and memberships of partially observed points are those of their
+        observed coordinates.
 
     Notes
     -----
@@ -111,6 +117,7 @@ class EMResult:
     feature_names: tuple[str, ...]
     n_samples: int | float
     sum_log_max_resp: float
+    missing: str = "error"
 
     def __post_init__(self) -> None:
         for name in _ARRAY_FIELDS:
@@ -136,10 +143,24 @@ class EMResult:
         )
 
     def _pass(self, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        X = check_new_data(X, self.n_features, self.feature_names)
+        X = check_new_data(X, self.n_features, self.feature_names, missing=self.missing)
         fam = family(self.covariance_type)
-        kernel = Kernel(fam, self.means[None], self.prec_chol[None], np.log(self.weights)[None])
-        return mixture_pass(design(X, fam), kernel)
+        if not np.isnan(X).any():
+            kernel = Kernel(fam, self.means[None], self.prec_chol[None],
+                            np.log(self.weights)[None])  # fmt: skip
+            return mixture_pass(design(X, fam), kernel)
+        # partially observed points: each pattern's marginal mixture
+        log_dens = np.empty(X.shape[0])
+        resp = np.empty((self.n_components, X.shape[0]))
+        cov = self.covariance_matrices()
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights)
+        for rows, obs, _ in Patterns.of(X).groups():
+            chol = np.linalg.cholesky(cov[:, obs][:, :, obs])
+            joint = log_w + marginal_logpdf(X[np.ix_(rows, obs)], self.means[:, obs], chol)
+            log_dens[rows] = logsumexp(joint, axis=1)
+            resp[:, rows] = np.exp(joint - log_dens[rows, None]).T
+        return log_dens, resp
 
     def log_density(self, X: ArrayLike) -> np.ndarray:
         """Log mixture density of each row of ``X``, shape (n_samples,)."""
@@ -204,6 +225,7 @@ class EMResult:
             if float(self.n_samples).is_integer()
             else float(self.n_samples),
             sum_log_max_resp=float(self.sum_log_max_resp),
+            missing=self.missing,
         )
         return out
 
@@ -211,6 +233,7 @@ class EMResult:
     def from_dict(cls, d: dict[str, Any]) -> EMResult:
         """Inverse of :meth:`to_dict`; unknown or missing keys raise ConfigError."""
         names = [f.name for f in fields(cls)]
+        d = {"missing": "error", **d}  # saved before bayesgmm had missing values
         check_keys(d, names, "EMResult.from_dict", required=names)
         d = dict(d)
         d["prior"] = None if d["prior"] is None else EMPrior.from_dict(d["prior"])

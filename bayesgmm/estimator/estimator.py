@@ -359,22 +359,12 @@ class BayesianGMM:
         return _predict.sample(self.idata_, n_samples, random_seed=random_seed)
 
     def impute(self, X=None, **kwargs: Any):
-        """The missing values' posterior means (and, with ``return_intervals=True``,
-        predictive intervals) for a fit with ``missing="marginalize"``: ``X`` (default: the
-        training data) with its NaN filled in. Keyword arguments (``return_intervals``,
-        ``prob``, ``kind``, ``max_draws``, ``random_seed``) go to :func:`bayesgmm.impute`;
-        :func:`bayesgmm.impute_draws` gives completed datasets, one per draw."""
+        """``X`` (default: the training data) with its NaN filled by the missing values'
+        posterior means, for a fit with ``missing="marginalize"``; keyword arguments
+        (``return_intervals``, ``prob``, ...) go to :func:`bayesgmm.impute`."""
         from bayesgmm.core.impute import impute
 
-        self._require_missing("impute")
         return impute(self.idata_, self._data_or_train(X), **kwargs)
-
-    def _require_missing(self, what: str) -> None:
-        if missing_of(self.idata_) != "marginalize":
-            raise ConfigError(
-                f"{what} needs a fit with missing='marginalize' (this one treats NaN as an "
-                "error); refit with BayesianGMM(..., missing='marginalize')."
-            )
 
     def assignments(self, X=None, **kwargs: Any) -> pd.DataFrame:
         """Per-point cluster, max probability, uncertainty, entropy and intervals.

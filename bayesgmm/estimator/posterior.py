@@ -184,7 +184,8 @@ def fit_state(
     try:
         em = fit_em_checked(X, spec.feature_names, spec.n_components, spec.family,
                             spec.priors.to_em_prior(spec.covariance_type), rng=_rng(seed),
-                            sample_weight=sample_weight, **em_kwargs)  # fmt: skip
+                            sample_weight=sample_weight, missing=missing,
+                            **em_kwargs)  # fmt: skip
     except DegenerateFitError as exc:
         raise DegenerateFitError(
             f"{exc.reason} {collapse_remedies(spec.n_components, priors)}", reason=exc.reason

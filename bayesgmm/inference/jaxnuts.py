@@ -5,10 +5,10 @@ program, so every fit compiles the sampler again; for the small models bayesgmm 
 that compilation is most of the wall time. Here the model's ``pm.Data`` (the data and,
 see :func:`bayesgmm.inference.model.build_model`, the standardisation and prior
 parameters) are *arguments* of the compiled functions, and the compiled sampler is kept
-in a process-wide cache keyed by the model's structure (K, D, covariance family, sd
-prior, number of points) and the sampler settings that shape the program (tuning length,
-target acceptance, mass matrix). Fitting another dataset of the same shape, or the same
-data again, reuses it; JAX's persistent compilation cache
+in a process-wide cache keyed by the model's structure (K, D, covariance family, sd prior,
+number of points, missingness patterns) and the sampler settings that shape the program
+(tuning length, target acceptance, mass matrix). Another dataset of the same shape, or the
+same data again, reuses it; JAX's persistent compilation cache
 (:func:`~bayesgmm.inference.jaxgraph.enable_compilation_cache`) carries the compiled
 programs over to new processes.
 
@@ -78,25 +78,13 @@ def cache_info() -> dict[str, int]:
     return {"size": len(_CACHE), "capacity": _CACHE_SIZE}
 
 
-def _structure_key(point, spec, shared, n_obs, tune, target_accept, dense, model=None) -> tuple:
+def _structure_key(point, spec, shared, n_obs, tune, target_accept, dense, model) -> tuple:
     values = tuple((name, tuple(np.shape(point[name]))) for name in sorted(point))
-    # missing values: the patterns' observed coordinates are part of the program
-    patterns = tuple(tuple(m.tolist()) for m in missing_observed(model)) if model else ()
+    patterns = tuple(tuple(m.tolist()) for m in missing_observed(model))  # missing values
     shared = tuple((s.name, tuple(np.shape(s.get_value(borrow=True)))) for s in shared)
-    return (
-        spec.n_components,
-        spec.n_features,
-        spec.covariance_type,
-        spec.priors.sds_dist,
-        spec.has_corr,
-        int(n_obs),
-        values,
-        shared,
-        int(tune),
-        float(target_accept),
-        bool(dense),
-        patterns,
-    )
+    model_key = (spec.n_components, spec.n_features, spec.covariance_type, spec.priors.sds_dist,
+                 spec.has_corr, int(n_obs), values, shared, patterns)  # fmt: skip
+    return (*model_key, int(tune), float(target_accept), bool(dense))
 
 
 def _compile(functions: ModelFunctions, tune: int, target_accept: float, dense: bool):

@@ -154,3 +154,19 @@ def test_imputations_are_the_posterior_mean_of_the_conditionals():
 def test_imputation_refuses_a_posterior_that_does_not_marginalize():
     with pytest.raises(DataError, match="missing='marginalize'"):
         impute(example_posterior(), [[0.0, np.nan]])
+
+
+def test_the_em_fit_predicts_partially_observed_points_from_their_marginals(three_d):
+    fit = fit_em(three_d, 3, missing="marginalize", random_seed=0)
+    new = np.array([[0.5, np.nan, 0.1], [np.nan, 4.0, np.nan], [1.0, 2.0, 3.0]])
+    cov = fit.covariance_matrices()
+    for x, ld, p in zip(new, fit.log_density(new), fit.predict_proba(new), strict=True):
+        o = ~np.isnan(x)
+        joint = [np.log(fit.weights[k]) + multivariate_normal(
+            fit.means[k][o], cov[k][np.ix_(o, o)]).logpdf(x[o]) for k in range(3)]  # fmt: skip
+        np.testing.assert_allclose(ld, logsumexp(joint), rtol=1e-10)
+        np.testing.assert_allclose(p, np.exp(np.array(joint) - logsumexp(joint)), atol=1e-12)
+    back = type(fit).from_dict(fit.to_dict())
+    np.testing.assert_array_equal(back.predict_proba(new), fit.predict_proba(new))
+    with pytest.raises(DataError, match="missing='marginalize'"):
+        fit_em(load_faithful(), 2, random_seed=0).predict([[np.nan, 80.0]])

@@ -48,7 +48,7 @@ class _FakeGMM:
     diagnostics fail and it must not be ranked.
     """
 
-    def __init__(self, n_components, covariance_type, priors, sampler, em):
+    def __init__(self, n_components, covariance_type, priors, sampler, em, missing="error"):
         self.K, self.seed = n_components, sampler["random_seed"]
         self.em_ = None
 
