@@ -86,8 +86,9 @@ def _style(draws, proba, uncertainty, n_ellipse_draws, random_seed):
 
 def _limits(draws, X, n_std) -> np.ndarray:
     """(D, 2) axis limits: the data's range and the posterior-mean ellipses' extents (the
-    latter at most half the data's span beyond it), with a 5% margin; not the draws'."""
-    lo, hi = X.min(axis=0), X.max(axis=0)
+    latter at most half the data's span beyond it), with a 5% margin; not the draws'.
+    Missing values (NaN) are left out."""
+    lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     mu = draws.means.mean(axis=0)
     sd = np.sqrt(np.clip(np.diagonal(draws.covariance.mean(axis=0), axis1=1, axis2=2), 0, None))
@@ -150,6 +151,7 @@ def _draw_marginal(ax, draws, x, f, colours, picks, limits, labels=None) -> floa
 
     K = draws.shape[1]
     grid = np.linspace(*limits[f], 400)
+    x = x[~np.isnan(x)]  # a point missing this feature is not in its histogram
     heights, _, _ = ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="white",
                             label=None if labels is None else "data")  # fmt: skip
     weights = np.exp(draws.log_weights)

@@ -131,6 +131,9 @@ def plot_uncertainty(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     title = "most probable cluster; size and opacity = uncertainty"
+    hidden = int((np.isnan(x) | np.isnan(y)).sum())  # fits with missing values
+    if hidden:
+        title += f"\n{hidden} points missing a coordinate shown here are not drawn"
     if D > 2:
         title = f"projection on ({xlabel}, {ylabel}) of {D} features\n{title}"
     ax.set_title(title, fontsize="medium")

@@ -20,7 +20,6 @@ mean.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_steps import EMRun, _State
@@ -52,7 +51,9 @@ class MissingEMRun(EMRun):
         # the spread of the observed values, not of the mean-filled data
         self.collapse_var = _COLLAPSE_RTOL * var.min()
         self.default_cov = fam.default_cov(component_variance(var, K), K)
-        self.X_missing = X - self.center  # centred, NaN where missing
+        centred = X - self.center  # NaN where missing
+        self.groups = [(rows, obs, mis, centred[np.ix_(rows, obs)])
+                       for rows, obs, mis in self.patterns.groups()]  # fmt: skip
 
     def e_step(self, st: _State) -> tuple[float, tuple, np.ndarray]:
         K, D, fam = self.K, self.D, self.fam
@@ -60,23 +61,26 @@ class MissingEMRun(EMRun):
         log_w = np.log(st.weights)
         N, Sx, M = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
         log_norm = np.empty(self.X.shape[0])
-        for rows, obs, mis in self.patterns.groups():
-            x_o = self.X_missing[np.ix_(rows, obs)]
+        for rows, obs, mis, x_o in self.groups:  # x_o: the pattern's observed values
             log_dens, cond_means, cond_cov = conditional(x_o, st.means, cov, obs, mis)
             lp = log_dens + log_w
-            norm = logsumexp(lp, axis=1)
-            resp = np.exp(lp - norm[:, None])  # (n_p, K)
+            top = lp.max(axis=1, keepdims=True)
+            resp = np.exp(lp - top)  # (n_p, K), normalised below
+            total = resp.sum(axis=1, keepdims=True)
+            norm = (top + np.log(total))[:, 0]
+            resp /= total
             log_norm[rows] = norm
             self.resp[:, rows] = resp.T
             if self.w is not None:
                 resp = resp * self.w[rows, None]
-            filled = np.empty((len(rows), K, D))  # x_hat_ik: observed, or conditional mean
-            filled[:, :, obs] = x_o[:, None, :]
-            filled[:, :, mis] = cond_means
+            filled = np.empty((K, len(rows), D))  # x_hat_ik: observed, or conditional mean
+            filled[:, :, obs] = x_o[None, :, :]
+            filled[:, :, mis] = cond_means.transpose(1, 0, 2)
             n_k = resp.sum(axis=0)
             N += n_k
-            Sx += np.einsum("nk,nkd->kd", resp, filled)
-            M += np.einsum("nk,nkd,nke->kde", resp, filled, filled)
+            weighted = resp.T[:, :, None] * filled  # r_ik x_hat_ik, (K, n_p, D)
+            Sx += weighted.sum(axis=1)
+            M += np.matmul(weighted.transpose(0, 2, 1), filled)  # batched BLAS products
             if mis.size:
                 M[:, mis[:, None], mis[None, :]] += n_k[:, None, None] * cond_cov
         loglik = float(log_norm.sum() if self.w is None else log_norm @ self.w)

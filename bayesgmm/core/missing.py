@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from bayesgmm.core.triangular import solve_lower_identity
 from bayesgmm.exceptions import ConfigError
 
 __all__ = ["MISSING_OPTIONS", "Patterns", "check_missing", "conditional", "marginal_logpdf"]
@@ -131,23 +132,13 @@ def conditional(
     >>> round(float(m[0, 0, 0]), 6), round(float(c[0, 0, 0]), 6)
     (0.8, 0.36)
     """
-    K = means.shape[0]
-    n = x_o.shape[0]
-    log_dens = np.empty((n, K))
-    cond_means = np.empty((n, K, len(mis)))
-    cond_cov = np.empty((K, len(mis), len(mis)))
     d = len(obs)
-    for k in range(K):
-        s_oo = cov[k][np.ix_(obs, obs)]
-        s_mo = cov[k][np.ix_(mis, obs)]
-        chol = np.linalg.cholesky(s_oo)
-        white = solve_triangular(chol, (x_o - means[k, obs]).T, lower=True)  # (d, n)
-        log_dens[:, k] = (
-            -0.5 * np.square(white).sum(axis=0)
-            - np.log(np.diagonal(chol)).sum()
-            - 0.5 * d * _LOG_2PI
-        )
-        gain_t = solve_triangular(chol, s_mo.T, lower=True)  # L^-1 Sigma_om, (d, d_m)
-        cond_means[:, k] = means[k, mis] + white.T @ gain_t
-        cond_cov[k] = cov[k][np.ix_(mis, mis)] - gain_t.T @ gain_t
-    return log_dens, cond_means, cond_cov
+    chol = np.linalg.cholesky(cov[:, obs][:, :, obs])  # of Sigma_k[o, o], (K, d, d)
+    inv = solve_lower_identity(chol)  # L_k^-1: K small factors at once
+    white = (x_o[None] - means[:, None, obs]) @ inv.transpose(0, 2, 1)  # (K, n, d)
+    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    log_dens = -0.5 * np.square(white).sum(axis=2) - log_det[:, None] - 0.5 * d * _LOG_2PI
+    gain_t = inv @ cov[:, obs][:, :, mis]  # L_k^-1 Sigma_k[o, m], (K, d, d_m)
+    cond_means = means[:, None, mis] + white @ gain_t  # (K, n, d_m)
+    cond_cov = cov[:, mis][:, :, mis] - gain_t.transpose(0, 2, 1) @ gain_t
+    return log_dens.T, cond_means.transpose(1, 0, 2), cond_cov

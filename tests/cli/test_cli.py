@@ -649,6 +649,8 @@ def test_fit_with_missing_values_marginalized(data_dir, tmp_path, capsys):
     page = html.unescape((out / "report.html").read_text())
     assert "1 of 160 values missing, in 1 rows (columns ['a']), marginalised" in page
     assert "Not drawn: DataError: LOO-PIT is not available for a fit with missing values" in page
+    assert page.count("Not drawn") == 2  # every other figure is drawn, the pairs plot too
+    assert (out / "pairs.png").is_file() and (out / "uncertainty.png").is_file()
 
 
 def test_a_spec_marginalizes_missing_values_and_drops_empty_rows(tmp_path):
