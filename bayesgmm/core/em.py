@@ -28,11 +28,13 @@ from bayesgmm.core.checks import Constraint, check_settings, choice, integer, re
 from bayesgmm.core.data import check_data, check_sample_weight
 from bayesgmm.core.em_init import INIT_METHODS, check_start
 from bayesgmm.core.em_missing import MissingEMRun
+from bayesgmm.core.em_noise import NoiseEMRun
 from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_result import EMResult
 from bayesgmm.core.em_steps import EMRun, RunFailed
 from bayesgmm.core.families import EM_COVARIANCE_TYPES, CovarianceFamily, family
 from bayesgmm.core.missing import check_missing
+from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitError
 
 __all__ = ["INIT_METHODS", "EMPrior", "EMResult", "fit_em"]
@@ -80,6 +82,7 @@ def fit_em(
     feature_names: Sequence[str] | None = None,
     sample_weight: ArrayLike | None = None,
     missing: str = "error",
+    noise_cov: ArrayLike | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM: MAP under a prior, or maximum likelihood.
 
@@ -140,6 +143,13 @@ def fit_em(
         covariances of the missing ones (:mod:`bayesgmm.core.em_missing`);
         ``log_likelihood`` is the observed-data log-likelihood. Without NaN in ``X`` the
         fit is the same as with ``'error'``, bit for bit.
+    noise_cov : array-like of shape (n_samples, n_features[, n_features]), optional
+        Known measurement errors: each row's error covariance, or its error variances
+        (squared standard errors) when errors are independent across features. The
+        mixture is then that of the true values ("extreme deconvolution", Bovy, Hogg &
+        Roweis 2011): row ``i``'s density is ``sum_k w_k N(x_i | mu_k, Sigma_k + S_i)``,
+        fitted by the XD algorithm (:mod:`bayesgmm.core.em_noise`). Errors of zero give
+        the fit without them, bit for bit.
 
     Returns
     -------
@@ -186,10 +196,17 @@ def fit_em(
         X, n_components=n_components, feature_names=feature_names, missing=missing
     )
     sample_weight = check_sample_weight(sample_weight, X, n_components)
+    noise_cov = check_noise_cov(noise_cov, X)
+    if noise_cov is not None and np.isnan(X).any():
+        raise ConfigError(
+            "noise_cov with missing values is not available (yet): give complete rows with "
+            "measurement errors, or missing values without them."
+        )
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,
         weights_init=weights_init, sample_weight=sample_weight, missing=missing,
+        noise_cov=noise_cov,
     )  # fmt: skip
 
 
@@ -214,6 +231,7 @@ def fit_em_checked(
     weights_init=None,
     sample_weight: np.ndarray | None = None,
     missing: str | None = None,
+    noise_cov: np.ndarray | None = None,
     **settings: Any,
 ) -> EMResult:
     """:func:`fit_em` on data and settings that are already validated (as
@@ -238,8 +256,11 @@ def fit_em_checked(
     means_init, weights_init = check_start(means_init, weights_init, n_components, D)
     has_nan = bool(np.isnan(X).any())
     missing = missing or ("marginalize" if has_nan else "error")
-    run_type = MissingEMRun if has_nan else EMRun
-    em = run_type(X, n_components, fam, prior, float(reg_covar), sample_weight)
+    if noise_cov is not None:
+        em = NoiseEMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, noise_cov)
+    else:
+        run_type = MissingEMRun if has_nan else EMRun
+        em = run_type(X, n_components, fam, prior, float(reg_covar), sample_weight)
     n_runs = 1 if means_init is not None else n_init
     best, failures = None, []
     for _ in range(n_runs):

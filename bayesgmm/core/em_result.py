@@ -20,6 +20,8 @@ from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.engine import Kernel, design, mixture_pass
 from bayesgmm.core.families import family
 from bayesgmm.core.missing import Patterns, marginal_logpdf
+from bayesgmm.core.noise import check_noise_cov, noise_terms
+from bayesgmm.exceptions import ConfigError
 
 __all__ = ["EMResult"]
 
@@ -142,9 +144,18 @@ class EMResult:
             self.covariances, self.n_components, self.n_features
         )
 
-    def _pass(self, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    def _pass(self, X: ArrayLike, noise_cov=None) -> tuple[np.ndarray, np.ndarray]:
         X = check_new_data(X, self.n_features, self.feature_names, missing=self.missing)
         fam = family(self.covariance_type)
+        noise_cov = check_noise_cov(noise_cov, X)
+        if noise_cov is not None:  # points with their own measurement errors
+            if np.isnan(X).any():
+                raise ConfigError("noise_cov with missing values is not available (yet).")
+            joint = np.log(self.weights) + noise_terms(
+                X, noise_cov, self.means, self.covariance_matrices()
+            )[0]  # fmt: skip
+            log_dens = logsumexp(joint, axis=1)
+            return log_dens, np.exp(joint - log_dens[:, None]).T
         if not np.isnan(X).any():
             kernel = Kernel(fam, self.means[None], self.prec_chol[None],
                             np.log(self.weights)[None])  # fmt: skip
@@ -162,17 +173,19 @@ class EMResult:
             resp[:, rows] = np.exp(joint - log_dens[rows, None]).T
         return log_dens, resp
 
-    def log_density(self, X: ArrayLike) -> np.ndarray:
-        """Log mixture density of each row of ``X``, shape (n_samples,)."""
-        return self._pass(X)[0]
+    def log_density(self, X: ArrayLike, noise_cov: ArrayLike | None = None) -> np.ndarray:
+        """Log mixture density of each row of ``X``, shape (n_samples,); with
+        ``noise_cov`` (as :func:`fit_em` takes it), of the rows measured with those errors."""
+        return self._pass(X, noise_cov)[0]
 
-    def predict_proba(self, X: ArrayLike) -> np.ndarray:
-        """Posterior component probabilities, shape (n_samples, n_components); rows sum to 1."""
-        return self._pass(X)[1].T
+    def predict_proba(self, X: ArrayLike, noise_cov: ArrayLike | None = None) -> np.ndarray:
+        """Posterior component probabilities, shape (n_samples, n_components); rows sum to
+        1. ``noise_cov``: the rows' measurement errors, if any."""
+        return self._pass(X, noise_cov)[1].T
 
-    def predict(self, X: ArrayLike) -> np.ndarray:
+    def predict(self, X: ArrayLike, noise_cov: ArrayLike | None = None) -> np.ndarray:
         """Most probable component of each row (argmax of :meth:`predict_proba`)."""
-        return np.argmax(self._pass(X)[1], axis=0)
+        return np.argmax(self._pass(X, noise_cov)[1], axis=0)
 
     def n_parameters(self) -> int:
         """Free parameters: K - 1 weights, K D means and the family's covariance terms."""
