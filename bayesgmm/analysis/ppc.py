@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayesgmm.core.draws import missing_of, posterior_dataset, thin, training_weights
+from bayesgmm.core.draws import (
+    missing_of,
+    posterior_dataset,
+    thin,
+    training_noise,
+    training_weights,
+)
 from bayesgmm.core.generate import replicate
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -49,6 +55,11 @@ def _refuse_weighted(idata, what: str) -> None:
             "unweighted rows with replicated data (or leaves one row out at a time), which "
             "misrepresents frequency-weighted data. Expand the rows (np.repeat(X, w, "
             "axis=0)) to check such a fit."
+        )
+    if training_noise(idata) is not None:
+        raise DataError(
+            f"{what} is not available for a fit with measurement errors (noise_cov): its "
+            "replicates are of the true values, not of data measured with each row's errors."
         )
     if isinstance(idata, xr.DataTree) and missing_of(idata) == "marginalize":
         raise DataError(

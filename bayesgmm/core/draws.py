@@ -28,6 +28,7 @@ __all__ = [
     "posterior_dataset",
     "thin",
     "training_data",
+    "training_noise",
     "training_weights",
 ]
 
@@ -115,6 +116,15 @@ def training_weights(tree) -> np.ndarray | None:
         return None
     data = tree["constant_data"].to_dataset()
     return data["sample_weight"].to_numpy() if "sample_weight" in data else None
+
+
+def training_noise(tree) -> np.ndarray | None:
+    """The training rows' measurement-error covariances (``constant_data`` variable
+    ``noise_cov``, (obs, D, D)), or ``None`` for a fit without them."""
+    if not isinstance(tree, xr.DataTree) or "constant_data" not in tree.children:
+        return None
+    data = tree["constant_data"].to_dataset()
+    return data["noise_cov"].to_numpy() if "noise_cov" in data else None
 
 
 def missing_of(posterior) -> str:

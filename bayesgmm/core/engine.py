@@ -253,9 +253,10 @@ class Stream:
     point_chunk : int
     """
 
-    def __init__(self, draws, X: np.ndarray, point_chunk: int) -> None:
+    def __init__(self, draws, X: np.ndarray, point_chunk: int, noise_cov=None) -> None:
         S, K, D = draws.shape
         self.draws, self.X = draws, X
+        self.noise_cov = noise_cov  # (n, D, D): points measured with known errors
         # partially observed points (NaN = missing): each pattern's marginal mixture
         self.patterns = Patterns.of(X) if np.isnan(X).any() else None
         self.point_chunk = int(max(1, min(point_chunk, X.shape[0])))
@@ -287,6 +288,9 @@ class Stream:
             yield start, stop, self._blocks(start, stop)
 
     def _blocks(self, start: int, stop: int):
+        if self.noise_cov is not None:
+            yield from self._noise_blocks(start, stop)
+            return
         if self.patterns is not None:
             yield from self._pattern_blocks(start, stop)
             return
@@ -304,6 +308,22 @@ class Stream:
                 lim = kernel.far_memberships(self.X[start:stop][cols], self.draws.center)
                 rows, where = np.nonzero(far[:, cols])
                 lp[rows, :, cols[where]] = lim[rows, :, where]
+            yield lo, hi, lp, log_dens
+
+    def _noise_blocks(self, start: int, stop: int):
+        """:meth:`_blocks` for points with known measurement errors: each draw's mixture
+        with every covariance widened by the point's error covariance
+        (:func:`bayesgmm.core.noise.noise_terms`)."""
+        from bayesgmm.core.noise import noise_terms
+
+        d = self.draws
+        X, S = self.X[start:stop] - d.center, self.noise_cov[start:stop]
+        for lo, hi in self.blocks:
+            lp = np.stack([
+                noise_terms(X, S, d.means[s] - d.center, d.covariance[s], False)[0].T
+                + d.log_weights[s][:, None] for s in range(lo, hi)
+            ])  # fmt: skip
+            log_dens, _ = normalise(lp)
             yield lo, hi, lp, log_dens
 
     def _pattern_blocks(self, start: int, stop: int):

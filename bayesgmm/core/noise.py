@@ -93,15 +93,19 @@ def check_noise_cov(noise_cov, X: np.ndarray) -> np.ndarray | None:
 
 
 def noise_terms(
-    X: np.ndarray, noise_cov: np.ndarray, means: np.ndarray, cov: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X: np.ndarray,
+    noise_cov: np.ndarray,
+    means: np.ndarray,
+    cov: np.ndarray,
+    conditionals: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Per point and component: ``log N(x_i | mu_k, Sigma_k + S_i)`` (n, K), and the
     conditional mean ``b_ik`` (n, K, D) and covariance ``B_ik`` (n, K, D, D) of the true
     value given the observation (Bovy et al. 2011, eq. 13-14):
 
     ``b_ik = mu_k + Sigma_k T_ik^-1 (x_i - mu_k)``, ``B_ik = Sigma_k - Sigma_k T_ik^-1
     Sigma_k``, ``T_ik = Sigma_k + S_i``, evaluated with triangular solves against the
-    Cholesky factor of ``T_ik``.
+    Cholesky factor of ``T_ik``. ``conditionals=False``: the log densities only.
 
     Examples
     --------
@@ -117,6 +121,8 @@ def noise_terms(
     white = np.linalg.solve(L, diff)  # L^-1 (x - mu)
     log_det = np.log(np.diagonal(L, axis1=2, axis2=3)).sum(axis=2)
     log_dens = -0.5 * np.square(white[..., 0]).sum(axis=2) - log_det - 0.5 * D * _LOG_2PI
+    if not conditionals:
+        return log_dens, None, None
     gain = np.linalg.solve(L, np.broadcast_to(cov[None], T.shape))  # L^-1 Sigma_k
     cond_means = means[None] + (gain.transpose(0, 1, 3, 2) @ white)[..., 0]
     cond_cov = cov[None] - gain.transpose(0, 1, 3, 2) @ gain

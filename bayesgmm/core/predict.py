@@ -33,7 +33,7 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from bayesgmm.core.checks import real
+from bayesgmm.core.anomalies import flag_anomalies
 from bayesgmm.core.draws import Draws, posterior_dataset
 from bayesgmm.core.engine import Stream
 from bayesgmm.core.generate import replicate, sample
@@ -51,8 +51,6 @@ __all__ = ["assignments_table", "co_clustering", "count_nonempty", "draw_log_den
            "replicate", "sample", "score_samples"]  # fmt: skip
 
 _MAX_DRAWS_BYTES = 1 << 30  # membership_draws refuses results larger than 1 GiB
-_PROB = real(0, 1, lo_open=True, hi_open=True)
-_FINITE = real()
 
 
 def draw_log_densities(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
@@ -152,6 +150,7 @@ def predict_proba(
     kind: str = "hdi",
     max_draws: int | None = None,
     chunk_size: int | None = None,
+    noise_cov: ArrayLike | None = None,
 ):
     """Posterior mean membership probabilities, optionally with intervals over draws.
 
@@ -169,6 +168,9 @@ def predict_proba(
         Use about this many draws, evenly thinned (faster intervals on big data).
     chunk_size : int, optional
         Points per chunk (memory knob); chosen automatically by default.
+    noise_cov : array-like of shape (n_samples, n_features[, n_features]), optional
+        The points' known measurement errors (:mod:`bayesgmm.core.noise`): each point
+        against the mixture with every covariance widened by its error covariance.
 
     Returns
     -------
@@ -186,9 +188,8 @@ def predict_proba(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
-    res = summarise(
-        draws, X, proba_intervals=return_intervals, prob=prob, kind=kind, chunk_size=chunk_size
-    )
+    res = summarise(draws, X, proba_intervals=return_intervals, prob=prob, kind=kind,
+                    chunk_size=chunk_size, noise_cov=noise_cov)  # fmt: skip
     if return_intervals:
         return res.proba, res.proba_lower, res.proba_upper
     return res.proba
@@ -214,6 +215,7 @@ def assignments_table(
     kind: str = "hdi",
     max_draws: int | None = None,
     chunk_size: int | None = None,
+    noise_cov: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Per-point assignment summary with uncertainty.
 
@@ -223,7 +225,8 @@ def assignments_table(
     the part of ``entropy`` due to overlapping components rather than to parameter
     uncertainty), then per component ``prob_<k>`` and its interval over draws,
     ``prob_<k>_hdi94_lower`` and ``prob_<k>_hdi94_upper`` (the names say the interval:
-    ``eti89`` for ``prob=0.89, kind="eti"``).
+    ``eti89`` for ``prob=0.89, kind="eti"``). ``noise_cov``: the points' known
+    measurement errors, as in :func:`predict_proba`.
 
     Examples
     --------
@@ -239,9 +242,8 @@ def assignments_table(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
-    res = summarise(
-        draws, X, proba_intervals=True, entropy=True, prob=prob, kind=kind, chunk_size=chunk_size
-    )
+    res = summarise(draws, X, proba_intervals=True, entropy=True, prob=prob, kind=kind,
+                    chunk_size=chunk_size, noise_cov=noise_cov)  # fmt: skip
     p = res.proba
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
@@ -333,6 +335,7 @@ def score_samples(
     prob: float = 0.94,
     max_draws: int | None = None,
     chunk_size: int | None = None,
+    noise_cov: ArrayLike | None = None,
 ):
     """Log posterior predictive density of each point.
 
@@ -352,6 +355,8 @@ def score_samples(
         equal-tailed interval (quantiles ``(1 - prob) / 2`` and ``(1 + prob) / 2``).
     max_draws, chunk_size : int, optional
         As in :func:`predict_proba`.
+    noise_cov : array-like, optional
+        The points' known measurement errors, as in :func:`predict_proba`.
 
     Returns
     -------
@@ -377,66 +382,11 @@ def score_samples(
         prob=prob,
         kind=kind,
         chunk_size=chunk_size,
+        noise_cov=noise_cov,
     )
     if return_intervals:
         return res.log_density, res.log_density_lower, res.log_density_upper
     return res.log_density
-
-
-def flag_anomalies(
-    scores: ArrayLike,
-    *,
-    threshold: float | None = None,
-    quantile: float = 0.01,
-    train_scores: ArrayLike | None = None,
-) -> pd.DataFrame:
-    """Flag points whose log predictive density falls below a threshold.
-
-    Parameters
-    ----------
-    scores : array-like of shape (n_samples,)
-        Log predictive densities (:func:`score_samples`).
-    threshold : float, optional
-        A log-density threshold; when given, ``quantile`` and ``train_scores`` are unused.
-    quantile : float in (0, 1), default=0.01
-        Otherwise the threshold is this quantile of ``train_scores`` (or, without them, of
-        ``scores`` themselves): about this fraction of training points is flagged.
-    train_scores : array-like, optional
-        Log predictive densities of the training data.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``obs``; columns ``score`` and ``is_anomaly``; sorted by nothing (same order
-        as ``scores``). ``attrs["threshold"]`` holds the threshold used.
-
-    Examples
-    --------
-    >>> t = flag_anomalies([-1.0, -2.0, -30.0], threshold=-10.0)
-    >>> t["is_anomaly"].tolist()
-    [False, False, True]
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 1 or s.size == 0:
-        raise DataError(f"scores must be a non-empty 1-D array; got shape {s.shape}.")
-    if np.isnan(s).any():
-        raise DataError("scores contain NaN; score the points with score_samples first.")
-    if threshold is not None:
-        if not _FINITE(threshold):
-            raise ConfigError(f"threshold must be a finite number; got {threshold!r}.")
-        thr = float(threshold)
-    else:
-        if not _PROB(quantile):
-            raise ConfigError(f"quantile must be a number in (0, 1); got {quantile!r}.")
-        ref = s if train_scores is None else np.asarray(train_scores, dtype=np.float64)
-        if ref.ndim != 1 or ref.size == 0 or np.isnan(ref).any():
-            raise DataError("train_scores must be a non-empty 1-D array without NaN.")
-        thr = float(np.quantile(ref, quantile))
-    table = pd.DataFrame(
-        {"score": s, "is_anomaly": s < thr}, index=pd.RangeIndex(s.size, name="obs")
-    )
-    table.attrs["threshold"] = thr
-    return table
 
 
 def count_nonempty(X: ArrayLike, posterior) -> xr.DataArray:

@@ -18,6 +18,7 @@ from bayesgmm.core.checks import integer, optional, real
 from bayesgmm.core.data import check_new_data
 from bayesgmm.core.draws import Draws, missing_of, posterior_dataset, thin, training_data
 from bayesgmm.core.engine import Stream
+from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["INTERVAL_KINDS", "Summary", "check_chunk", "check_interval", "draws_and_data",
@@ -110,13 +111,17 @@ def summarise(
     prob: float = 0.94,
     kind: str = "hdi",
     chunk_size: int | None = None,
+    noise_cov=None,
 ) -> Summary:
     S, K, _ = draws.shape
     N = X.shape[0]
     per_point = S * (K * proba_intervals + density_intervals)
     if chunk_size is None:
         chunk_size = max(1, _STORE_ELEMS // per_point) if per_point else 4096
-    stream = Stream(draws, X, chunk_size)
+    noise_cov = check_noise_cov(noise_cov, X)
+    if noise_cov is not None and np.isnan(X).any():
+        raise ConfigError("noise_cov with missing values is not available (yet).")
+    stream = Stream(draws, X, chunk_size, noise_cov)
     proba = np.zeros((N, K))
     p_lo = np.empty((N, K)) if proba_intervals else None
     p_hi = np.empty((N, K)) if proba_intervals else None

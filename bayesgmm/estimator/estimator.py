@@ -20,12 +20,10 @@ import pandas as pd
 import xarray as xr
 
 from bayesgmm.core import predict as _predict
-from bayesgmm.core.config import (
-    ADVIConfig,
-    SamplerConfig,
-)
+from bayesgmm.core.config import ADVIConfig, SamplerConfig
 from bayesgmm.core.data import check_new_data, check_sample_weight
-from bayesgmm.core.draws import missing_of, training_data, training_weights
+from bayesgmm.core.draws import missing_of, training_data, training_noise, training_weights
+from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.relabel import relabel
 from bayesgmm.core.spec import make_spec
 from bayesgmm.estimator import io
@@ -170,9 +168,8 @@ class BayesianGMM:
         return self
 
     def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-        }
+        params = inspect.signature(type(self).__init__).parameters.values()
+        defaults = {p.name: p.default for p in params}
         args = ", ".join(
             f"{k}={v!r}" for k, v in self.get_params().items() if v is not defaults.get(k)
         )
@@ -188,6 +185,7 @@ class BayesianGMM:
         y=None,
         *,
         sample_weight=None,
+        noise_cov=None,
         feature_names: Sequence[str] | None = None,
     ) -> BayesianGMM:
         """Fit the posterior: EM MAP start, then NUTS (or, approximately, ADVI) from it.
@@ -199,12 +197,13 @@ class BayesianGMM:
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights: row ``i`` counts as ``w_i`` copies of itself (the
-            likelihood is ``sum_i w_i log p(x_i)``; the EM start, the data-scaled default
-            priors and the total log-likelihood behind the modes check are weighted alike).
-            Not importance weights for another population. Kept with the fit
-            (``idata_["constant_data"]["sample_weight"]``); not available with
-            ``inference="advi"``; PSIS-LOO (stacking of modes, LOO-PIT) is refused for
-            weighted fits, with the reason.
+            likelihood is ``sum_i w_i log p(x_i)``; the EM start and the data-scaled
+            default priors are weighted alike); not importance weights. Not available with
+            ``inference="advi"``; PSIS-LOO (stacking of modes, LOO-PIT) is refused.
+        noise_cov : array-like of shape (n_samples, n_features[, n_features]), optional
+            Known measurement errors (covariances, or variances): the mixture is that of
+            the true values, ``p(x_i) = sum_k w_k N(x_i | mu_k, Sigma_k + S_i)`` (extreme
+            deconvolution, :mod:`bayesgmm.core.noise`), and so are predictions and draws.
         feature_names : sequence of str, optional
 
         Returns
@@ -216,8 +215,9 @@ class BayesianGMM:
                             feature_names, sample_weight=sample_weight,
                             missing=self.missing)  # fmt: skip
         weights = check_sample_weight(sample_weight, X)
+        noise = check_noise_cov(noise_cov, X)
         state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
-                                 self.priors, self.missing)  # fmt: skip
+                                 self.priors, self.missing, noise)  # fmt: skip
         self._set_state(state, model=model)
         self._warn_on_sampling_trouble()
         return self
@@ -286,7 +286,8 @@ class BayesianGMM:
             from bayesgmm.inference.model import build_model
 
             model = build_model(training_data(state.idata), spec=state.spec,
-                                sample_weight=training_weights(state.idata))  # fmt: skip
+                                sample_weight=training_weights(state.idata),
+                                noise_cov=training_noise(state.idata))  # fmt: skip
             self.__dict__["_model"] = model
         return model
 

@@ -160,8 +160,9 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
 
 
 def fit_state(
-    X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors, missing="error"
-):
+    X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors, missing="error",
+    noise_cov=None,
+):  # fmt: skip
     """:meth:`BayesianGMM.fit <bayesgmm.BayesianGMM.fit>`'s pipeline on validated data:
     the EM start, the model, NUTS (or ADVI), relabelling and modes. Returns the
     :class:`~bayesgmm.estimator.state.FitState` and the ``pm.Model``."""
@@ -175,6 +176,11 @@ def fit_state(
             "sample_weight is not available with inference='advi' (minibatches of weighted "
             "rows are not implemented); use NUTS (inference='nuts')."
         )
+    if noise_cov is not None and (advi is not None or np.isnan(X).any()):
+        raise ConfigError(
+            "noise_cov is not available with inference='advi' or with missing values (yet); "
+            "use NUTS on complete rows."
+        )
     if missing == "marginalize" and advi is not None and np.isnan(X).any():
         raise ConfigError(
             "missing values are not available with inference='advi' (minibatches of "
@@ -185,13 +191,13 @@ def fit_state(
         em = fit_em_checked(X, spec.feature_names, spec.n_components, spec.family,
                             spec.priors.to_em_prior(spec.covariance_type), rng=_rng(seed),
                             sample_weight=sample_weight, missing=missing,
-                            **em_kwargs)  # fmt: skip
+                            noise_cov=noise_cov, **em_kwargs)  # fmt: skip
     except DegenerateFitError as exc:
         raise DegenerateFitError(
             f"{exc.reason} {collapse_remedies(spec.n_components, priors)}", reason=exc.reason
         ) from None
     warn_if_overparameterised(em, X.shape[0])
-    model = build_model(X, spec=spec, sample_weight=sample_weight)
+    model = build_model(X, spec=spec, sample_weight=sample_weight, noise_cov=noise_cov)
     if advi is not None:
         from bayesgmm.inference.advi import fit_advi
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 import pymc as pm
 
@@ -29,6 +30,7 @@ from bayesgmm.inference.jaxlik import (
     features,
     marginal_cov_param,
     mixture_loglik,
+    noise_loglik,
     pointwise_loglik,
 )
 
@@ -127,7 +129,8 @@ def _graphs(model: pm.Model):
     prior = model.logp(vars=model.free_RVs)
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     extra = [model["sample_weight"]] if "sample_weight" in model.named_vars else []
-    extra += [v for name, v in model.named_vars.items() if name.startswith("missing_rows_")]
+    extra += [v for name, v in model.named_vars.items()
+              if name.startswith("missing_rows_") or name == "noise_cov"]  # fmt: skip
     shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"], *extra])
     return prior, likelihood_inputs, outputs, shared
 
@@ -162,9 +165,14 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
     observed = [np.flatnonzero(m) for m in missing_observed(model)] or [np.arange(spec.n_features)]
     rows_of = [f"missing_rows_{p}" for p in range(len(observed))]
 
+    noisy = "noise_cov" in where  # known measurement errors: the deconvolved likelihood
+
     def prepare(shared_values):
         data, loc, scale = (shared_values[where[n]] for n in ("data", "loc", "scale"))
         w = shared_values[where["sample_weight"]] if "sample_weight" in where else None
+        if noisy:
+            noise_z = shared_values[where["noise_cov"]] / (scale[:, None] * scale[None, :])
+            return tuple(shared_values), (((data - loc) / scale, noise_z, w),)
         if rows_of[0] not in where:
             return tuple(shared_values), (features(data, loc, scale, fam, w),)
         groups = []
@@ -183,10 +191,18 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         parts = [(means_z[:, obs], marginal_cov_param(cov_param, obs, D, fam)) for obs in observed]
         return lp, weights, parts
 
+    def _noisy_pointwise(weights, parts, groups, scale):
+        (z, noise_z, w), ((means_z, cov_param),) = groups[0], parts
+        pointwise = noise_loglik(weights, means_z, cov_param, z, noise_z, fam)
+        return pointwise - jnp.log(scale).sum(), w
+
     def logp(params, args):
         shared_values, groups = args
         lp, weights, parts = _marginals([params[n] for n in value_names], shared_values)
         scale = shared_values[where["scale"]]
+        if noisy:
+            pointwise, w = _noisy_pointwise(weights, parts, groups, scale)
+            return lp + (pointwise.sum() if w is None else pointwise @ w)
         for feats, obs, (means_p, cov_p) in zip(groups, observed, parts, strict=True):
             n_obs = feats.shape[1] if feats.weights is None else feats.weights.sum()
             lp = lp + mixture_loglik(weights, means_p, cov_p, feats, n_obs, scale[obs], fam)
@@ -198,13 +214,14 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         values = [params[n] for n in value_names]
         _, weights, parts = _marginals(values, shared_values)
         scale = shared_values[where["scale"]]
+        if noisy:
+            pointwise = _noisy_pointwise(weights, parts, groups, scale)[0]
+            return (*outputs_fn(*values, *shared_values), pointwise)
         pointwise = [
             pointwise_loglik(weights, means_p, cov_p, feats, scale[obs], fam)
             for feats, obs, (means_p, cov_p) in zip(groups, observed, parts, strict=True)
         ]
         if rows_of[0] in where:  # back to the points' order
-            import jax.numpy as jnp
-
             n = shared_values[where["data"]].shape[0]
             out = jnp.zeros(n, pointwise[0].dtype)
             for name, part in zip(rows_of, pointwise, strict=True):

@@ -287,3 +287,23 @@ def pointwise_loglik(weights, means_z, cov_param, feats, scale, fam: CovarianceF
     for the posterior's pointwise log-likelihood, not for sampling)."""
     lp = _log_terms(coefficients(weights, means_z, cov_param, fam), feats.rows)
     return jax.scipy.special.logsumexp(lp, axis=0) - jnp.log(scale).sum()
+
+
+def noise_loglik(weights, means_z, cov_param, z, noise_z, fam: CovarianceFamily):
+    """Each point's mixture log density (N,) on the standardised scale with its known
+    error covariance ``noise_z`` (N, D, D): ``log sum_k w_k N(z_i | mu_k, Sigma_k + S_i)``,
+    as :func:`bayesgmm.inference.model.noise_loglik` (autodiff; no custom gradient)."""
+    K, D = means_z.shape
+    if fam.correlated:
+        cov = cov_param @ jnp.swapaxes(cov_param, -1, -2)
+    elif fam.isotropic:
+        cov = jnp.square(cov_param)[..., None, None] * jnp.eye(D)
+    else:
+        cov = jnp.square(cov_param)[..., :, None] * jnp.eye(D)
+    total = jnp.broadcast_to(cov, (K, D, D))[None] + noise_z[:, None]
+    chol = jnp.linalg.cholesky(total)
+    diff = z[:, None, :] - means_z[None]
+    white = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
+    logdet = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    comp = -0.5 * jnp.square(white).sum(axis=-1) - logdet - 0.5 * D * jnp.log(2.0 * jnp.pi)
+    return jax.scipy.special.logsumexp(jnp.log(weights) + comp, axis=-1)

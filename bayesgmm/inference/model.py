@@ -30,10 +30,12 @@ from bayesgmm.core.data import check_sample_weight
 from bayesgmm.core.eigen_params import shape_location_z
 from bayesgmm.core.families import CovarianceFamily, family
 from bayesgmm.core.missing import Patterns
+from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.priors import ResolvedPriors
 from bayesgmm.core.spec import GMMSpec, make_spec
 from bayesgmm.exceptions import ConfigError
 from bayesgmm.inference.coordinates import ScaledTransform, corr_coordinate_rows, unit_name
+from bayesgmm.inference.deconvolution import noise_loglik
 
 __all__ = ["build_model", "component_logp_z", "constant_values"]
 
@@ -324,6 +326,7 @@ def build_model(
     batch_size: int | None = None,
     sample_weight=None,
     missing: str = "error",
+    noise_cov=None,
 ) -> pm.Model:
     """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
 
@@ -348,6 +351,10 @@ def build_model(
         With ``"marginalize"``, NaN entries of ``X`` are missing at random: each point's
         likelihood is the Gaussian marginal of its observed coordinates, one marginal per
         missingness pattern (``pm.Data("missing_rows_<p>")`` holds each pattern's rows).
+    noise_cov : array-like of shape (n_samples, n_features[, n_features]), optional
+        Known measurement errors (covariances, or variances of independent errors): the
+        likelihood is the deconvolved mixture's, ``sum_k w_k N(x_i | mu_k, Sigma_k + S_i)``
+        (``pm.Data("noise_cov")``, (n, D, D)); see :mod:`bayesgmm.core.noise`.
     batch_size : int, optional
         For minibatch ADVI (:mod:`bayesgmm.inference.advi`): when smaller than the number of
         points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
@@ -397,7 +404,12 @@ def build_model(
             "missing values are not available with minibatch ADVI (inference='advi'); use NUTS."
         )
 
+    noise_cov = check_noise_cov(noise_cov, X)
+    if noise_cov is not None and (patterns is not None or batch_size is not None):
+        raise ConfigError("noise_cov is not available with missing values or minibatch ADVI (yet).")
+
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
+        noise = None if noise_cov is None else pm.Data("noise_cov", noise_cov)
         if patterns is not None:
             # pm.Data holds no NaN: the missing entries are zeros that the likelihood never
             # reads, flagged by "missing_mask" (training_data puts the NaN back), and the
@@ -437,6 +449,10 @@ def build_model(
                 p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
             )
             z = (value - loc) / scale
+            if noise is not None:  # known measurement errors: the deconvolved mixture
+                noise_z = noise / (scale[:, None] * scale[None, :])
+                return noise_loglik(z, noise_z, pt.log(weights), means_z, cov_param,
+                                    fam.kernel) - log_scale_sum  # fmt: skip
             if patterns is not None:  # NaN = missing: the marginal of the observed part
                 return missing_loglik(z, pattern_rows, patterns, pt.log(weights), means_z,
                                       cov_param, pt.log(scale), fam.kernel)  # fmt: skip

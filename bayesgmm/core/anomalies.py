@@ -1,0 +1,71 @@
+"""Anomalies: points whose log predictive density falls below a threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from bayesgmm.core.checks import real
+from bayesgmm.exceptions import ConfigError, DataError
+
+__all__ = ["flag_anomalies"]
+
+_FINITE = real()
+_PROB = real(0, 1, lo_open=True, hi_open=True)
+
+
+def flag_anomalies(
+    scores: ArrayLike,
+    *,
+    threshold: float | None = None,
+    quantile: float = 0.01,
+    train_scores: ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Flag points whose log predictive density falls below a threshold.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Log predictive densities (:func:`score_samples`).
+    threshold : float, optional
+        A log-density threshold; when given, ``quantile`` and ``train_scores`` are unused.
+    quantile : float in (0, 1), default=0.01
+        Otherwise the threshold is this quantile of ``train_scores`` (or, without them, of
+        ``scores`` themselves): about this fraction of training points is flagged.
+    train_scores : array-like, optional
+        Log predictive densities of the training data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``obs``; columns ``score`` and ``is_anomaly``; sorted by nothing (same order
+        as ``scores``). ``attrs["threshold"]`` holds the threshold used.
+
+    Examples
+    --------
+    >>> t = flag_anomalies([-1.0, -2.0, -30.0], threshold=-10.0)
+    >>> t["is_anomaly"].tolist()
+    [False, False, True]
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0:
+        raise DataError(f"scores must be a non-empty 1-D array; got shape {s.shape}.")
+    if np.isnan(s).any():
+        raise DataError("scores contain NaN; score the points with score_samples first.")
+    if threshold is not None:
+        if not _FINITE(threshold):
+            raise ConfigError(f"threshold must be a finite number; got {threshold!r}.")
+        thr = float(threshold)
+    else:
+        if not _PROB(quantile):
+            raise ConfigError(f"quantile must be a number in (0, 1); got {quantile!r}.")
+        ref = s if train_scores is None else np.asarray(train_scores, dtype=np.float64)
+        if ref.ndim != 1 or ref.size == 0 or np.isnan(ref).any():
+            raise DataError("train_scores must be a non-empty 1-D array without NaN.")
+        thr = float(np.quantile(ref, quantile))
+    table = pd.DataFrame(
+        {"score": s, "is_anomaly": s < thr}, index=pd.RangeIndex(s.size, name="obs")
+    )
+    table.attrs["threshold"] = thr
+    return table

@@ -1,0 +1,68 @@
+"""Known measurement errors in the model: the PyMC likelihood is the deconvolved mixture's
+(against scipy), and the NumPyro backend's log density, gradient and pointwise
+log-likelihood equal the model's."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from bayesgmm import build_model, make_spec
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(0.0, 1.0, (n // 2, 2)), rng.normal(5.0, 1.0, (n // 2, 2))])
+    a = rng.normal(size=(n, 2, 2)) * 0.5
+    return X * [1.0, 30.0] + [0.0, 100.0], (a @ a.transpose(0, 2, 1) + 0.1 * np.eye(2)) * [
+        [1.0, 30.0], [30.0, 900.0]]  # fmt: skip
+
+
+def _random_point(model, rng, scale=0.3):
+    start = model.initial_point()
+    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "EII", "VEV"])
+def test_the_likelihood_is_the_deconvolved_mixture(covariance_type):
+    X, S = _data()
+    model = build_model(X, 2, covariance_type, noise_cov=S)
+    point = _random_point(model, np.random.default_rng(1))
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
+    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
+    w, mu, cov = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    direct = [logsumexp([np.log(w[k]) + multivariate_normal(mu[k], cov[k] + s).logpdf(x)
+                         for k in range(2)]) for x, s in zip(X, S, strict=True)]  # fmt: skip
+    np.testing.assert_allclose(pointwise, direct, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("covariance_type", "weighted"), [("VEV", True)])
+def test_fast_log_density_with_errors_matches_the_model(covariance_type, weighted):
+    pytest.importorskip("numpyro")
+    import jax
+    import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
+
+    from bayesgmm.inference.jaxgraph import model_functions
+
+    X, S = _data()
+    w = np.random.default_rng(2).integers(1, 4, len(X)).astype(float) if weighted else None
+    X, spec = make_spec(X, 2, covariance_type, sample_weight=w)
+    model = build_model(X, spec=spec, sample_weight=w, noise_cov=S[:, [0, 1], [0, 1]])
+    functions, shared = model_functions(model, spec)
+    args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    grad = jax.jit(jax.value_and_grad(functions.logp))
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False)
+    rng = np.random.default_rng(7)
+    for _ in range(2):
+        point = _random_point(model, rng)
+        value, g = grad(point, args)
+        np.testing.assert_allclose(float(value), logp(point), rtol=1e-8, atol=1e-8)
+        flat = np.concatenate([np.ravel(g[v.name]) for v in model.value_vars])
+        np.testing.assert_allclose(flat, dlogp(point), rtol=1e-8, atol=1e-8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outs = jax.jit(functions.outputs)(point, args)
+        np.testing.assert_allclose(outs[-1], pointwise(point)[0], rtol=1e-9, atol=1e-9)
