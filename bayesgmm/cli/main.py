@@ -94,6 +94,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
 
     data = spec.load_data()
     missing = "marginalize" if spec.data.missing == "marginalize" else "error"
+    noise = None if data.errors is None else data.errors.to_numpy() ** 2  # variances
     for note in data.notes:
         progress(note)
     cfg = _with_targets(spec.sampler_config(_overrides(args)), args)
@@ -107,8 +108,11 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             gmm = BayesianGMM(
                 K, spec.covariance, priors=spec.priors or None, sampler=cfg,
                 em=spec.em or None, missing=missing,
-            ).fit(data.X, sample_weight=data.weights)  # fmt: skip
+            ).fit(data.X, sample_weight=data.weights, noise_cov=noise)  # fmt: skip
             selection = None
+        elif data.errors is not None:
+            raise DataError("errors and a list of components: give one K (choosing K by "
+                            "PSIS-LOO with measurement errors is not available yet).")  # fmt: skip
         elif data.weights is not None:
             raise DataError(
                 f"weights {spec.data.weights!r} and a list of components: choosing K by "
@@ -227,6 +231,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             columns=columns,
             missing=args.missing,
             weights=args.weights,
+            errors=[c.strip() for c in args.errors.split(",") if c.strip()]
+            if args.errors
+            else None,
             origin="cli",
         ),
         components=[args.components],

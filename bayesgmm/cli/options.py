@@ -149,6 +149,13 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "observed values)",
     )
     p.add_argument(
+        "--errors",
+        metavar="COLUMNS",
+        default=None,
+        help="comma-separated columns of standard errors, one per fitted column (known "
+        "measurement errors: the mixture of the true values is fitted; not fitted)",
+    )
+    p.add_argument(
         "--weights",
         metavar="COLUMN",
         default=None,

@@ -17,6 +17,8 @@ A spec names the data, the model and the sampler settings::
                                            # with it (confusion table, adjusted Rand index)
     weights = "count"                      # optional: a column of frequency weights (row
                                            # i counts as w_i copies), not fitted
+    errors = ["sd_e", "sd_w"]              # optional: columns of the fitted columns'
+                                           # standard errors (measurement errors, deconvolved)
 
     [model]
     components = 2                         # one K, or a list of K to compare by PSIS-LOO
@@ -90,6 +92,10 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
         "missing": choice(MISSING_POLICIES),
         "labels": _TEXT.says("the name of a column of known groups (a string)"),
         "weights": _TEXT.says("the name of a column of frequency weights (a string)"),
+        "errors": Constraint(
+            lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(c, str) for c in v),
+            "a list of columns of standard errors, one per fitted column",
+        ),
     },
     "model": {
         "components": Constraint(
@@ -112,6 +118,7 @@ class DataSpec:
     missing: str = "error"
     labels: str | None = None
     weights: str | None = None
+    errors: list[str] | None = None  # columns of the fitted columns' standard errors
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
 
@@ -163,6 +170,7 @@ class ModelSpec:
                 missing=data.get("missing", "error"),
                 labels=data.get("labels"),
                 weights=data.get("weights"),
+                errors=list(data["errors"]) if "errors" in data else None,
                 base_dir=base_dir if base_dir is not None else Path.cwd(),
             ),
             components=[components] if is_int(components) else list(components),
@@ -208,6 +216,9 @@ def _schema_errors(d: Any) -> list[str]:
                 f"'data.labels' = {data['labels']!r} is also in data.columns; the label "
                 "column is compared with the clusters, not fitted: remove it from columns"
             )
+        both = [c for c in data.get("errors") or [] if c in data["columns"]]
+        if both:
+            errors.append(f"'data.errors' {both} are also in data.columns: remove them there")
         if data.get("weights") in data["columns"]:
             errors.append(
                 f"'data.weights' = {data['weights']!r} is also in data.columns; the weight "

@@ -40,6 +40,8 @@ class LoadedData:
         or None.
     weights : Series, optional
         The spec's frequency weights (``[data] weights``) for the rows of ``X``, or None.
+    errors : DataFrame, optional
+        The standard errors of ``X``'s columns (``[data] errors``), same rows, or None.
     """
 
     X: pd.DataFrame
@@ -48,6 +50,7 @@ class LoadedData:
     notes: list[str]
     labels: pd.Series | None = None
     weights: pd.Series | None = None
+    errors: pd.DataFrame | None = None
 
 
 def _read_table(spec: DataSpec) -> pd.DataFrame:
@@ -196,8 +199,13 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"weight column {spec.weights!r} (weights in [data]; --weights) is not a numeric "
             f"column of {spec.source}; {available}"
         )
+    extra = [c for c in spec.errors or [] if c not in numeric]
+    if extra:
+        raise DataError(f"error column(s) {extra} (errors in [data]; --errors) are not numeric "
+                        f"columns of {spec.source}; {available}")  # fmt: skip
     if spec.columns is None:
-        columns = [c for c in df.columns if c not in (spec.labels, spec.weights)]
+        columns = [c for c in df.columns
+                   if c not in (spec.labels, spec.weights, *(spec.errors or []))]  # fmt: skip
     else:
         columns = list(spec.columns)
         unknown = [c for c in columns if c not in df.columns]
@@ -233,6 +241,28 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"labels: column {spec.labels!r} ({labels.nunique()} values), not fitted; the "
             "clusters are compared with it."
         )
-    return LoadedData(
-        X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels, weights=weights
-    )
+    errors = None if spec.errors is None else _error_columns(df, X, spec, notes)
+    return LoadedData(X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels,
+                      weights=weights, errors=errors)  # fmt: skip
+
+
+def _error_columns(df: pd.DataFrame, X: pd.DataFrame, spec: DataSpec, notes: list[str]):
+    """The fitted columns' standard errors (``[data] errors``), checked: one column per
+    fitted column, finite and >= 0 in every fitted row."""
+    if len(spec.errors) != X.shape[1]:
+        raise DataError(
+            f"errors names {len(spec.errors)} column(s) but {X.shape[1]} columns are fitted "
+            f"({list(X.columns)}); give one column of standard errors per fitted column"
+        )
+    errors = df.loc[X.index, spec.errors].astype(float)
+    bad = ~(np.isfinite(errors.to_numpy()) & (errors.to_numpy() >= 0)).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"the error columns {spec.errors} hold missing, negative or non-finite values in "
+            f"{int(bad.sum())} fitted row(s) (first: row {errors.index[bad][0]}); standard "
+            "errors must be finite and >= 0"
+        )
+    pairs = ", ".join(f"{e} of {c}" for e, c in zip(spec.errors, X.columns, strict=True))
+    notes.append(f"errors: standard errors {pairs}; the mixture is deconvolved (that of the "
+                 "true values), not fitted to the errors.")  # fmt: skip
+    return errors

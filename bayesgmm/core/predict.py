@@ -42,6 +42,7 @@ from bayesgmm.core.summaries import (
     check_interval,
     draws_and_data,
     interval_label,
+    noise_for,
     summarise,
 )
 from bayesgmm.exceptions import ConfigError, DataError
@@ -188,6 +189,7 @@ def predict_proba(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
+    noise_cov = noise_for(posterior, X, noise_cov)
     res = summarise(draws, X, proba_intervals=return_intervals, prob=prob, kind=kind,
                     chunk_size=chunk_size, noise_cov=noise_cov)  # fmt: skip
     if return_intervals:
@@ -242,6 +244,7 @@ def assignments_table(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
+    noise_cov = noise_for(posterior, X, noise_cov)
     res = summarise(draws, X, proba_intervals=True, entropy=True, prob=prob, kind=kind,
                     chunk_size=chunk_size, noise_cov=noise_cov)  # fmt: skip
     p = res.proba
@@ -374,6 +377,7 @@ def score_samples(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
+    noise_cov = noise_for(posterior, X, noise_cov)
     res = summarise(
         draws,
         X,

@@ -16,7 +16,14 @@ import numpy as np
 
 from bayesgmm.core.checks import integer, optional, real
 from bayesgmm.core.data import check_new_data
-from bayesgmm.core.draws import Draws, missing_of, posterior_dataset, thin, training_data
+from bayesgmm.core.draws import (
+    Draws,
+    missing_of,
+    posterior_dataset,
+    thin,
+    training_data,
+    training_noise,
+)
 from bayesgmm.core.engine import Stream
 from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.exceptions import ConfigError, DataError
@@ -42,6 +49,19 @@ def draws_and_data(posterior, X, max_draws) -> tuple[Draws, np.ndarray]:
             )
     missing = missing_of(posterior)
     return draws, check_new_data(X, draws.shape[2], draws.feature_names, missing=missing)
+
+
+def noise_for(posterior, X: np.ndarray, noise_cov):
+    """The measurement errors of the (validated) points ``X``: ``noise_cov`` when given;
+    for a fit with errors (``noise_cov`` at ``fit``), its training rows' own errors when
+    ``X`` is its training data; else None (points known exactly)."""
+    if noise_cov is not None:
+        return noise_cov
+    errors = training_noise(posterior)
+    if errors is None:
+        return None
+    train = training_data(posterior)
+    return errors if X.shape == train.shape and np.array_equal(X, train) else None
 
 
 def check_chunk(chunk_size) -> None:

@@ -665,3 +665,31 @@ def test_a_spec_marginalizes_missing_values_and_drops_empty_rows(tmp_path):
     df.to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(DataError, match=r"infinite value\(s\) .*row 0, column 'b'"):
         spec.load_data()
+
+
+def test_fit_with_columns_of_standard_errors(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    true = np.vstack([rng.normal([0.0, 0.0], 0.7, (40, 2)), rng.normal([6.0, 3.0], 0.7, (40, 2))])
+    sd = rng.uniform(0.2, 1.0, size=true.shape)
+    df = pd.DataFrame(true + rng.normal(size=true.shape) * sd, columns=["a", "b"])
+    df = df.assign(sd_a=sd[:, 0], sd_b=sd[:, 1])
+    df.to_csv(tmp_path / "noisy.csv", index=False)
+    out = tmp_path / "e"
+    argv = ["fit", tmp_path / "noisy.csv", "-k", "2", "--errors", "sd_a,sd_b", "--out", out,
+            "--target-ess", "0", *SMALL]  # fmt: skip
+    code, _, _ = _run(argv, capsys)
+    assert code in (0, 1)
+    gmm = load(out / "model")
+    assert gmm.feature_names_in_ == ["a", "b"]  # the error columns are not fitted
+    np.testing.assert_allclose(gmm.idata_["constant_data"]["noise_cov"].to_numpy()[:, 1, 1],
+                               sd[:, 1] ** 2)  # fmt: skip
+    page = html.unescape((out / "report.html").read_text())
+    assert "errors: standard errors sd_a of a, sd_b of b; the mixture is deconvolved" in page
+    df.loc[3, "sd_b"] = -1.0
+    df.to_csv(tmp_path / "noisy.csv", index=False)
+    data = {"path": str(tmp_path / "noisy.csv"), "columns": ["a", "b"], "errors": ["sd_a", "sd_b"]}
+    spec = ModelSpec.from_dict(_spec(data=data))
+    with pytest.raises(DataError, match=r"negative or non-finite values .*first: row 3"):
+        spec.load_data()
+    with pytest.raises(ConfigError, match=r"'data.errors' \['a'\] are also in data.columns"):
+        ModelSpec.from_dict(_spec(data={"path": "x.csv", "columns": ["a", "b"], "errors": ["a"]}))

@@ -64,6 +64,15 @@ def test_points_with_their_own_errors_are_scored_against_the_widened_mixture(noi
     assert table["uncertainty"].iloc[0] > table["uncertainty"].iloc[1]
 
 
+def test_the_training_rows_are_predicted_with_their_own_errors(noisy):
+    X, S, fit = noisy
+    own = fit.predict_proba(X, noise_cov=S)
+    np.testing.assert_allclose(fit.assignments()["max_prob"], own.max(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(fit.predict_proba(X), own, rtol=1e-12)
+    exact = fit.predict_proba(X, noise_cov=np.full((len(X), 2), 1e-300))  # as if exact
+    assert not np.allclose(exact, own)
+
+
 def test_save_load_keeps_the_errors_and_refusals(noisy, tmp_path):
     X, S, fit = noisy
     fit.save(tmp_path / "m")
