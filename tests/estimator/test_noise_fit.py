@@ -40,6 +40,12 @@ def test_the_posterior_is_of_the_true_values(noisy):
                                np.diagonal(TRUE_COV, axis1=1, axis2=2), rtol=0.35)  # fmt: skip
     assert np.all(np.diag(naive) > 1.5 * np.diag(TRUE_COV[1]))
     np.testing.assert_array_equal(fit.idata_["constant_data"]["noise_cov"].to_numpy(), S)
+    # sample() draws true values: the second cluster's spread is the deconvolved one
+    drawn, comp = fit.sample(4000, random_seed=0)
+    second = np.argmax(fit.posterior["means"].mean(("chain", "draw")).to_numpy()[:, 0])
+    spread = np.var(drawn[comp == second], axis=0)
+    np.testing.assert_allclose(spread, np.diag(TRUE_COV[1]), rtol=0.35)
+    assert np.all(spread < np.diag(naive) / 1.3)
 
 
 def test_points_with_their_own_errors_are_scored_against_the_widened_mixture(noisy):
