@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesgmm.core.em_prior import EMPrior
-from bayesgmm.core.em_steps import EMRun, _State
+from bayesgmm.core.em_steps import EMRun, _State, memberships
 from bayesgmm.core.families import CovarianceFamily
 from bayesgmm.core.missing import Patterns, conditional
 from bayesgmm.core.priors import column_moments, component_variance
@@ -63,12 +63,7 @@ class MissingEMRun(EMRun):
         log_norm = np.empty(self.X.shape[0])
         for rows, obs, mis, x_o in self.groups:  # x_o: the pattern's observed values
             log_dens, cond_means, cond_cov = conditional(x_o, st.means, cov, obs, mis)
-            lp = log_dens + log_w
-            top = lp.max(axis=1, keepdims=True)
-            resp = np.exp(lp - top)  # (n_p, K), normalised below
-            total = resp.sum(axis=1, keepdims=True)
-            norm = (top + np.log(total))[:, 0]
-            resp /= total
+            resp, norm = memberships(log_dens + log_w)  # (n_p, K), (n_p,)
             log_norm[rows] = norm
             self.resp[:, rows] = resp.T
             if self.w is not None:

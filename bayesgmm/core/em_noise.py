@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesgmm.core.em_prior import EMPrior
-from bayesgmm.core.em_steps import EMRun, _State
+from bayesgmm.core.em_steps import EMRun, _State, memberships
 from bayesgmm.core.families import CovarianceFamily
 from bayesgmm.core.noise import noise_terms
 
@@ -44,12 +44,7 @@ class NoiseEMRun(EMRun):
         K, D = self.K, self.D
         cov = self.fam.to_full(st.cov, K, D)
         log_dens, b, B = noise_terms(self.X, self.noise_cov, st.means, cov)
-        lp = log_dens + np.log(st.weights)
-        top = lp.max(axis=1, keepdims=True)
-        resp = np.exp(lp - top)
-        total = resp.sum(axis=1, keepdims=True)
-        log_norm = (top + np.log(total))[:, 0]
-        resp /= total
+        resp, log_norm = memberships(log_dens + np.log(st.weights))
         self.resp[...] = resp.T
         if self.w is not None:
             resp = resp * self.w[:, None]
