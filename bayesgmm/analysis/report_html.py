@@ -17,6 +17,7 @@ import pandas as pd
 from bayesgmm.analysis.summary import POOLED_NOTE, interval_text, is_pooled
 from bayesgmm.core.approx import describe, is_approximate
 from bayesgmm.core.config import RHAT_OK
+from bayesgmm.core.draws import training_noise
 
 __all__ = ["html_page", "seed_text"]
 
@@ -28,6 +29,13 @@ h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid
 .ok{color:#1a7f37} .warn{color:#9a6700} .fail{color:#cf222e} pre{background:#f6f8fa;padding:.6em}
 .scroll{max-width:100%;overflow-x:auto} .tbl td,.tbl th{white-space:nowrap}
 """
+
+
+_DECONVOLVED = (
+    "This fit has known measurement errors: the ellipses and component densities are "
+    "those of the true values (deconvolved), narrower than the measured points and the "
+    "histograms, which include the errors."
+)
 
 
 def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
@@ -171,6 +179,7 @@ def html_page(
     not_drawn = not_drawn or {}
     esc = html.escape
     post = g.idata_["posterior"]
+    deconvolved = training_noise(g.idata_) is not None
     fam = g.spec_.family
     facts = [
         f"K = {g.spec_.n_components} components, covariance '{g.spec_.covariance_type}' "
@@ -226,6 +235,8 @@ def html_page(
             continue
         if figure.caption:
             parts += [f"<p>{esc(figure.caption)}</p>"]
+        if deconvolved and figure.name in ("pairs.png", "clusters.png"):
+            parts += [f"<p>{esc(_DECONVOLVED)}</p>"]
         parts += [_img(out, figure.name, figure.title.lower())]
     parts += [
         "<h2>Most uncertain assignments</h2>",

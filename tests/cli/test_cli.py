@@ -685,6 +685,7 @@ def test_fit_with_columns_of_standard_errors(tmp_path, capsys):
                                sd[:, 1] ** 2)  # fmt: skip
     page = html.unescape((out / "report.html").read_text())
     assert "errors: standard errors sd_a of a, sd_b of b; the mixture is deconvolved" in page
+    assert "ellipses and component densities are those of the true values" in page
     df.loc[3, "sd_b"] = -1.0
     df.to_csv(tmp_path / "noisy.csv", index=False)
     data = {"path": str(tmp_path / "noisy.csv"), "columns": ["a", "b"], "errors": ["sd_a", "sd_b"]}
