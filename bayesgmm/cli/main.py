@@ -110,9 +110,6 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 em=spec.em or None, missing=missing,
             ).fit(data.X, sample_weight=data.weights, noise_cov=noise)  # fmt: skip
             selection = None
-        elif data.errors is not None:
-            raise DataError("errors and a list of components: give one K (choosing K by "
-                            "PSIS-LOO with measurement errors is not available yet).")  # fmt: skip
         elif data.weights is not None:
             raise DataError(
                 f"weights {spec.data.weights!r} and a list of components: choosing K by "
@@ -134,6 +131,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 random_seed=master,
                 progress=not args.quiet,
                 missing=missing,
+                noise_cov=noise,
             )
             try:
                 best = res.best

@@ -31,6 +31,7 @@ from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child
 from bayesgmm.core.data import check_data
 from bayesgmm.core.families import family
 from bayesgmm.core.missing import check_missing
+from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.relabel import relabel
 from bayesgmm.estimator import estimator
 from bayesgmm.exceptions import ConfigError, DataError, DegenerateFitError, SamplingWarning
@@ -104,6 +105,7 @@ def loo_compare(
     random_seed: int = 0,
     progress: bool = True,
     missing: str = "error",
+    noise_cov=None,
 ) -> LOOComparison:
     """Fit a Bayesian mixture for each K (and family) and compare them by PSIS-LOO.
 
@@ -144,6 +146,9 @@ def loo_compare(
     missing : {"error", "marginalize"}, default="error"
         NaN in ``X``: an error, or values missing at random (every fit marginalises them;
         PSIS-LOO then leaves out one row's observed values at a time).
+    noise_cov : array-like, optional
+        Known measurement errors of the rows (as :meth:`BayesianGMM.fit` takes them):
+        every fit deconvolves them, and each row's log-likelihood is with its own errors.
 
     Returns
     -------
@@ -160,6 +165,7 @@ def loo_compare(
     import arviz as az
 
     X_arr, names = check_data(X, missing=check_missing(missing))
+    noise_cov = check_noise_cov(noise_cov, X_arr)
     ks = check_k_range(k_range, X_arr.shape[0])
     several = not isinstance(covariance_type, str) or covariance_type == "mclust"
     families = sweep_families(covariance_type, X_arr.shape[1]) if several else [covariance_type]
@@ -191,7 +197,8 @@ def loo_compare(
                 # the estimator's own check is per component, so it flags label
                 # switching; the label-invariant verdict below replaces it
                 warnings.simplefilter("ignore", SamplingWarning)
-                gmm.fit(X_arr, feature_names=names)
+                extra = {} if noise_cov is None else {"noise_cov": noise_cov}
+                gmm.fit(X_arr, feature_names=names, **extra)
                 loo = az.loo(gmm.idata_, var_name="x")
         except (DegenerateFitError, DataError) as exc:
             row.update(diagnostics="fail", diagnostics_reason=f"fit failed: {exc}")
