@@ -37,6 +37,7 @@ from bayesgmm.core.anomalies import flag_anomalies
 from bayesgmm.core.draws import Draws, posterior_dataset
 from bayesgmm.core.engine import Stream
 from bayesgmm.core.generate import replicate, sample
+from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.summaries import (
     check_chunk,
     check_interval,
@@ -81,8 +82,13 @@ def membership_array(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 
 
+def _errors(posterior, X: np.ndarray, noise_cov) -> np.ndarray | None:
+    """The validated measurement errors of ``X`` (see :func:`noise_for`), or None."""
+    return check_noise_cov(noise_for(posterior, X, noise_cov), X)
+
+
 def membership_draws(
-    posterior, X: ArrayLike | None = None, *, max_draws: int | None = None
+    posterior, X: ArrayLike | None = None, *, max_draws: int | None = None, noise_cov=None
 ) -> xr.DataArray:
     """Membership probabilities of every point for every posterior draw.
 
@@ -94,6 +100,8 @@ def membership_draws(
         Points; defaults to the training data in the DataTree's ``observed_data``.
     max_draws : int, optional
         Keep about this many draws in total, evenly spaced within each chain.
+    noise_cov : array-like, optional
+        The points' known measurement errors, as in :func:`predict_proba`.
 
     Returns
     -------
@@ -125,7 +133,7 @@ def membership_draws(
             "predict_proba(..., return_intervals=True), which streams."
         )
     out = np.empty((S, N, K))
-    stream = Stream(draws, X, 4096)
+    stream = Stream(draws, X, 4096, _errors(posterior, X, noise_cov))
     for start, stop, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             out[lo:hi, start:stop] = lp.transpose(0, 2, 1)
@@ -275,6 +283,7 @@ def co_clustering(
     *,
     max_points: int = 5000,
     max_draws: int | None = 1000,
+    noise_cov=None,
 ) -> np.ndarray:
     """Posterior probability that points ``i`` and ``j`` belong to the same component.
 
@@ -292,6 +301,8 @@ def co_clustering(
     max_draws : int or None, default=1000
         Draws used, evenly thinned (Monte Carlo error about ``0.5 / sqrt(max_draws)``
         at most for independent draws); ``None`` uses all.
+    noise_cov : array-like, optional
+        The points' known measurement errors, as in :func:`predict_proba`.
 
     Returns
     -------
@@ -314,7 +325,7 @@ def co_clustering(
         )
     S = draws.shape[0]
     out = np.zeros((N, N))
-    stream = Stream(draws, X, N)
+    stream = Stream(draws, X, N, _errors(posterior, X, noise_cov))
     for _, _, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             G = lp.reshape((hi - lo) * lp.shape[1], N)

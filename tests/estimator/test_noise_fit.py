@@ -77,6 +77,12 @@ def test_the_training_rows_are_predicted_with_their_own_errors(noisy):
     np.testing.assert_allclose(fit.predict_proba(X), own, rtol=1e-12)
     exact = fit.predict_proba(X, noise_cov=np.full((len(X), 2), 1e-300))  # as if exact
     assert not np.allclose(exact, own)
+    gamma = fit.membership_draws().mean(("chain", "draw")).to_numpy()
+    np.testing.assert_allclose(gamma, own, rtol=1e-10, atol=1e-14)
+    cc = fit.co_clustering(max_draws=100)  # the training rows, with their errors
+    np.testing.assert_allclose(cc, fit.co_clustering(X, noise_cov=S, max_draws=100))
+    tiny = np.full((len(X), 2), 1e-300)
+    assert not np.allclose(cc, fit.co_clustering(X, noise_cov=tiny, max_draws=100))
 
 
 def test_save_load_keeps_the_errors_and_refusals(noisy, tmp_path):
