@@ -121,3 +121,29 @@ def sample_from_starts(model, starts, *, draws, tune, random_seed):
     if "log_likelihood" not in idata.children:
         idata["log_likelihood"] = pointwise_log_likelihood(model, idata["posterior"].to_dataset())
     return idata
+
+
+def check_fast_log_density(model, spec, points) -> None:
+    """Assert that the NumPyro backend's log density and gradient equal ``model.logp()``
+    and ``model.dlogp()`` (1e-8), and its pointwise log-likelihood the model's (1e-9), at
+    each of ``points`` (dicts of value variables); skipped without NumPyro."""
+    pytest.importorskip("numpyro")
+    import jax
+    import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
+
+    from bayesgmm.inference.jaxgraph import model_functions
+
+    functions, shared = model_functions(model, spec)
+    args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    grad = jax.jit(jax.value_and_grad(functions.logp))
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False)
+    for point in points:
+        value, g = grad(point, args)
+        np.testing.assert_allclose(float(value), logp(point), rtol=1e-8, atol=1e-8)
+        flat = np.concatenate([np.ravel(g[v.name]) for v in model.value_vars])
+        np.testing.assert_allclose(flat, dlogp(point), rtol=1e-8, atol=1e-8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outs = jax.jit(functions.outputs)(point, args)
+        np.testing.assert_allclose(outs[-1], pointwise(point)[0], rtol=1e-9, atol=1e-9)

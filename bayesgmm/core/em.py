@@ -197,11 +197,6 @@ def fit_em(
     )
     sample_weight = check_sample_weight(sample_weight, X, n_components)
     noise_cov = check_noise_cov(noise_cov, X)
-    if noise_cov is not None and np.isnan(X).any():
-        raise ConfigError(
-            "noise_cov with missing values is not available (yet): give complete rows with "
-            "measurement errors, or missing values without them."
-        )
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,

@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from bayesgmm.core.em_prior import EMPrior
-from bayesgmm.core.em_steps import EMRun, _State, memberships
+from bayesgmm.core.em_steps import EMRun, _State
+from bayesgmm.core.engine import memberships
 from bayesgmm.core.families import CovarianceFamily
 from bayesgmm.core.missing import Patterns, conditional
 from bayesgmm.core.priors import column_moments, component_variance

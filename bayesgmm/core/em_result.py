@@ -12,16 +12,14 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
 
 from bayesgmm.core.checks import check_keys
 from bayesgmm.core.data import check_new_data
 from bayesgmm.core.em_prior import EMPrior
-from bayesgmm.core.engine import Kernel, design, mixture_pass
+from bayesgmm.core.engine import Kernel, design, memberships, mixture_pass
 from bayesgmm.core.families import family
 from bayesgmm.core.missing import Patterns, marginal_logpdf
 from bayesgmm.core.noise import check_noise_cov, noise_terms
-from bayesgmm.exceptions import ConfigError
 
 __all__ = ["EMResult"]
 
@@ -147,31 +145,24 @@ class EMResult:
     def _pass(self, X: ArrayLike, noise_cov=None) -> tuple[np.ndarray, np.ndarray]:
         X = check_new_data(X, self.n_features, self.feature_names, missing=self.missing)
         fam = family(self.covariance_type)
-        noise_cov = check_noise_cov(noise_cov, X)
-        if noise_cov is not None:  # points with their own measurement errors
-            if np.isnan(X).any():
-                raise ConfigError("noise_cov with missing values is not available (yet).")
-            joint = np.log(self.weights) + noise_terms(
-                X, noise_cov, self.means, self.covariance_matrices()
-            )[0]  # fmt: skip
-            log_dens = logsumexp(joint, axis=1)
-            return log_dens, np.exp(joint - log_dens[:, None]).T
-        if not np.isnan(X).any():
+        noise_cov = check_noise_cov(noise_cov, X)  # refused with missing values
+        if noise_cov is None and not np.isnan(X).any():
             kernel = Kernel(fam, self.means[None], self.prec_chol[None],
                             np.log(self.weights)[None])  # fmt: skip
             return mixture_pass(design(X, fam), kernel)
-        # partially observed points: each pattern's marginal mixture
-        log_dens = np.empty(X.shape[0])
-        resp = np.empty((self.n_components, X.shape[0]))
+        # densities outside the kernel: points with their own measurement errors, or each
+        # missingness pattern's marginal mixture
         cov = self.covariance_matrices()
+        if noise_cov is not None:
+            log_dens = noise_terms(X, noise_cov, self.means, cov, conditionals=False)[0]
+        else:
+            log_dens = np.empty((X.shape[0], self.n_components))
+            for rows, obs, _ in Patterns.of(X).groups():
+                chol = np.linalg.cholesky(cov[:, obs][:, :, obs])
+                log_dens[rows] = marginal_logpdf(X[np.ix_(rows, obs)], self.means[:, obs], chol)
         with np.errstate(divide="ignore"):
-            log_w = np.log(self.weights)
-        for rows, obs, _ in Patterns.of(X).groups():
-            chol = np.linalg.cholesky(cov[:, obs][:, :, obs])
-            joint = log_w + marginal_logpdf(X[np.ix_(rows, obs)], self.means[:, obs], chol)
-            log_dens[rows] = logsumexp(joint, axis=1)
-            resp[:, rows] = np.exp(joint - log_dens[rows, None]).T
-        return log_dens, resp
+            resp, log_norm = memberships(np.log(self.weights) + log_dens)
+        return log_norm, resp.T
 
     def log_density(self, X: ArrayLike, noise_cov: ArrayLike | None = None) -> np.ndarray:
         """Log mixture density of each row of ``X``, shape (n_samples,); with

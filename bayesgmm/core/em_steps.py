@@ -22,23 +22,12 @@ from bayesgmm.core.engine import Kernel, design, mixture_pass
 from bayesgmm.core.families import CovarianceFamily
 from bayesgmm.core.priors import column_moments, component_variance
 
-__all__ = ["EMRun", "RunFailed", "memberships"]
+__all__ = ["EMRun", "RunFailed"]
 
 _WEIGHT_FLOOR = 1e-10  # smallest mixture weight EM returns (see EMPrior, alpha < 1)
 _MIN_NK_FRACTION = 1e-10  # MLE: a component with N_k < this * n has died
 _COLLAPSE_RTOL = 1e-12  # MLE: scatter variance below this * min column variance = collapsed
 _STATS_MAX_BYTES = 1 << 28  # full: precompute x x^T rows only while they fit in 256 MB
-
-
-def memberships(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Memberships (n, K) and the points' mixture log densities (n,) from their weighted
-    component log densities ``lp`` (n, K), in log space (for the E-steps outside the
-    engine: missing values, measurement errors)."""
-    top = lp.max(axis=1, keepdims=True)
-    resp = np.exp(lp - top)
-    total = resp.sum(axis=1, keepdims=True)
-    resp /= total
-    return resp, (top + np.log(total))[:, 0]
 
 
 class RunFailed(Exception):

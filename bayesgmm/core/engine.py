@@ -37,6 +37,7 @@ __all__ = [
     "Stream",
     "design",
     "limit_memberships",
+    "memberships",
     "mixture_pass",
     "normalise",
 ]
@@ -174,6 +175,25 @@ def normalise(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     log_dens = np.log(total) + m
     log_dens[overflowed] = -np.inf
     return log_dens[..., 0, :], far[..., 0, :]
+
+
+def memberships(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Memberships (n, K) and the points' mixture log densities (n,) from one parameter
+    set's weighted component log densities ``lp`` (n, K), in log space: for the densities
+    computed outside the kernels (missing values' marginals, measurement errors), in EM's
+    E-steps, ``EMResult``'s predictions and imputation.
+
+    Examples
+    --------
+    >>> resp, log_dens = memberships(np.log([[0.1, 0.3]]))
+    >>> resp.round(2).tolist(), round(float(np.exp(log_dens[0])), 2)
+    ([[0.25, 0.75]], 0.4)
+    """
+    top = lp.max(axis=1, keepdims=True)
+    resp = np.exp(lp - top)
+    total = resp.sum(axis=1, keepdims=True)
+    resp /= total
+    return resp, (top + np.log(total))[:, 0]
 
 
 def mixture_pass(

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import log_softmax
 
 from bayesgmm.core.draws import Draws
+from bayesgmm.core.engine import memberships
 from bayesgmm.core.missing import Patterns, conditional
 from bayesgmm.core.summaries import check_interval, draws_and_data, interval
 
@@ -42,7 +42,7 @@ def _walk(draws: Draws, X: np.ndarray, rng: np.random.Generator | None):
             log_dens, cond_means, cond_cov = conditional(
                 X[np.ix_(rows, obs)], draws.means[s], draws.covariance[s], obs, mis
             )
-            resp = np.exp(log_softmax(draws.log_weights[s] + log_dens, axis=1))  # (n_p, K)
+            resp, _ = memberships(draws.log_weights[s] + log_dens)  # (n_p, K)
             mean[s, cols] = np.einsum("nk,nkm->nm", resp, cond_means)
             if rng is None:
                 continue

@@ -8,8 +8,8 @@ the density of its observed coordinates ``o``, the Gaussian marginal
 
 and what the point says about its missing coordinates ``m`` is the conditional Gaussian
 ``N(mu_k[m] + Sigma_k[m, o] Sigma_k[o, o]^-1 (x_o - mu_k[o]), Sigma_k[m, m] - Sigma_k[m, o]
-Sigma_k[o, o]^-1 Sigma_k[o, m])``, evaluated with the triangular factor of
-``Sigma_k[o, o]`` (solves, no inverse). Points are grouped by their pattern of observed
+Sigma_k[o, o]^-1 Sigma_k[o, m])``, evaluated with the inverse of the triangular
+factor of ``Sigma_k[o, o]`` (never of a covariance). Points are grouped by their pattern of observed
 coordinates (:class:`Patterns`), so each marginal is factorised once per pattern, not per
 point. EM (:mod:`bayesgmm.core.em_missing`), predictions (:mod:`bayesgmm.core.engine`), the
 PyMC model and the JAX likelihood all use these groups.
@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from bayesgmm.core.triangular import solve_lower_identity
 from bayesgmm.exceptions import ConfigError
@@ -93,13 +92,19 @@ def marginal_logpdf(x_o: np.ndarray, means_o: np.ndarray, chol_oo: np.ndarray) -
     >>> bool(np.isclose(lp[0, 0], multivariate_normal([0, 0], cov[0]).logpdf([0.3, -1.0])))
     True
     """
+    return _whitened(x_o, means_o, chol_oo)[2].T
+
+
+def _whitened(x_o: np.ndarray, means_o: np.ndarray, chol: np.ndarray):
+    """``L_k^-1`` (K, d, d), the whitened points ``L_k^-1 (x - mu_k[o])`` (K, n, d) and
+    ``log N(x_o | mu_k[o], Sigma_k[o, o])`` (K, n) from the factors ``chol`` of the
+    observed blocks: the K small factors inverted at once."""
     d = x_o.shape[1]
-    out = np.empty((x_o.shape[0], means_o.shape[0]))
-    for k, (mu, chol) in enumerate(zip(means_o, chol_oo, strict=True)):
-        white = solve_triangular(chol, (x_o - mu).T, lower=True)  # L^-1 (x - mu)
-        logdet = np.log(np.diagonal(chol)).sum()
-        out[:, k] = -0.5 * np.square(white).sum(axis=0) - logdet - 0.5 * d * _LOG_2PI
-    return out
+    inv = solve_lower_identity(chol)
+    white = (x_o[None] - means_o[:, None]) @ inv.transpose(0, 2, 1)
+    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    log_dens = -0.5 * np.square(white).sum(axis=2) - log_det[:, None] - 0.5 * d * _LOG_2PI
+    return inv, white, log_dens
 
 
 def conditional(
@@ -132,12 +137,8 @@ def conditional(
     >>> round(float(m[0, 0, 0]), 6), round(float(c[0, 0, 0]), 6)
     (0.8, 0.36)
     """
-    d = len(obs)
     chol = np.linalg.cholesky(cov[:, obs][:, :, obs])  # of Sigma_k[o, o], (K, d, d)
-    inv = solve_lower_identity(chol)  # L_k^-1: K small factors at once
-    white = (x_o[None] - means[:, None, obs]) @ inv.transpose(0, 2, 1)  # (K, n, d)
-    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    log_dens = -0.5 * np.square(white).sum(axis=2) - log_det[:, None] - 0.5 * d * _LOG_2PI
+    inv, white, log_dens = _whitened(x_o, means[:, obs], chol)
     gain_t = inv @ cov[:, obs][:, :, mis]  # L_k^-1 Sigma_k[o, m], (K, d, d_m)
     cond_means = means[:, None, mis] + white @ gain_t  # (K, n, d_m)
     cond_cov = cov[:, mis][:, :, mis] - gain_t.transpose(0, 2, 1) @ gain_t

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesgmm.exceptions import DataError
+from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["check_noise_cov", "noise_terms"]
 
@@ -31,7 +31,8 @@ def check_noise_cov(noise_cov, X: np.ndarray) -> np.ndarray | None:
     """Validate measurement-error covariances for the rows of ``X``; returns (n, D, D).
 
     ``None`` stays ``None``, and so do errors that are zero for every point (the fit
-    without errors). Variances of shape (n, D) become diagonal covariances.
+    without errors). Variances of shape (n, D) become diagonal covariances. Errors of
+    points with missing values (NaN in ``X``) are refused: that combination is not built.
 
     Examples
     --------
@@ -45,9 +46,20 @@ def check_noise_cov(noise_cov, X: np.ndarray) -> np.ndarray | None:
     ...
     bayesgmm.exceptions.DataError: noise_cov (variances, shape (n, D)) must be >= 0; row 0 has -0.2.
     """
+    S = _error_matrices(noise_cov, *X.shape)
+    if S is not None and np.isnan(X).any():
+        raise ConfigError(
+            "noise_cov with missing values is not available (yet): give complete rows with "
+            "measurement errors, or missing values without them."
+        )
+    return S
+
+
+def _error_matrices(noise_cov, n: int, D: int) -> np.ndarray | None:
+    """:func:`check_noise_cov`'s checks of the errors themselves, for ``n`` rows of ``D``
+    features."""
     if noise_cov is None:
         return None
-    n, D = X.shape
     try:
         S = np.asarray(noise_cov, dtype=float)
     except (TypeError, ValueError):

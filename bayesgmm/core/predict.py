@@ -37,7 +37,6 @@ from bayesgmm.core.anomalies import flag_anomalies
 from bayesgmm.core.draws import Draws, posterior_dataset
 from bayesgmm.core.engine import Stream
 from bayesgmm.core.generate import replicate, sample
-from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.summaries import (
     check_chunk,
     check_interval,
@@ -80,11 +79,6 @@ def membership_array(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 # Assignments
 # --------------------------------------------------------------------------- #
-
-
-def _errors(posterior, X: np.ndarray, noise_cov) -> np.ndarray | None:
-    """The validated measurement errors of ``X`` (see :func:`noise_for`), or None."""
-    return check_noise_cov(noise_for(posterior, X, noise_cov), X)
 
 
 def membership_draws(
@@ -133,7 +127,7 @@ def membership_draws(
             "predict_proba(..., return_intervals=True), which streams."
         )
     out = np.empty((S, N, K))
-    stream = Stream(draws, X, 4096, _errors(posterior, X, noise_cov))
+    stream = Stream(draws, X, 4096, noise_for(posterior, X, noise_cov))
     for start, stop, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             out[lo:hi, start:stop] = lp.transpose(0, 2, 1)
@@ -325,7 +319,7 @@ def co_clustering(
         )
     S = draws.shape[0]
     out = np.zeros((N, N))
-    stream = Stream(draws, X, N, _errors(posterior, X, noise_cov))
+    stream = Stream(draws, X, N, noise_for(posterior, X, noise_cov))
     for _, _, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             G = lp.reshape((hi - lo) * lp.shape[1], N)

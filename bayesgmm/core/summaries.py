@@ -51,12 +51,13 @@ def draws_and_data(posterior, X, max_draws) -> tuple[Draws, np.ndarray]:
     return draws, check_new_data(X, draws.shape[2], draws.feature_names, missing=missing)
 
 
-def noise_for(posterior, X: np.ndarray, noise_cov):
-    """The measurement errors of the (validated) points ``X``: ``noise_cov`` when given;
-    for a fit with errors (``noise_cov`` at ``fit``), its training rows' own errors when
-    ``X`` is its training data; else None (points known exactly)."""
+def noise_for(posterior, X: np.ndarray, noise_cov) -> np.ndarray | None:
+    """The measurement errors of the (validated) points ``X``, checked (n, D, D)
+    (:func:`~bayesgmm.core.noise.check_noise_cov`): ``noise_cov`` when given; for a fit with
+    errors (``noise_cov`` at ``fit``), its training rows' own errors when ``X`` is its
+    training data; else None (points known exactly)."""
     if noise_cov is not None:
-        return noise_cov
+        return check_noise_cov(noise_cov, X)
     errors = training_noise(posterior)
     if errors is None:
         return None
@@ -131,16 +132,13 @@ def summarise(
     prob: float = 0.94,
     kind: str = "hdi",
     chunk_size: int | None = None,
-    noise_cov=None,
+    noise_cov: np.ndarray | None = None,  # (n, D, D), checked: see noise_for
 ) -> Summary:
     S, K, _ = draws.shape
     N = X.shape[0]
     per_point = S * (K * proba_intervals + density_intervals)
     if chunk_size is None:
         chunk_size = max(1, _STORE_ELEMS // per_point) if per_point else 4096
-    noise_cov = check_noise_cov(noise_cov, X)
-    if noise_cov is not None and np.isnan(X).any():
-        raise ConfigError("noise_cov with missing values is not available (yet).")
     stream = Stream(draws, X, chunk_size, noise_cov)
     proba = np.zeros((N, K))
     p_lo = np.empty((N, K)) if proba_intervals else None

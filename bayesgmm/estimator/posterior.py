@@ -176,11 +176,8 @@ def fit_state(
             "sample_weight is not available with inference='advi' (minibatches of weighted "
             "rows are not implemented); use NUTS (inference='nuts')."
         )
-    if noise_cov is not None and (advi is not None or np.isnan(X).any()):
-        raise ConfigError(
-            "noise_cov is not available with inference='advi' or with missing values (yet); "
-            "use NUTS on complete rows."
-        )
+    if noise_cov is not None and advi is not None:  # (with missing values: check_noise_cov)
+        raise ConfigError("noise_cov is not available with inference='advi' (yet); use NUTS.")
     if missing == "marginalize" and advi is not None and np.isnan(X).any():
         raise ConfigError(
             "missing values are not available with inference='advi' (minibatches of "

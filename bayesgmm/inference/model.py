@@ -404,9 +404,9 @@ def build_model(
             "missing values are not available with minibatch ADVI (inference='advi'); use NUTS."
         )
 
-    noise_cov = check_noise_cov(noise_cov, X)
-    if noise_cov is not None and (patterns is not None or batch_size is not None):
-        raise ConfigError("noise_cov is not available with missing values or minibatch ADVI (yet).")
+    noise_cov = check_noise_cov(noise_cov, X)  # refused with missing values
+    if noise_cov is not None and batch_size is not None:
+        raise ConfigError("noise_cov is not available with minibatch ADVI (yet).")
 
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
         noise = None if noise_cov is None else pm.Data("noise_cov", noise_cov)

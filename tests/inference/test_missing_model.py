@@ -1,10 +1,9 @@
 """Missing values in the model: the PyMC likelihood is the observed-data marginal (against
 scipy), and the NumPyro backend's log density and pointwise log-likelihood equal it."""
 
-import warnings
-
 import numpy as np
 import pytest
+from conftest import check_fast_log_density
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -70,29 +69,9 @@ def test_nan_without_the_option_is_refused_with_the_option_named():
     ("covariance_type", "weighted"), [("full", False), ("VEV", True), ("diag", True)]
 )
 def test_fast_log_density_with_missing_values_matches_the_model(covariance_type, weighted):
-    pytest.importorskip("numpyro")
-    import jax
-    import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
-
-    from bayesgmm.inference.jaxgraph import model_functions
-
     X = _data()
     w = np.random.default_rng(1).integers(1, 4, X.shape[0]).astype(float) if weighted else None
     X, spec = make_spec(X, 3, covariance_type, sample_weight=w, missing="marginalize")
     model = build_model(X, spec=spec, sample_weight=w)
-    functions, shared = model_functions(model, spec)
-    args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    grad = jax.jit(jax.value_and_grad(functions.logp))
-    pointwise = model.compile_logp(vars=[model["x"]], sum=False)
     rng = np.random.default_rng(7)
-    for _ in range(3):
-        point = _random_point(model, rng, 0.7)
-        value, g = grad(point, args)
-        np.testing.assert_allclose(float(value), logp(point), rtol=1e-8, atol=1e-8)
-        flat = np.concatenate([np.ravel(g[v.name]) for v in model.value_vars])
-        np.testing.assert_allclose(flat, dlogp(point), rtol=1e-8, atol=1e-8)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outs = jax.jit(functions.outputs)(point, args)
-        np.testing.assert_allclose(outs[-1], pointwise(point)[0], rtol=1e-9, atol=1e-9)
+    check_fast_log_density(model, spec, [_random_point(model, rng, 0.7) for _ in range(3)])

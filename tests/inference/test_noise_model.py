@@ -2,10 +2,9 @@
 (against scipy), and the NumPyro backend's log density, gradient and pointwise
 log-likelihood equal the model's."""
 
-import warnings
-
 import numpy as np
 import pytest
+from conftest import check_fast_log_density
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -40,29 +39,9 @@ def test_the_likelihood_is_the_deconvolved_mixture(covariance_type):
 
 @pytest.mark.parametrize(("covariance_type", "weighted"), [("VEV", True)])
 def test_fast_log_density_with_errors_matches_the_model(covariance_type, weighted):
-    pytest.importorskip("numpyro")
-    import jax
-    import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
-
-    from bayesgmm.inference.jaxgraph import model_functions
-
     X, S = _data()
     w = np.random.default_rng(2).integers(1, 4, len(X)).astype(float) if weighted else None
     X, spec = make_spec(X, 2, covariance_type, sample_weight=w)
     model = build_model(X, spec=spec, sample_weight=w, noise_cov=S[:, [0, 1], [0, 1]])
-    functions, shared = model_functions(model, spec)
-    args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    grad = jax.jit(jax.value_and_grad(functions.logp))
-    pointwise = model.compile_logp(vars=[model["x"]], sum=False)
     rng = np.random.default_rng(7)
-    for _ in range(2):
-        point = _random_point(model, rng)
-        value, g = grad(point, args)
-        np.testing.assert_allclose(float(value), logp(point), rtol=1e-8, atol=1e-8)
-        flat = np.concatenate([np.ravel(g[v.name]) for v in model.value_vars])
-        np.testing.assert_allclose(flat, dlogp(point), rtol=1e-8, atol=1e-8)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outs = jax.jit(functions.outputs)(point, args)
-        np.testing.assert_allclose(outs[-1], pointwise(point)[0], rtol=1e-9, atol=1e-9)
+    check_fast_log_density(model, spec, [_random_point(model, rng) for _ in range(2)])
