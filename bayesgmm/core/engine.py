@@ -30,6 +30,7 @@ import numpy as np
 
 from bayesgmm.core.families import FAMILIES, CovarianceFamily
 from bayesgmm.core.missing import Patterns
+from bayesgmm.core.noise import noise_terms
 
 __all__ = [
     "FAR_LOG_DENSITY",
@@ -334,8 +335,6 @@ class Stream:
         """:meth:`_blocks` for points with known measurement errors: each draw's mixture
         with every covariance widened by the point's error covariance
         (:func:`bayesgmm.core.noise.noise_terms`)."""
-        from bayesgmm.core.noise import noise_terms
-
         d = self.draws
         X, S = self.X[start:stop] - d.center, self.noise_cov[start:stop]
         for lo, hi in self.blocks:
