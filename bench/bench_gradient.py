@@ -233,8 +233,20 @@ def main(argv=None) -> None:
     p.add_argument("--methods", default="bayesgmm,pytensor,numpyro")
     p.add_argument("--repeats", type=int, default=200, help="evaluations per timed loop")
     p.add_argument("--rounds", type=int, default=3, help="timed loops per timing (median)")
+    p.add_argument(
+        "--one-core",
+        action="store_true",
+        help="pin the process to one core and XLA to one thread (what each chain has when "
+        "the sampler runs one chain per core), so the peak is one core's",
+    )
     args = p.parse_args(argv)
     ROUNDS = args.rounds
+    if args.one_core:  # before JAX starts its thread pools
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
+        print("one core: affinity", sorted(os.sched_getaffinity(0)), "and one XLA thread")
     warnings.filterwarnings("ignore")
     import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the samplers use)
 

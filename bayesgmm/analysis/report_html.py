@@ -12,12 +12,13 @@ import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bayesgmm.analysis.summary import POOLED_NOTE, interval_text, is_pooled
 from bayesgmm.core.approx import describe, is_approximate
 from bayesgmm.core.config import RHAT_OK
-from bayesgmm.core.draws import training_noise
+from bayesgmm.core.draws import training_labels, training_noise
 
 __all__ = ["html_page", "seed_text"]
 
@@ -36,6 +37,19 @@ _DECONVOLVED = (
     "those of the true values (deconvolved), narrower than the measured points and the "
     "histograms, which include the errors."
 )
+
+
+def _known(labels) -> list[str]:
+    """The report's line on known labels (a semi-supervised fit), if any."""
+    if labels is None:
+        return []
+    counts = np.bincount(labels[labels >= 0])
+    per = ", ".join(f"{n} in component {k}" for k, n in enumerate(counts) if n)
+    return [
+        f"Known components: {int((labels >= 0).sum())} of {labels.size} points were "
+        f"labelled ({per}); they keep their components, whose numbers are the labels', and "
+        "the others are inferred."
+    ]
 
 
 def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
@@ -190,6 +204,7 @@ def html_page(
         "the raw draws).",
         f"Intervals: {interval_text()}s (highest-density intervals) throughout; columns "
         "holding them say hdi94.",
+        *_known(training_labels(g.idata_)),
         *notes,
     ]
     n_uncertain = int((assign["uncertainty"] > 0.2).sum())

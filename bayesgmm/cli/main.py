@@ -108,12 +108,17 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             gmm = BayesianGMM(
                 K, spec.covariance, priors=spec.priors or None, sampler=cfg,
                 em=spec.em or None, missing=missing,
-            ).fit(data.X, sample_weight=data.weights, noise_cov=noise)  # fmt: skip
+            ).fit(data.X, data.known, sample_weight=data.weights, noise_cov=noise)  # fmt: skip
             selection = None
         elif data.weights is not None:
             raise DataError(
                 f"weights {spec.data.weights!r} and a list of components: choosing K by "
                 "PSIS-LOO is not available for frequency-weighted data; give one K."
+            )
+        elif data.known is not None:
+            raise DataError(
+                f"known components {spec.data.known!r} and a list of components: the known "
+                "components number the components of one K; give one K."
             )
         else:
             from bayesgmm.core.config import resolve_seed
@@ -229,6 +234,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             columns=columns,
             missing=args.missing,
             weights=args.weights,
+            known=args.known,
             errors=[c.strip() for c in args.errors.split(",") if c.strip()]
             if args.errors
             else None,

@@ -156,6 +156,13 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "measurement errors: the mixture of the true values is fitted; not fitted)",
     )
     p.add_argument(
+        "--known",
+        metavar="COLUMN",
+        default=None,
+        help="a column of known components, 0..K-1 (empty or -1 where unknown): those rows "
+        "keep their components, the others are inferred (semi-supervised; not fitted)",
+    )
+    p.add_argument(
         "--weights",
         metavar="COLUMN",
         default=None,

@@ -92,6 +92,9 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
         "missing": choice(MISSING_POLICIES),
         "labels": _TEXT.says("the name of a column of known groups (a string)"),
         "weights": _TEXT.says("the name of a column of frequency weights (a string)"),
+        "known": _TEXT.says(
+            "the name of a column of known components (0..K-1, empty or -1 where unknown)"
+        ),
         "errors": Constraint(
             lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(c, str) for c in v),
             "a list of columns of standard errors, one per fitted column",
@@ -118,6 +121,7 @@ class DataSpec:
     missing: str = "error"
     labels: str | None = None
     weights: str | None = None
+    known: str | None = None  # a column of known components (semi-supervised fit)
     errors: list[str] | None = None  # columns of the fitted columns' standard errors
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
@@ -170,6 +174,7 @@ class ModelSpec:
                 missing=data.get("missing", "error"),
                 labels=data.get("labels"),
                 weights=data.get("weights"),
+                known=data.get("known"),
                 errors=list(data["errors"]) if "errors" in data else None,
                 base_dir=base_dir if base_dir is not None else Path.cwd(),
             ),
@@ -219,6 +224,11 @@ def _schema_errors(d: Any) -> list[str]:
         both = [c for c in data.get("errors") or [] if c in data["columns"]]
         if both:
             errors.append(f"'data.errors' {both} are also in data.columns: remove them there")
+        if data.get("known") in data["columns"]:
+            errors.append(
+                f"'data.known' = {data['known']!r} is also in data.columns; the column of "
+                "known components is not fitted: remove it from columns"
+            )
         if data.get("weights") in data["columns"]:
             errors.append(
                 f"'data.weights' = {data['weights']!r} is also in data.columns; the weight "

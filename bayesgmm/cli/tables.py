@@ -50,6 +50,7 @@ class LoadedData:
     notes: list[str]
     labels: pd.Series | None = None
     weights: pd.Series | None = None
+    known: np.ndarray | None = None  # known components of the rows of X (-1: unknown)
     errors: pd.DataFrame | None = None
 
 
@@ -199,13 +200,19 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"weight column {spec.weights!r} (weights in [data]; --weights) is not a numeric "
             f"column of {spec.source}; {available}"
         )
+    if spec.known is not None and spec.known not in df.columns:
+        raise DataError(
+            f"column of known components {spec.known!r} (known in [data]; --known) not in "
+            f"{spec.source}; available columns: {[str(c) for c in df.columns]}"
+        )
     extra = [c for c in spec.errors or [] if c not in numeric]
     if extra:
         raise DataError(f"error column(s) {extra} (errors in [data]; --errors) are not numeric "
                         f"columns of {spec.source}; {available}")  # fmt: skip
     if spec.columns is None:
         columns = [c for c in df.columns
-                   if c not in (spec.labels, spec.weights, *(spec.errors or []))]  # fmt: skip
+                   if c not in (spec.labels, spec.weights, spec.known,
+                                *(spec.errors or []))]  # fmt: skip
     else:
         columns = list(spec.columns)
         unknown = [c for c in columns if c not in df.columns]
@@ -242,8 +249,30 @@ def read_data(spec: DataSpec) -> LoadedData:
             "clusters are compared with it."
         )
     errors = None if spec.errors is None else _error_columns(df, X, spec, notes)
+    known = None if spec.known is None else _known_column(df, X, spec, notes)
     return LoadedData(X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels,
-                      weights=weights, errors=errors)  # fmt: skip
+                      weights=weights, errors=errors, known=known)  # fmt: skip
+
+
+def _known_column(df: pd.DataFrame, X: pd.DataFrame, spec: DataSpec, notes: list[str]):
+    """The known components of the fitted rows (``[data] known``): integers, -1 where a
+    cell is empty (unknown); the range is checked against K by the fit."""
+    col = pd.to_numeric(df.loc[X.index, spec.known], errors="coerce")
+    bad = df.loc[X.index, spec.known].notna() & col.isna()
+    if bad.any():
+        row = bad.index[bad.to_numpy()][0]
+        raise DataError(
+            f"column of known components {spec.known!r} must hold component numbers "
+            f"(0..K-1; empty or -1 where unknown); row {row} is "
+            f"{df.loc[row, spec.known]!r}."
+        )
+    known = col.fillna(-1).to_numpy()
+    notes.append(
+        f"known: column {spec.known!r} gives the components of {int((known >= 0).sum())} of "
+        f"{len(known)} rows (a semi-supervised fit: those rows keep their components), "
+        "not fitted."
+    )
+    return known
 
 
 def _error_columns(df: pd.DataFrame, X: pd.DataFrame, spec: DataSpec, notes: list[str]):

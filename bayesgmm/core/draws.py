@@ -28,6 +28,7 @@ __all__ = [
     "posterior_dataset",
     "thin",
     "training_data",
+    "training_labels",
     "training_noise",
     "training_weights",
 ]
@@ -125,6 +126,15 @@ def training_noise(tree) -> np.ndarray | None:
         return None
     data = tree["constant_data"].to_dataset()
     return data["noise_cov"].to_numpy() if "noise_cov" in data else None
+
+
+def training_labels(tree) -> np.ndarray | None:
+    """The training rows' known labels (``constant_data`` variable ``labels``, (obs,), -1
+    for unknown), or ``None`` for a fit without them (:mod:`bayesgmm.core.labels`)."""
+    if not isinstance(tree, xr.DataTree) or "constant_data" not in tree.children:
+        return None
+    data = tree["constant_data"].to_dataset()
+    return data["labels"].to_numpy().astype(np.int64) if "labels" in data else None
 
 
 def missing_of(posterior) -> str:

@@ -33,6 +33,7 @@ from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_result import EMResult
 from bayesgmm.core.em_steps import EMRun, RunFailed
 from bayesgmm.core.families import EM_COVARIANCE_TYPES, CovarianceFamily, family
+from bayesgmm.core.labels import check_labels
 from bayesgmm.core.missing import check_missing
 from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.exceptions import ConfigError, ConvergenceWarning, DegenerateFitError
@@ -83,6 +84,7 @@ def fit_em(
     sample_weight: ArrayLike | None = None,
     missing: str = "error",
     noise_cov: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM: MAP under a prior, or maximum likelihood.
 
@@ -150,6 +152,12 @@ def fit_em(
         Roweis 2011): row ``i``'s density is ``sum_k w_k N(x_i | mu_k, Sigma_k + S_i)``,
         fitted by the XD algorithm (:mod:`bayesgmm.core.em_noise`). Errors of zero give
         the fit without them, bit for bit.
+    labels : array-like of shape (n_samples,), optional
+        Known components (a semi-supervised fit, :mod:`bayesgmm.core.labels`): ``k`` in
+        ``0..K-1`` fixes point ``i`` in component ``k`` (its likelihood term is ``log w_k
+        + log N(x_i | mu_k, Sigma_k)`` and its membership is fixed), ``-1`` leaves it
+        unknown. The components then keep the labels' numbering (they are not sorted by
+        their means), and the starts are matched to the labels.
 
     Returns
     -------
@@ -197,11 +205,12 @@ def fit_em(
     )
     sample_weight = check_sample_weight(sample_weight, X, n_components)
     noise_cov = check_noise_cov(noise_cov, X)
+    labels = check_labels(labels, X.shape[0], n_components)
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,
         weights_init=weights_init, sample_weight=sample_weight, missing=missing,
-        noise_cov=noise_cov,
+        noise_cov=noise_cov, labels=labels,
     )  # fmt: skip
 
 
@@ -227,6 +236,7 @@ def fit_em_checked(
     sample_weight: np.ndarray | None = None,
     missing: str | None = None,
     noise_cov: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     **settings: Any,
 ) -> EMResult:
     """:func:`fit_em` on data and settings that are already validated (as
@@ -252,10 +262,11 @@ def fit_em_checked(
     has_nan = bool(np.isnan(X).any())
     missing = missing or ("marginalize" if has_nan else "error")
     if noise_cov is not None:
-        em = NoiseEMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, noise_cov)
+        em = NoiseEMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, noise_cov,
+                        labels)  # fmt: skip
     else:
         run_type = MissingEMRun if has_nan else EMRun
-        em = run_type(X, n_components, fam, prior, float(reg_covar), sample_weight)
+        em = run_type(X, n_components, fam, prior, float(reg_covar), sample_weight, labels)
     n_runs = 1 if means_init is not None else n_init
     best, failures = None, []
     for _ in range(n_runs):
@@ -298,7 +309,8 @@ _FIT_DEFAULTS = {
 def _make_result(em: EMRun, run: dict, prior: EMPrior | None, names, n_runs: int) -> EMResult:
     st, fam, K, D = run["state"], em.fam, em.K, em.D
     means = st.means + em.center
-    order = np.lexsort(means.T[::-1])
+    # sorted by their means, unless known labels number the components
+    order = np.lexsort(means.T[::-1]) if em.labels is None else np.arange(K)
     per_component = fam.per_component
     cov = st.cov[order] if per_component else st.cov
     chol_cov = fam.to_full(st.chol[order] if per_component else st.chol, K, D)

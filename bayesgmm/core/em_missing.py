@@ -25,6 +25,7 @@ from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_steps import EMRun, _State
 from bayesgmm.core.engine import memberships
 from bayesgmm.core.families import CovarianceFamily
+from bayesgmm.core.labels import restrict
 from bayesgmm.core.missing import Patterns, conditional
 from bayesgmm.core.priors import column_moments, component_variance
 
@@ -44,11 +45,12 @@ class MissingEMRun(EMRun):
         prior: EMPrior | None,
         reg_covar,
         sample_weight: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ):
         self.patterns = Patterns.of(X)
         mean, var = column_moments(X, sample_weight, ddof=1)  # of the observed entries
         filled = np.where(np.isnan(X), mean, X)  # for starts and re-seeds only
-        super().__init__(filled, K, fam, prior, reg_covar, sample_weight)
+        super().__init__(filled, K, fam, prior, reg_covar, sample_weight, labels)
         # the spread of the observed values, not of the mean-filled data
         self.collapse_var = _COLLAPSE_RTOL * var.min()
         self.default_cov = fam.default_cov(component_variance(var, K), K)
@@ -64,7 +66,8 @@ class MissingEMRun(EMRun):
         log_norm = np.empty(self.X.shape[0])
         for rows, obs, mis, x_o in self.groups:  # x_o: the pattern's observed values
             log_dens, cond_means, cond_cov = conditional(x_o, st.means, cov, obs, mis)
-            resp, norm = memberships(log_dens + log_w)  # (n_p, K), (n_p,)
+            lab = None if self.labels is None else self.labels[rows]
+            resp, norm = memberships(restrict(log_dens + log_w, lab))  # (n_p, K), (n_p,)
             log_norm[rows] = norm
             self.resp[:, rows] = resp.T
             if self.w is not None:

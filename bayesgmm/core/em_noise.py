@@ -20,6 +20,7 @@ from bayesgmm.core.em_prior import EMPrior
 from bayesgmm.core.em_steps import EMRun, _State
 from bayesgmm.core.engine import memberships
 from bayesgmm.core.families import CovarianceFamily
+from bayesgmm.core.labels import restrict
 from bayesgmm.core.noise import noise_terms
 
 __all__ = ["NoiseEMRun"]
@@ -37,15 +38,16 @@ class NoiseEMRun(EMRun):
         reg_covar,
         sample_weight: np.ndarray | None = None,
         noise_cov: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ):
-        super().__init__(X, K, fam, prior, reg_covar, sample_weight)
+        super().__init__(X, K, fam, prior, reg_covar, sample_weight, labels)
         self.noise_cov = noise_cov
 
     def e_step(self, st: _State) -> tuple[float, tuple, np.ndarray]:
         K, D = self.K, self.D
         cov = self.fam.to_full(st.cov, K, D)
         log_dens, b, B = noise_terms(self.X, self.noise_cov, st.means, cov)
-        resp, log_norm = memberships(log_dens + np.log(st.weights))
+        resp, log_norm = memberships(restrict(log_dens + np.log(st.weights), self.labels))
         self.resp[...] = resp.T
         if self.w is not None:
             resp = resp * self.w[:, None]

@@ -20,6 +20,7 @@ from bayesgmm.core.em_init import kmeans_pp_resp
 from bayesgmm.core.em_prior import EMPrior, PriorTerms
 from bayesgmm.core.engine import Kernel, design, mixture_pass
 from bayesgmm.core.families import CovarianceFamily
+from bayesgmm.core.labels import start_memberships
 from bayesgmm.core.priors import column_moments, component_variance
 
 __all__ = ["EMRun", "RunFailed"]
@@ -48,7 +49,9 @@ class EMRun:
     """Everything one fit needs: centred data, design rows, prior constants, buffers.
 
     ``sample_weight`` (n,) or None: frequency weights of the points (see the module
-    docstring); ``n`` is then their sum, the data's effective size.
+    docstring); ``n`` is then their sum, the data's effective size. ``labels`` (n,) or
+    None: known components (-1: unknown; :mod:`bayesgmm.core.labels`), whose points'
+    memberships are fixed in every E-step.
     """
 
     def __init__(
@@ -59,9 +62,10 @@ class EMRun:
         prior: EMPrior | None,
         reg_covar,
         sample_weight: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ):
         D = X.shape[1]
-        self.w = sample_weight
+        self.w, self.labels = sample_weight, labels
         n = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         self.n, self.D, self.K, self.fam, self.reg_covar = n, D, K, fam, reg_covar
         self.center, var = column_moments(X, sample_weight, ddof=1)
@@ -92,7 +96,7 @@ class EMRun:
 
     def e_step(self, st: _State) -> tuple[float, tuple, np.ndarray]:
         kernel = Kernel(self.fam, st.means[None], st.prec_chol[None], np.log(st.weights)[None])
-        log_norm, resp = mixture_pass(self.ZT, kernel, self.resp)
+        log_norm, resp = mixture_pass(self.ZT, kernel, self.resp, self.labels)
         loglik = float(log_norm.sum() if self.w is None else log_norm @ self.w)
         return loglik, self.stats(resp), log_norm
 
@@ -191,6 +195,7 @@ class EMRun:
             r = rng.random((self.X.shape[0], self.K))
             r /= r.sum(axis=1, keepdims=True)
             resp = np.ascontiguousarray(r.T)
+        resp = start_memberships(resp, self.labels)
         weights, means, cov, singular, dead = self.m_step(None, self.stats(resp))
         # a singular start (e.g. a seed alone in its cell) gets the data-scaled covariance
         if self.fam.per_component:

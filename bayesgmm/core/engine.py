@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from bayesgmm.core.families import FAMILIES, CovarianceFamily
+from bayesgmm.core.labels import restrict
 from bayesgmm.core.missing import Patterns
 from bayesgmm.core.noise import noise_terms
 
@@ -37,6 +38,7 @@ __all__ = [
     "Kernel",
     "Stream",
     "design",
+    "fix_labelled",
     "limit_memberships",
     "memberships",
     "mixture_pass",
@@ -198,10 +200,12 @@ def memberships(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixture_pass(
-    ZT: np.ndarray, kernel: Kernel, resp_out: np.ndarray | None = None
+    ZT: np.ndarray, kernel: Kernel, resp_out: np.ndarray | None = None, labels=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pass of a single parameter set over the data (EM's E-step): mixture log density
-    per point (n,) and memberships (K, n), chunk by chunk."""
+    per point (n,) and memberships (K, n), chunk by chunk. With known ``labels`` (n,) (see
+    :mod:`bayesgmm.core.labels`) a labelled point's log density is its own component's
+    term and its memberships are one-hot."""
     n = ZT.shape[1]
     resp = np.empty((kernel.K, n)) if resp_out is None else resp_out
     log_norm = np.empty(n)
@@ -210,11 +214,23 @@ def mixture_pass(
         stop = min(start + chunk, n)
         block = resp[:, start:stop]
         kernel.fill(ZT, start, stop, block, work)
+        if labels is not None:
+            restrict(block, labels[start:stop], axis=-2)
         log_norm[start:stop], _ = normalise(block)
     far = ~(log_norm > -FAR_LOG_DENSITY)
     if far.any():
         resp[:, far] = kernel.far_memberships(ZT[1 : 1 + kernel.D, far].T)[0]
+        fix_labelled(resp, labels)
     return log_norm, resp
+
+
+def fix_labelled(resp: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """Set the memberships (..., K, n) of labelled points to their component, in place."""
+    if labels is not None:
+        known = np.flatnonzero(labels >= 0)
+        resp[..., known] = 0.0
+        resp[..., labels[known], known] = 1.0
+    return resp
 
 
 def limit_memberships(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -274,10 +290,11 @@ class Stream:
     point_chunk : int
     """
 
-    def __init__(self, draws, X: np.ndarray, point_chunk: int, noise_cov=None) -> None:
+    def __init__(self, draws, X: np.ndarray, point_chunk: int, noise_cov=None, labels=None) -> None:
         S, K, D = draws.shape
         self.draws, self.X = draws, X
         self.noise_cov = noise_cov  # (n, D, D): points measured with known errors
+        self.labels = labels  # (n,): training rows with known components (-1: unknown)
         # partially observed points (NaN = missing): each pattern's marginal mixture
         self.patterns = Patterns.of(X) if np.isnan(X).any() else None
         self.point_chunk = int(max(1, min(point_chunk, X.shape[0])))
@@ -306,7 +323,11 @@ class Stream:
         n = self.X.shape[0]
         for start in range(0, n, self.point_chunk):
             stop = min(n, start + self.point_chunk)
-            yield start, stop, self._blocks(start, stop)
+            blocks = self._blocks(start, stop)
+            if self.labels is not None:  # known components: one-hot memberships
+                labels = self.labels[start:stop]
+                blocks = ((lo, hi, fix_labelled(lp, labels), dens) for lo, hi, lp, dens in blocks)
+            yield start, stop, blocks
 
     def _blocks(self, start: int, stop: int):
         if self.noise_cov is not None:

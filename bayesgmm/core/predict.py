@@ -42,7 +42,7 @@ from bayesgmm.core.summaries import (
     check_interval,
     draws_and_data,
     interval_label,
-    noise_for,
+    row_terms,
     summarise,
 )
 from bayesgmm.exceptions import ConfigError, DataError
@@ -127,7 +127,7 @@ def membership_draws(
             "predict_proba(..., return_intervals=True), which streams."
         )
     out = np.empty((S, N, K))
-    stream = Stream(draws, X, 4096, noise_for(posterior, X, noise_cov))
+    stream = Stream(draws, X, 4096, **row_terms(posterior, X, noise_cov))
     for start, stop, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             out[lo:hi, start:stop] = lp.transpose(0, 2, 1)
@@ -191,9 +191,9 @@ def predict_proba(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
-    noise_cov = noise_for(posterior, X, noise_cov)
+    rows = row_terms(posterior, X, noise_cov)
     res = summarise(draws, X, proba_intervals=return_intervals, prob=prob, kind=kind,
-                    chunk_size=chunk_size, noise_cov=noise_cov)  # fmt: skip
+                    chunk_size=chunk_size, **rows)  # fmt: skip
     if return_intervals:
         return res.proba, res.proba_lower, res.proba_upper
     return res.proba
@@ -246,9 +246,9 @@ def assignments_table(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
-    noise_cov = noise_for(posterior, X, noise_cov)
+    rows = row_terms(posterior, X, noise_cov)
     res = summarise(draws, X, proba_intervals=True, entropy=True, prob=prob, kind=kind,
-                    chunk_size=chunk_size, noise_cov=noise_cov)  # fmt: skip
+                    chunk_size=chunk_size, **rows)  # fmt: skip
     p = res.proba
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
@@ -319,7 +319,7 @@ def co_clustering(
         )
     S = draws.shape[0]
     out = np.zeros((N, N))
-    stream = Stream(draws, X, N, noise_for(posterior, X, noise_cov))
+    stream = Stream(draws, X, N, **row_terms(posterior, X, noise_cov))
     for _, _, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             G = lp.reshape((hi - lo) * lp.shape[1], N)
@@ -382,7 +382,7 @@ def score_samples(
     check_interval(prob, kind)
     check_chunk(chunk_size)
     draws, X = draws_and_data(posterior, X, max_draws)
-    noise_cov = noise_for(posterior, X, noise_cov)
+    rows = row_terms(posterior, X, noise_cov)
     res = summarise(
         draws,
         X,
@@ -391,7 +391,7 @@ def score_samples(
         prob=prob,
         kind=kind,
         chunk_size=chunk_size,
-        noise_cov=noise_cov,
+        **rows,
     )
     if return_intervals:
         return res.log_density, res.log_density_lower, res.log_density_upper

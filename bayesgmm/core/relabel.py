@@ -16,6 +16,8 @@ Conventions
   group ``relabel`` holds ``permutation`` (chain, draw, component) and ``n_permuted``
   (chain). Relabelling a tree that already has ``posterior_raw`` starts again from the
   raw draws.
+* Components that known labels name (a semi-supervised fit, :mod:`bayesgmm.core.labels`)
+  keep their numbers; only the others are permuted.
 * Variables without a ``component`` dimension (the tied family's ``sds`` and
   ``chol_corr``, for example) are left as they are.
 
@@ -37,7 +39,13 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesgmm.core.checks import integer
 from bayesgmm.core.data import check_new_data
-from bayesgmm.core.draws import draw_arrays, missing_of, training_data, training_weights
+from bayesgmm.core.draws import (
+    draw_arrays,
+    missing_of,
+    training_data,
+    training_labels,
+    training_weights,
+)
 from bayesgmm.core.families import family
 from bayesgmm.core.predict import draw_log_densities, membership_array
 from bayesgmm.exceptions import ConfigError, DataError
@@ -205,18 +213,26 @@ def _kl_cost(means: np.ndarray, covs: np.ndarray, ref: Mapping[str, np.ndarray])
     return 0.5 * (trace + maha - D + ref_logdet[None, None, :] - draw_logdet[:, :, None])
 
 
-def _assign(cost: np.ndarray) -> np.ndarray:
+def _assign(cost: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
     """Optimal permutation per draw from ``cost[s, raw j, new k]``: ``perm[s, k] = j``.
 
     Up to ``_ENUMERATE_K`` components every permutation is scored at once (K! columns);
-    above, one ``linear_sum_assignment`` per draw.
+    above, one ``linear_sum_assignment`` per draw. Components in ``fixed`` (those known
+    labels name) keep their labels; the others are permuted among themselves.
     """
     S, K, _ = cost.shape
+    free = np.arange(K) if fixed is None else np.setdiff1d(np.arange(K), fixed)
+    perm = np.tile(np.arange(K), (S, 1))
+    if free.size < 2:
+        return perm
+    if free.size < K:
+        sub = _assign(cost[:, free][:, :, free])  # (S, free): indices into free
+        perm[:, free] = free[sub]
+        return perm
     if K <= _ENUMERATE_K:
         perms = np.array(list(itertools.permutations(range(K))))  # (P, K): perms[p, k] = j
         total = cost[:, perms, np.arange(K)].sum(axis=-1)  # (S, P)
         return perms[np.argmin(total, axis=1)]
-    perm = np.empty((S, K), dtype=np.int64)
     for s in range(S):
         raw, new = linear_sum_assignment(cost[s])
         perm[s, new] = raw
@@ -239,7 +255,9 @@ def _permute(arr: np.ndarray, perm: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr).reshape(S * K, -1)[rows].reshape(arr.shape)
 
 
-def _stephens(P: np.ndarray, perm: np.ndarray, max_iter: int) -> tuple[np.ndarray, int, bool]:
+def _stephens(
+    P: np.ndarray, perm: np.ndarray, max_iter: int, fixed=None
+) -> tuple[np.ndarray, int, bool]:
     """Stephens (2000): minimise sum_s KL(P_s permuted || Q) over per-draw permutations.
 
     ``P`` (S, K, N) membership probabilities, ``perm`` (S, K) the starting permutations.
@@ -251,7 +269,7 @@ def _stephens(P: np.ndarray, perm: np.ndarray, max_iter: int) -> tuple[np.ndarra
         Q = _permute(P, perm).mean(axis=0)  # (K, N)
         log_q = np.log(np.maximum(Q, tiny))
         cost = -np.matmul(P, log_q.T)  # (S, j, k)
-        new = _assign(cost)
+        new = _assign(cost, fixed)
         if np.array_equal(new, perm):
             return perm, it, True
         perm = new
@@ -368,7 +386,9 @@ def relabel(
     else:
         ref = _reference_from(reference, K, D)
         source = "given"
-    perm = _assign(_kl_cost(flat_mu, flat_cov, ref))
+    labels = training_labels(idata)  # known labels: their components keep their numbers
+    fixed = None if labels is None else np.unique(labels[labels >= 0])
+    perm = _assign(_kl_cost(flat_mu, flat_cov, ref), fixed)
     n_iter, converged, n_points = 0, True, 0
     if method == "stephens":
         Xs = _observed_X(idata, X, post)
@@ -377,7 +397,7 @@ def relabel(
             Xs = Xs[np.sort(rng.choice(Xs.shape[0], max_points, replace=False))]
         n_points = Xs.shape[0]
         P = membership_array(post, Xs)
-        perm, n_iter, converged = _stephens(P, perm, max_iter)
+        perm, n_iter, converged = _stephens(P, perm, max_iter, fixed)
     perm = perm.reshape(C, S, K)
     n_permuted = (perm != np.arange(K)).any(axis=-1).sum(axis=1)
     relabelled = _apply(post, perm)

@@ -22,6 +22,7 @@ from bayesgmm.core.draws import (
     posterior_dataset,
     thin,
     training_data,
+    training_labels,
     training_noise,
 )
 from bayesgmm.core.engine import Stream
@@ -29,7 +30,7 @@ from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["INTERVAL_KINDS", "Summary", "check_chunk", "check_interval", "draws_and_data",
-           "interval", "interval_label", "summarise"]  # fmt: skip
+           "interval", "interval_label", "row_terms", "summarise"]  # fmt: skip
 
 _STORE_ELEMS = 1 << 23  # float64 elements of per-draw values kept for intervals (64 MB)
 INTERVAL_KINDS = ("hdi", "eti")
@@ -63,6 +64,19 @@ def noise_for(posterior, X: np.ndarray, noise_cov) -> np.ndarray | None:
         return None
     train = training_data(posterior)
     return errors if X.shape == train.shape and np.array_equal(X, train) else None
+
+
+def row_terms(posterior, X: np.ndarray, noise_cov) -> dict:
+    """What the (validated) points ``X`` carry besides their values, as :class:`Stream`
+    takes it: ``noise_cov`` (:func:`noise_for`) and ``labels``, the known labels of a
+    semi-supervised fit's training rows when ``X`` is its training data (their memberships
+    are then fixed; :mod:`bayesgmm.core.labels`), else None."""
+    labels = training_labels(posterior)
+    if labels is not None:
+        train = training_data(posterior)
+        same = X.shape == train.shape and np.array_equal(X, train, equal_nan=True)
+        labels = labels if same else None
+    return {"noise_cov": noise_for(posterior, X, noise_cov), "labels": labels}
 
 
 def check_chunk(chunk_size) -> None:
@@ -133,13 +147,14 @@ def summarise(
     kind: str = "hdi",
     chunk_size: int | None = None,
     noise_cov: np.ndarray | None = None,  # (n, D, D), checked: see noise_for
+    labels: np.ndarray | None = None,  # (n,) training rows' known labels: see row_terms
 ) -> Summary:
     S, K, _ = draws.shape
     N = X.shape[0]
     per_point = S * (K * proba_intervals + density_intervals)
     if chunk_size is None:
         chunk_size = max(1, _STORE_ELEMS // per_point) if per_point else 4096
-    stream = Stream(draws, X, chunk_size, noise_cov)
+    stream = Stream(draws, X, chunk_size, noise_cov, labels)
     proba = np.zeros((N, K))
     p_lo = np.empty((N, K)) if proba_intervals else None
     p_hi = np.empty((N, K)) if proba_intervals else None

@@ -22,12 +22,20 @@ import xarray as xr
 from bayesgmm.core import predict as _predict
 from bayesgmm.core.config import ADVIConfig, SamplerConfig
 from bayesgmm.core.data import check_new_data, check_sample_weight
-from bayesgmm.core.draws import missing_of, training_data, training_noise, training_weights
+from bayesgmm.core.draws import (
+    missing_of,
+    training_data,
+    training_labels,
+    training_noise,
+    training_weights,
+)
+from bayesgmm.core.labels import check_labels
 from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.relabel import relabel
 from bayesgmm.core.spec import make_spec
 from bayesgmm.estimator import io
 from bayesgmm.estimator.advice import warn_on_sampling_trouble
+from bayesgmm.estimator.figures import FigureMethods
 from bayesgmm.estimator.posterior import fit_state, validate_params
 from bayesgmm.estimator.state import FitState
 from bayesgmm.exceptions import ConfigError, NotFittedError
@@ -45,7 +53,7 @@ def _state_field(name: str, doc: str) -> property:
     return property(lambda self: getattr(self._fitted(), name), doc=doc)
 
 
-class BayesianGMM:
+class BayesianGMM(FigureMethods):
     """Fully Bayesian Gaussian mixture: EM MAP start, then NUTS (or minibatch ADVI) via PyMC.
 
     Parameters
@@ -194,7 +202,14 @@ class BayesianGMM:
         ----------
         X : array-like of shape (n_samples, n_features)
             numpy array or pandas DataFrame (column names become the ``feature`` coords).
-        y : ignored
+        y : array-like of shape (n_samples,), optional
+            Known labels (a semi-supervised fit, :mod:`bayesgmm.core.labels`): component
+            ``k`` in ``0..n_components-1`` for a point known to belong to it, ``-1`` where
+            unknown. Labelled points enter the likelihood through their own component
+            only and keep it in every prediction of the training data; the components keep
+            the labels' numbering through relabelling. With every point labelled it is a
+            Gaussian model per component (see :class:`bayesgmm.BayesianGMMClassifier`
+            for classification by class names).
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights: row ``i`` counts as ``w_i`` copies of itself (the
             likelihood is ``sum_i w_i log p(x_i)``; the EM start and the data-scaled
@@ -216,8 +231,9 @@ class BayesianGMM:
                             missing=self.missing)  # fmt: skip
         weights = check_sample_weight(sample_weight, X)
         noise = check_noise_cov(noise_cov, X)
+        labels = check_labels(y, X.shape[0], spec.n_components)
         state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
-                                 self.priors, self.missing, noise)  # fmt: skip
+                                 self.priors, self.missing, noise, labels)  # fmt: skip
         self._set_state(state, model=model)
         self._warn_on_sampling_trouble()
         return self
@@ -287,7 +303,8 @@ class BayesianGMM:
 
             model = build_model(training_data(state.idata), spec=state.spec,
                                 sample_weight=training_weights(state.idata),
-                                noise_cov=training_noise(state.idata))  # fmt: skip
+                                noise_cov=training_noise(state.idata),
+                                labels=training_labels(state.idata))  # fmt: skip
             self.__dict__["_model"] = model
         return model
 
@@ -399,36 +416,6 @@ class BayesianGMM:
             scores, threshold=threshold, quantile=quantile, train_scores=train
         )
 
-    def plot_clusters(self, X=None, **kwargs: Any):
-        """Data coloured by most probable cluster, with ellipses; :func:`bayesgmm.plot_clusters`."""
-        from bayesgmm.analysis.clusters import plot_clusters
-
-        return plot_clusters(self.idata_, self._data_or_train(X), **kwargs)
-
-    def plot_pairs(self, X=None, **kwargs: Any):
-        """Every pair of features with clusters and ellipses; :func:`bayesgmm.plot_pairs`."""
-        from bayesgmm.analysis.clusters import plot_pairs
-
-        return plot_pairs(self.idata_, self._data_or_train(X), **kwargs)
-
-    def plot_uncertainty(self, X=None, **kwargs: Any):
-        """Most uncertain points named, sorted with HDIs; :func:`bayesgmm.plot_uncertainty`."""
-        from bayesgmm.analysis.uncertainty_plots import plot_uncertainty
-
-        return plot_uncertainty(self.idata_, X, **kwargs)  # X as given: its index names points
-
-    def plot_coclustering(self, X=None, **kwargs: Any):
-        """Co-clustering heat map ordered by cluster; :func:`bayesgmm.plot_coclustering`."""
-        from bayesgmm.analysis.uncertainty_plots import plot_coclustering
-
-        return plot_coclustering(self.idata_, self._data_or_train(X), **kwargs)
-
-    def plot_ppc(self, **kwargs: Any):
-        """Posterior predictive density overlays per feature; see :func:`bayesgmm.plot_ppc`."""
-        from bayesgmm.analysis.ppc import plot_ppc
-
-        return plot_ppc(self.idata_, **kwargs)
-
     def check_fit(self, **kwargs: Any) -> dict[str, Any]:
         """Posterior predictive draws, density overlays and LOO-PIT in one call."""
         from bayesgmm.analysis.ppc import check_fit
@@ -460,7 +447,7 @@ class BayesianGMM:
         """
         return cls._from_state(*io.read_model(path))
 
-    # -- diagnostics and plots ----------------------------------------------------------
+    # -- diagnostics (figures: bayesgmm.estimator.figures) -------------------------------
     def diagnose(self, var_names: Sequence[str] | None = None) -> DiagnosticsReport:
         """Convergence diagnostics of the (relabelled) posterior; see :func:`bayesgmm.diagnose`.
 
@@ -469,18 +456,6 @@ class BayesianGMM:
         from bayesgmm.analysis.diagnostics import diagnose
 
         return diagnose(self.idata_, var_names)
-
-    def plot_trace(self, var_names: Sequence[str] | None = None, **kwargs: Any):
-        """Trace plots of the relabelled posterior (weights, means, sds by default)."""
-        from bayesgmm.analysis.plots import plot_trace
-
-        return plot_trace(self.idata_, var_names, **kwargs)
-
-    def plot_rank(self, var_names: Sequence[str] | None = None, **kwargs: Any):
-        """Rank plots for spotting chains that disagree."""
-        from bayesgmm.analysis.plots import plot_rank
-
-        return plot_rank(self.idata_, var_names, **kwargs)
 
     def _warn_on_sampling_trouble(self) -> None:
         report = self.diagnose()

@@ -28,6 +28,7 @@ from bayesgmm.core.missing import Patterns
 from bayesgmm.core.spec import GMMSpec
 from bayesgmm.inference.jaxlik import (
     features,
+    label_offset,
     marginal_cov_param,
     mixture_loglik,
     noise_loglik,
@@ -130,7 +131,7 @@ def _graphs(model: pm.Model):
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     extra = [model["sample_weight"]] if "sample_weight" in model.named_vars else []
     extra += [v for name, v in model.named_vars.items()
-              if name.startswith("missing_rows_") or name == "noise_cov"]  # fmt: skip
+              if name.startswith("missing_rows_") or name in ("noise_cov", "labels")]  # fmt: skip
     shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"], *extra])
     return prior, likelihood_inputs, outputs, shared
 
@@ -170,16 +171,20 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
     def prepare(shared_values):
         data, loc, scale = (shared_values[where[n]] for n in ("data", "loc", "scale"))
         w = shared_values[where["sample_weight"]] if "sample_weight" in where else None
+        offset = None  # known labels: (K, N) terms ruling components out
+        if "labels" in where:
+            offset = label_offset(shared_values[where["labels"]], spec.n_components)
         if noisy:
             noise_z = shared_values[where["noise_cov"]] / (scale[:, None] * scale[None, :])
-            return tuple(shared_values), (((data - loc) / scale, noise_z, w),)
+            return tuple(shared_values), (((data - loc) / scale, noise_z, w, offset),)
         if rows_of[0] not in where:
-            return tuple(shared_values), (features(data, loc, scale, fam, w),)
+            return tuple(shared_values), (features(data, loc, scale, fam, w, offset),)
         groups = []
         for obs, name in zip(observed, rows_of, strict=True):
             rows = shared_values[where[name]]
             weights = None if w is None else w[rows]
-            groups.append(features(data[rows][:, obs], loc[obs], scale[obs], fam, weights))
+            off = None if offset is None else offset[:, rows]
+            groups.append(features(data[rows][:, obs], loc[obs], scale[obs], fam, weights, off))
         return tuple(shared_values), tuple(groups)
 
     def _marginals(values, shared_values):
@@ -192,8 +197,8 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         return lp, weights, parts
 
     def _noisy_pointwise(weights, parts, groups, scale):
-        (z, noise_z, w), ((means_z, cov_param),) = groups[0], parts
-        pointwise = noise_loglik(weights, means_z, cov_param, z, noise_z, fam)
+        (z, noise_z, w, offset), ((means_z, cov_param),) = groups[0], parts
+        pointwise = noise_loglik(weights, means_z, cov_param, z, noise_z, fam, offset)
         return pointwise - jnp.log(scale).sum(), w
 
     def logp(params, args):

@@ -53,6 +53,7 @@ __all__ = [
     "Features",
     "coefficients",
     "features",
+    "label_offset",
     "marginal_cov_param",
     "mixture_loglik",
     "pointwise_loglik",
@@ -90,6 +91,9 @@ class Features(NamedTuple):
     #: Frequency weights of the points (N,), or None (each counts once): the
     #: likelihood is then ``sum_i w_i logsumexp_k (...)``.
     weights: Any = None
+    #: Known labels as (K, N) terms added to the log terms (0, or -inf for the
+    #: components a point's label rules out; :mod:`bayesgmm.core.labels`), or None.
+    offset: Any = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -97,15 +101,17 @@ class Features(NamedTuple):
         return self.rows.shape
 
 
-def _log_terms(coef, feats):
-    """``coef @ feats`` (K, N): every component's log term at every point."""
+def _log_terms(coef, feats, offset=None):
+    """``coef @ feats`` (K, N): every component's log term at every point (plus the
+    known labels' ``offset``, when given)."""
     F = feats.shape[0]
     if F > _ELEMENTWISE_MAX_F:
-        return coef @ feats
-    lp = coef[:, :1] * feats[:1]
-    for f in range(1, F):
-        lp = lp + coef[:, f : f + 1] * feats[f : f + 1]
-    return lp
+        lp = coef @ feats
+    else:
+        lp = coef[:, :1] * feats[:1]
+        for f in range(1, F):
+            lp = lp + coef[:, f : f + 1] * feats[f : f + 1]
+    return lp if offset is None else lp + offset
 
 
 def _rows(op, x):
@@ -128,7 +134,7 @@ def _lse_parts(lp):
 
 
 def _linear_fwd(feats: Features, coef):
-    top, e, total = _lse_parts(_barrier(_log_terms(coef, feats.rows)))
+    top, e, total = _lse_parts(_barrier(_log_terms(coef, feats.rows, feats.offset)))
     if feats.weights is None:
         resp = _barrier(e * (1.0 / total))  # memberships (K, N)
         # the gradient's product here: the residual is (K, F), not the (K, N) memberships
@@ -141,7 +147,7 @@ def _linear_fwd(feats: Features, coef):
 def _linear_lse(feats: Features, coef):
     """``sum_i w_i logsumexp_k (coef_k . f_i)`` for :class:`Features` ``feats`` (``w_i = 1``
     without weights), ``coef`` (K, F)."""
-    lse = jax.scipy.special.logsumexp(_log_terms(coef, feats.rows), axis=0)
+    lse = jax.scipy.special.logsumexp(_log_terms(coef, feats.rows, feats.offset), axis=0)
     return lse.sum() if feats.weights is None else lse @ feats.weights
 
 
@@ -208,11 +214,11 @@ def _tril_inverse_jvp(primals, tangents):
     return inv, -(inv @ jnp.tril(dchol)) @ inv
 
 
-def features(data, loc, scale, fam: CovarianceFamily, weights=None) -> Features:
+def features(data, loc, scale, fam: CovarianceFamily, weights=None, offset=None) -> Features:
     """The points' features: a one, ``z``, then ``z_a z_b`` for ``a <= b`` (correlated
     families) or ``z_a**2`` (the others), ``z = (data - loc) / scale``; ``F`` of them
     per point, as :class:`Features` (``.shape`` is ``(F, N)``), with the points'
-    frequency ``weights`` (N,) when given."""
+    frequency ``weights`` (N,) and known labels' ``offset`` (K, N) when given."""
     z = (data - loc) / scale
     if fam.correlated:
         a, b = np.triu_indices(z.shape[1])
@@ -220,7 +226,14 @@ def features(data, loc, scale, fam: CovarianceFamily, weights=None) -> Features:
     else:
         second = jnp.square(z)
     points = jnp.concatenate([jnp.ones((z.shape[0], 1), z.dtype), z, second], axis=1)
-    return Features(rows=points.T, points=points, weights=weights)
+    return Features(rows=points.T, points=points, weights=weights, offset=offset)
+
+
+def label_offset(labels, n_components: int):
+    """The known labels' terms (K, N): ``-inf`` where a point's label rules a component
+    out, else 0 (``labels`` (N,), ``-1`` for unknown)."""
+    other = (labels >= 0)[None, :] & (labels[None, :] != jnp.arange(n_components)[:, None])
+    return jnp.where(other, -jnp.inf, 0.0)
 
 
 def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
@@ -285,14 +298,15 @@ def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: C
 def pointwise_loglik(weights, means_z, cov_param, feats, scale, fam: CovarianceFamily):
     """Each point's mixture log density in the data's units, (N,) (no custom gradient:
     for the posterior's pointwise log-likelihood, not for sampling)."""
-    lp = _log_terms(coefficients(weights, means_z, cov_param, fam), feats.rows)
+    lp = _log_terms(coefficients(weights, means_z, cov_param, fam), feats.rows, feats.offset)
     return jax.scipy.special.logsumexp(lp, axis=0) - jnp.log(scale).sum()
 
 
-def noise_loglik(weights, means_z, cov_param, z, noise_z, fam: CovarianceFamily):
+def noise_loglik(weights, means_z, cov_param, z, noise_z, fam: CovarianceFamily, offset=None):
     """Each point's mixture log density (N,) on the standardised scale with its known
     error covariance ``noise_z`` (N, D, D): ``log sum_k w_k N(z_i | mu_k, Sigma_k + S_i)``,
-    as :func:`bayesgmm.inference.model.noise_loglik` (autodiff; no custom gradient)."""
+    as :func:`bayesgmm.inference.model.noise_loglik` (autodiff; no custom gradient); known
+    labels' ``offset`` (K, N) as in :class:`Features`."""
     K, D = means_z.shape
     if fam.correlated:
         cov = cov_param @ jnp.swapaxes(cov_param, -1, -2)
@@ -306,4 +320,5 @@ def noise_loglik(weights, means_z, cov_param, z, noise_z, fam: CovarianceFamily)
     white = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
     logdet = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
     comp = -0.5 * jnp.square(white).sum(axis=-1) - logdet - 0.5 * D * jnp.log(2.0 * jnp.pi)
-    return jax.scipy.special.logsumexp(jnp.log(weights) + comp, axis=-1)
+    log_w = jnp.log(weights) if offset is None else jnp.log(weights) + offset.T
+    return jax.scipy.special.logsumexp(log_w + comp, axis=-1)

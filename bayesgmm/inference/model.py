@@ -29,6 +29,7 @@ from pymc.distributions.distribution import support_point
 from bayesgmm.core.data import check_sample_weight
 from bayesgmm.core.eigen_params import shape_location_z
 from bayesgmm.core.families import CovarianceFamily, family
+from bayesgmm.core.labels import check_labels
 from bayesgmm.core.missing import Patterns
 from bayesgmm.core.noise import check_noise_cov
 from bayesgmm.core.priors import ResolvedPriors
@@ -125,7 +126,8 @@ def missing_loglik(z, pattern_rows, patterns, log_weights, means_z, cov_param, l
         obs = np.flatnonzero(mask)
         sub = marginal_cov_param(cov_param, obs, D, fam)
         comp = component_logp_z(z[rows][:, obs], means_z[:, obs], sub, fam)
-        lp = pm.math.logsumexp(log_weights + comp, axis=-1, keepdims=False)
+        lw = log_weights[rows] if log_weights.ndim == 2 else log_weights  # known labels
+        lp = pm.math.logsumexp(lw + comp, axis=-1, keepdims=False)
         out = pt.set_subtensor(out[rows], lp - pt.sum(log_scale[obs]))
     return out
 
@@ -327,6 +329,7 @@ def build_model(
     sample_weight=None,
     missing: str = "error",
     noise_cov=None,
+    labels=None,
 ) -> pm.Model:
     """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
 
@@ -355,6 +358,10 @@ def build_model(
         Known measurement errors (covariances, or variances of independent errors): the
         likelihood is the deconvolved mixture's, ``sum_k w_k N(x_i | mu_k, Sigma_k + S_i)``
         (``pm.Data("noise_cov")``, (n, D, D)); see :mod:`bayesgmm.core.noise`.
+    labels : array-like of shape (n_samples,), optional
+        Known components (``-1``: unknown; :mod:`bayesgmm.core.labels`): a labelled
+        point's likelihood is ``log w_k + log N(x_i | mu_k, Sigma_k)`` of its own
+        component ``k`` (``pm.Data("labels")``).
     batch_size : int, optional
         For minibatch ADVI (:mod:`bayesgmm.inference.advi`): when smaller than the number of
         points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
@@ -407,9 +414,13 @@ def build_model(
     noise_cov = check_noise_cov(noise_cov, X)  # refused with missing values
     if noise_cov is not None and batch_size is not None:
         raise ConfigError("noise_cov is not available with minibatch ADVI (yet).")
+    labels = check_labels(labels, X.shape[0], spec.n_components)
+    if labels is not None and batch_size is not None:
+        raise ConfigError("known labels are not available with minibatch ADVI (yet); use NUTS.")
 
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
         noise = None if noise_cov is None else pm.Data("noise_cov", noise_cov)
+        known = None if labels is None else pm.Data("labels", labels, dims="obs")
         if patterns is not None:
             # pm.Data holds no NaN: the missing entries are zeros that the likelihood never
             # reads, flagged by "missing_mask" (training_data puts the NaN back), and the
@@ -449,17 +460,20 @@ def build_model(
                 p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
             )
             z = (value - loc) / scale
+            log_w = pt.log(weights)
+            if known is not None:  # known labels rule out the other components: (N, K)
+                K = spec.n_components
+                other = pt.ge(known, 0)[:, None] & pt.neq(known[:, None], pt.arange(K)[None])
+                log_w = pt.switch(other, -np.inf, log_w[None, :])
             if noise is not None:  # known measurement errors: the deconvolved mixture
                 noise_z = noise / (scale[:, None] * scale[None, :])
-                return noise_loglik(z, noise_z, pt.log(weights), means_z, cov_param,
+                return noise_loglik(z, noise_z, log_w, means_z, cov_param,
                                     fam.kernel) - log_scale_sum  # fmt: skip
             if patterns is not None:  # NaN = missing: the marginal of the observed part
-                return missing_loglik(z, pattern_rows, patterns, pt.log(weights), means_z,
+                return missing_loglik(z, pattern_rows, patterns, log_w, means_z,
                                       cov_param, pt.log(scale), fam.kernel)  # fmt: skip
             comp = component_logp_z(z, means_z, cov_param, fam.kernel)
-            return (
-                pm.math.logsumexp(pt.log(weights) + comp, axis=-1, keepdims=False) - log_scale_sum
-            )
+            return pm.math.logsumexp(log_w + comp, axis=-1, keepdims=False) - log_scale_sum
 
         x = pm.CustomDist(
             "x",

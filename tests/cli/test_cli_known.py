@@ -1,0 +1,66 @@
+"""The command line with a column of known components (a semi-supervised fit)."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_cli import SMALL, _run, _spec
+
+from bayesgmm.cli.specs import ModelSpec
+from bayesgmm.estimator.estimator import load
+from bayesgmm.exceptions import ConfigError, DataError
+
+
+@pytest.fixture
+def known_csv(tmp_path):
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.normal([0.0, 0.0], 1.0, (30, 2)), rng.normal([5.0, 5.0], 1.0, (30, 2))])
+    known = np.full(60, np.nan)
+    known[[0, 1, 2]], known[[30, 31]] = 1, 0  # the numbering is the user's, not EM's
+    df = pd.DataFrame(X, columns=["a", "b"]).assign(group=known)
+    df.to_csv(tmp_path / "known.csv", index=False)
+    return tmp_path / "known.csv", df
+
+
+def test_fit_with_a_column_of_known_components(known_csv, tmp_path, capsys):
+    path, df = known_csv
+    out = tmp_path / "k"
+    argv = ["fit", path, "-k", "2", "--known", "group", "--out", out, "--target-ess", "0",
+            *SMALL]  # fmt: skip
+    code, _, _ = _run(argv, capsys)
+    assert code in (0, 1)
+    gmm = load(out / "model")
+    assert gmm.feature_names_in_ == ["a", "b"]  # the known column is not fitted
+    labels = gmm.idata_["constant_data"]["labels"].to_numpy()
+    np.testing.assert_array_equal(labels, df["group"].fillna(-1).to_numpy())
+    # component 1 is the cluster around (0, 0), as the labels say
+    means = gmm.idata_["posterior"]["means"].mean(("chain", "draw")).to_numpy()
+    assert means[1].sum() < means[0].sum()
+    assert (gmm.predict(df[["a", "b"]].to_numpy())[:30] == 1).mean() > 0.9
+    page = html.unescape((out / "report.html").read_text())
+    assert "known: column 'group' gives the components of 5 of 60 rows" in page
+    assert "Known components: 5 of 60 points were labelled (2 in component 0, 3 in" in page
+
+
+def test_bad_known_columns_are_one_line_errors(known_csv, tmp_path, capsys):
+    path, df = known_csv
+    for column, needle in (("nope", "not in"),):
+        code, _, err = _run(["fit", path, "-k", "2", "--known", column, "--out", tmp_path / "x",
+                             *SMALL], capsys)  # fmt: skip
+        assert code == 2 and needle in err
+    df.loc[4, "group"] = 2  # K = 2: components 0 and 1 only
+    df.to_csv(path, index=False)
+    code, _, err = _run(["fit", path, "-k", "2", "--known", "group", "--out", tmp_path / "y",
+                         *SMALL], capsys)  # fmt: skip
+    assert code == 2 and "component numbers 0..1 or -1; row 4 is 2" in err
+    df["group"] = df["group"].astype(object)
+    df.loc[4, "group"] = "setosa"
+    df.to_csv(path, index=False)
+    spec = ModelSpec.from_dict(_spec(data={"path": str(path), "known": "group"}))
+    with pytest.raises(DataError, match=r"must hold component numbers .* row 4 is 'setosa'"):
+        spec.load_data()
+    with pytest.raises(ConfigError, match=r"'data.known' = 'a' is also in data.columns"):
+        ModelSpec.from_dict(_spec(data={"path": "x.csv", "columns": ["a", "b"], "known": "a"}))

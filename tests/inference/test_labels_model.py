@@ -1,0 +1,92 @@
+"""Known labels in the model: a labelled point's likelihood is its own component's term
+(against scipy), and the NumPyro backend's log density, gradient and pointwise
+log-likelihood equal the model's, alone and with weights, missing values and errors."""
+
+import numpy as np
+import pytest
+from conftest import check_fast_log_density
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from bayesgmm import build_model, make_spec
+from bayesgmm.exceptions import ConfigError, DataError
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(0.0, 1.0, (n // 2, 2)), rng.normal(4.0, 1.0, (n // 2, 2))])
+    labels = np.where(rng.random(n) < 0.4, np.repeat([0, 1], n // 2), -1)
+    return X * [1.0, 30.0] + [0.0, 100.0], labels
+
+
+def _random_point(model, rng, scale=0.3):
+    start = model.initial_point()
+    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
+
+
+def _parameters(model, point):
+    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
+    return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "VEV"])
+def test_a_labelled_point_has_its_own_components_term(covariance_type):
+    X, labels = _data()
+    model = build_model(X, 2, covariance_type, labels=labels)
+    point = _random_point(model, np.random.default_rng(1))
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
+    w, mu, cov = _parameters(model, point)
+    terms = np.stack([np.log(w[k]) + multivariate_normal(mu[k], cov[k]).logpdf(X)
+                      for k in range(2)], axis=1)  # fmt: skip
+    direct = np.where(labels >= 0, terms[np.arange(len(X)), np.maximum(labels, 0)],
+                      logsumexp(terms, axis=1))  # fmt: skip
+    np.testing.assert_allclose(pointwise, direct, rtol=1e-10)
+
+
+# the labels' terms do not depend on the family: one of each likelihood form (Cholesky
+# factor per component or shared, sds per component or one per component) and a rotation
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV"])
+def test_fast_log_density_with_labels_matches_the_model(covariance_type):
+    X, labels = _data()
+    X, spec = make_spec(X, 2, covariance_type)
+    model = build_model(X, spec=spec, labels=labels)
+    rng = np.random.default_rng(7)
+    check_fast_log_density(model, spec, [_random_point(model, rng) for _ in range(2)])
+
+
+@pytest.mark.parametrize("extra", ["weights", "missing", "errors"])
+def test_fast_log_density_with_labels_and_other_row_terms(extra):
+    X, labels = _data()
+    w = S = None
+    if extra == "weights":
+        w = np.random.default_rng(2).integers(1, 4, len(X)).astype(float)
+    elif extra == "missing":
+        X[np.random.default_rng(3).random(X.shape) < 0.2] = np.nan
+        X[np.isnan(X).all(axis=1), 0] = 1.0
+    else:
+        S = np.full((len(X), 2), 0.2) * [1.0, 900.0]
+    X, spec = make_spec(X, 2, "full", sample_weight=w, missing="marginalize")
+    model = build_model(X, spec=spec, labels=labels, sample_weight=w, noise_cov=S)
+    rng = np.random.default_rng(8)
+    check_fast_log_density(model, spec, [_random_point(model, rng) for _ in range(2)])
+
+
+def test_without_labels_the_model_is_unchanged():
+    X, _ = _data()
+    plain = build_model(X, 2)
+    none = build_model(X, 2, labels=np.full(len(X), -1))
+    assert "labels" not in none.named_vars
+    point = plain.initial_point()
+    assert plain.compile_logp()(point) == none.compile_logp()(point)
+
+
+def test_bad_labels_are_refused():
+    X, labels = _data()
+    with pytest.raises(DataError, match=r"component numbers 0\.\.1"):
+        build_model(X, 2, labels=np.where(labels == 1, 2, labels))
+    with pytest.raises(DataError, match="39 values but X has 40 rows"):
+        build_model(X, 2, labels=labels[:-1])
+    with pytest.raises(DataError, match="BayesianGMMClassifier"):
+        build_model(X, 2, labels=np.array(["a"] * len(X), dtype=object))
+    with pytest.raises(ConfigError, match="minibatch ADVI"):
+        build_model(X, 2, labels=labels, batch_size=10)
