@@ -257,7 +257,9 @@ def _check_classes(y, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise DataError("y has missing class labels (None); every training point needs its class.")
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"y has one class ({classes[0]!r}); a classifier needs at least two.")
+        raise DataError(
+            f"y has one class ({classes[0].item()!r}); a classifier needs at least two."
+        )
     return classes, codes
 
 
@@ -266,10 +268,11 @@ def _need_points(classes, counts, needed) -> None:
     short = np.flatnonzero(counts < needed)
     if short.size:
         c = short[0]
+        names = [repr(classes[i].item()) for i in short]  # the labels as Python values
         raise DataError(
-            f"class {classes[c]!r} has {counts[c]} training point(s) but its model needs at "
-            f"least {needed[c]} ({', '.join(repr(classes[i]) for i in short)} too few): give "
-            "more labelled points, fewer components or merge classes."
+            f"class {names[0]} has {counts[c]} training point(s) but its model needs at "
+            f"least {needed[c]} ({', '.join(names)} too few): give more labelled points, "
+            "fewer components or merge classes."
         )
 
 

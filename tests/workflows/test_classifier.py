@@ -49,7 +49,9 @@ def test_class_probabilities_with_intervals(edda):
     p, lo, hi = clf.predict_proba(X, return_intervals=True)
     assert p.shape == (150, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
-    assert np.all(lo <= p + 1e-12) and np.all(p <= hi + 1e-12)
+    assert np.all((0 <= lo) & (lo <= hi) & (hi <= 1))
+    # a skewed probability's HDI may leave its mean out, but rarely
+    assert np.mean((lo <= p + 1e-12) & (p <= hi + 1e-12)) > 0.9
     assert clf.score(X, y) > 0.95
     assert set(clf.predict(X[:3])) <= set(clf.classes_)
     # the training rows are classified from the posterior, not read back from their labels
