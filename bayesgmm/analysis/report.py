@@ -62,7 +62,9 @@ __all__ = [
     "LabelComparison",
     "ReportFigure",
     "check_output_dir",
+    "claim_output",
     "compare_labels",
+    "record_output",
     "write_report",
 ]
 
@@ -420,12 +422,18 @@ def check_output_dir(out_dir: str | Path) -> None:
 
 
 def _claim(out: Path, create: bool = True) -> dict[str, str]:
-    """Make sure every file the report will write may be written; return the earlier
-    report's record (file name -> SHA-256).
+    """:func:`claim_output` for a report's files and its saved model."""
+    return claim_output(out, (*REPORT_FILES, *OPTIONAL_FILES), "model", create)
 
-    A report only ever replaces files that an earlier bayesgmm report wrote and that are
+
+def claim_output(out: Path, names, saved: str, create: bool = True) -> dict[str, str]:
+    """Make sure every file of ``names`` (and the saved model in the folder ``saved``) may
+    be written in ``out``; return the earlier output's record (file name -> SHA-256).
+
+    bayesgmm only ever replaces files that its earlier output wrote and that are
     unchanged since (the record, ``.bayesgmm-report.json``, holds their checksums); any
-    other file of the same name is the user's and is left alone.
+    other file of the same name is the user's and is left alone. ``bayesgmm classify``
+    writes its files under the same rule.
     """
     if out.exists() and not out.is_dir():
         raise ReportPathError(
@@ -445,7 +453,7 @@ def _claim(out: Path, create: bool = True) -> dict[str, str]:
             earlier = {}
     foreign = [
         name
-        for name in (*REPORT_FILES, *OPTIONAL_FILES)
+        for name in names
         if (out / name).exists()
         and (not (out / name).is_file() or earlier.get(name) != sha256(out / name))
     ]
@@ -455,13 +463,17 @@ def _claim(out: Path, create: bool = True) -> dict[str, str]:
             "earlier bayesgmm report wrote there (or which were changed since). Reports only "
             "replace their own files; choose another output directory or move those files."
         )
-    check_save_path(out / "model", overwrite=True)  # the saved model's own rule
+    check_save_path(out / saved, overwrite=True)  # the saved model's own rule
     if create:
         out.mkdir(parents=True, exist_ok=True)
     return {k: v for k, v in earlier.items() if (out / k).is_file()}
 
 
 def _record(out: Path) -> None:
-    names = (*REPORT_FILES, *OPTIONAL_FILES)
+    record_output(out, (*REPORT_FILES, *OPTIONAL_FILES))
+
+
+def record_output(out: Path, names) -> None:
+    """Record the checksums of the files ``names`` that bayesgmm wrote in ``out``."""
     files = {name: sha256(out / name) for name in names if (out / name).is_file()}
     (out / RECORD_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n")

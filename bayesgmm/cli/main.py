@@ -1,4 +1,5 @@
-"""Command-line interface: ``bayesgmm fit``, ``bayesgmm run`` and ``bayesgmm demo``.
+"""Command-line interface: ``bayesgmm fit``, ``run``, ``demo`` and ``classify``
+(:mod:`bayesgmm.cli.classify`).
 
 Every command fits and writes a report directory (see :mod:`bayesgmm.analysis.report`):
 ``--out DIR``, by default ``out/NAME`` in the current directory, where NAME is the data
@@ -338,8 +339,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _exit_code(gmm.diagnostics_.verdict, args.strict)
 
 
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from bayesgmm.cli.classify import run_classify
+
+    if args.out is None:
+        args.out = DEFAULT_OUT.format(name=Path(args.data).stem)
+    return run_classify(args, _overrides(args))
+
+
 def _parser() -> argparse.ArgumentParser:
-    return build_parser({"fit": _cmd_fit, "run": _cmd_run, "demo": _cmd_demo})
+    return build_parser(
+        {"fit": _cmd_fit, "run": _cmd_run, "demo": _cmd_demo, "classify": _cmd_classify}
+    )
 
 
 def _one_line(exc: BaseException) -> str:

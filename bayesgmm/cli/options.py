@@ -190,7 +190,14 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 _EXIT_CODES = "Exit codes: 0 done, 1 failure (or a FAIL verdict with --strict), 2 bad input."
 
+
 #: command -> (its arguments, one-line help, description)
+def _classify_args(p: argparse.ArgumentParser) -> None:
+    from bayesgmm.cli.classify import classify_args
+
+    classify_args(p)
+
+
 COMMANDS = {
     "fit": (
         _fit_args,
@@ -216,6 +223,15 @@ COMMANDS = {
         "eruptions: duration and waiting time), print the EM start, the posterior summary, the "
         "relabelling and the diagnostics, and write the report (default out/demo). " + _EXIT_CODES,
     ),
+    "classify": (
+        _classify_args,
+        "Bayesian discriminant analysis of a CSV file's labelled rows",
+        "Fit a Bayesian Gaussian mixture classifier (EDDA: one Gaussian per class, one "
+        "covariance family; MclustDA: a mixture per class) to the numeric columns of a CSV "
+        "file with a column of class labels, cross-validate it and write "
+        "classification.txt, cv_folds.csv, predictions.csv (class probabilities with "
+        "94% HDIs) and the saved classifier. " + _EXIT_CODES,
+    ),
 }
 
 
@@ -224,7 +240,7 @@ def build_parser(run: Mapping[str, Callable[[argparse.Namespace], int]]) -> argp
 
     Examples
     --------
-    >>> p = build_parser({"fit": len, "run": len, "demo": len})
+    >>> p = build_parser({"fit": len, "run": len, "demo": len, "classify": len})
     >>> p.parse_args(["demo"]).out is None  # resolved by the command: out/demo
     True
     """

@@ -23,8 +23,10 @@ from typing import Any
 from bayesgmm.exceptions import SavedModelError, SavePathError
 
 __all__ = [
+    "CLASSIFIER_FORMAT",
     "IDATA_DIR",
     "META_FILE",
+    "MODELS_DIR",
     "check_save_path",
     "checked_manifest",
     "damaged",
@@ -38,6 +40,10 @@ __all__ = [
 #: A saved model's metadata (settings, EM solution, manifest) and its posterior store.
 META_FILE = "bayesgmm.json"
 IDATA_DIR = "idata.zarr"
+#: A saved classifier (:mod:`bayesgmm.workflows.classifier_io`): its format's name and
+#: the folder of its saved models.
+CLASSIFIER_FORMAT = "bayesgmm-saved-classifier"
+MODELS_DIR = "models"
 
 
 def sha256(path: Path) -> str:
@@ -64,9 +70,10 @@ def damaged(path: Path, what: str) -> SavedModelError:
     )
 
 
-def checked_manifest(path: Path, listing: Any) -> dict[str, dict[str, Any]]:
-    """The manifest, with every entry checked for form and confined to ``IDATA_DIR`` of
-    the model folder (SavedModelError otherwise; nothing outside is read or described)."""
+def checked_manifest(path: Path, listing: Any, sub: str = IDATA_DIR) -> dict[str, dict[str, Any]]:
+    """The manifest, with every entry checked for form and confined to ``sub`` of the
+    model folder (``IDATA_DIR``; ``MODELS_DIR`` for a saved classifier; SavedModelError
+    otherwise: nothing outside is read or described)."""
     if not isinstance(listing, dict) or not listing:
         raise damaged(path, f"the manifest in {META_FILE} is not a non-empty table of files")
     root = path.resolve()
@@ -77,9 +84,9 @@ def checked_manifest(path: Path, listing: Any) -> dict[str, dict[str, Any]]:
             or PurePosixPath(rel).is_absolute()
             or ".." in parts
             or "\\" in rel
-            or parts[0] != IDATA_DIR
+            or parts[0] != sub
         ):
-            raise damaged(path, f"the manifest names a path outside {IDATA_DIR}/: {rel!r}")
+            raise damaged(path, f"the manifest names a path outside {sub}/: {rel!r}")
         if not (path / rel).resolve().is_relative_to(root):
             raise damaged(path, f"the manifest entry {rel!r} leads outside the model folder")
         if not (
@@ -156,7 +163,8 @@ def check_save_path(path: Path, overwrite: bool) -> None:
 
     try:
         meta = json.loads((path / META_FILE).read_text())
-        listed = set(checked_manifest(path, meta["manifest"]))
+        sub = MODELS_DIR if meta.get("format") == CLASSIFIER_FORMAT else IDATA_DIR
+        listed = set(checked_manifest(path, meta["manifest"], sub))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SavedModelError):
         raise SavePathError(
             f"{path} exists and is not a readable saved bayesgmm model (no valid {META_FILE}); "

@@ -45,6 +45,7 @@ from typing import Any
 import xarray as xr
 
 from bayesgmm.core.files import (
+    CLASSIFIER_FORMAT,
     IDATA_DIR,
     META_FILE,
     check_files,
@@ -61,6 +62,7 @@ from bayesgmm.estimator.state import (
     state_to_meta,
 )
 from bayesgmm.exceptions import (
+    ConfigError,
     IncompatibleVersionError,
     SavedModelError,
     SavedModelNotFoundError,
@@ -184,6 +186,15 @@ def _verify(path: Path) -> None:
     check_files(path, meta["manifest"])
 
 
+def _family_name(name) -> str | None:
+    from bayesgmm.core.families import family
+
+    try:
+        return family(name).name
+    except (ConfigError, TypeError):
+        return None
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise SavedModelNotFoundError(f"no saved model at {path} (path does not exist).")
@@ -196,6 +207,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads((path / META_FILE).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise damaged(path, f"{META_FILE} is not valid JSON ({exc})") from None
+    if isinstance(meta, dict) and meta.get("format") == CLASSIFIER_FORMAT:
+        raise SavedModelError(
+            f"{path} is a saved BayesianGMMClassifier; load it with BayesianGMMClassifier.load."
+        )
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
         raise damaged(path, f"{META_FILE} is not a bayesgmm model description")
     fmt = meta.get("format_version")
@@ -240,7 +255,9 @@ def _check_structure(path: Path, meta: dict[str, Any]) -> None:
             f"{META_FILE} is inconsistent: params.n_components="
             f"{meta['params'].get('n_components')!r} but the fitted spec has {K} components",
         )
-    if meta["params"].get("covariance_type") != spec.get("covariance_type"):
+    if _family_name(meta["params"].get("covariance_type")) != _family_name(
+        spec.get("covariance_type")
+    ):  # the same family by any of its names ("EEE" is fitted as "tied")
         raise damaged(path, f"{META_FILE} is inconsistent: params and spec covariance_type differ")
 
 

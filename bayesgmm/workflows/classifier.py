@@ -238,6 +238,22 @@ class BayesianGMMClassifier:
         hit = (self.predict(X) == np.asarray(y)).astype(float)
         return float(np.average(hit, weights=sample_weight))
 
+    # -- persistence (bayesgmm.workflows.classifier_io) --------------------------------------
+    def save(self, path, *, overwrite: bool = False):
+        """Save the fitted classifier to a directory: its settings and classes, and each
+        class model as a saved :class:`~bayesgmm.BayesianGMM`. ``overwrite=True``
+        replaces only an earlier saved classifier, never other files."""
+        from bayesgmm.workflows.classifier_io import save_classifier
+
+        return save_classifier(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> BayesianGMMClassifier:
+        """Load a classifier saved by :meth:`save`: identical predictions, nothing re-fitted."""
+        from bayesgmm.workflows.classifier_io import load_classifier
+
+        return load_classifier(cls, path)
+
     def __repr__(self) -> str:
         params = inspect.signature(type(self).__init__).parameters
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()

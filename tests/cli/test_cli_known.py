@@ -64,3 +64,38 @@ def test_bad_known_columns_are_one_line_errors(known_csv, tmp_path, capsys):
         spec.load_data()
     with pytest.raises(ConfigError, match=r"'data.known' = 'a' is also in data.columns"):
         ModelSpec.from_dict(_spec(data={"path": "x.csv", "columns": ["a", "b"], "known": "a"}))
+
+
+def test_classify_writes_cross_validation_predictions_and_the_classifier(tmp_path, capsys):
+    from sklearn.datasets import load_iris
+
+    from bayesgmm import BayesianGMMClassifier
+
+    iris = load_iris(as_frame=True)
+    df = iris.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    df["species"] = np.array(iris.target_names)[iris.target]
+    df.drop(columns="target").to_csv(tmp_path / "iris.csv", index=False)
+    df.drop(columns=["target", "species"]).head(5).to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "c"
+    argv = ["classify", tmp_path / "iris.csv", "--class", "species", "--covariance", "EEE",
+            "--folds", "3", "--predict", tmp_path / "new.csv", "--out", out, "--draws", "100",
+            "--tune", "100", "--chains", "2", "--seed", "1", "--quiet"]  # fmt: skip
+    code, stdout, _ = _run(argv, capsys)
+    assert code == 0 and "3-fold cross-validation: error" in stdout
+    text = (out / "classification.txt").read_text()
+    assert "classes: setosa (50), versicolor (50), virginica (50)" in text
+    assert "covariance 'EEE'" in text and "(se " in text
+    pred = pd.read_csv(out / "predictions.csv")
+    assert len(pred) == 5 and (pred["class"] == "setosa").all()
+    assert {"prob_setosa", "prob_setosa_hdi94_lower"} <= set(pred.columns)
+    assert len(pd.read_csv(out / "cv_folds.csv")) == 3
+    back = BayesianGMMClassifier.load(out / "classifier")
+    assert back.covariance_type_ == "EEE"
+    assert list(back.classes_) == ["setosa", "versicolor", "virginica"]
+    # a file of the user's in the way: refused before fitting, and left alone
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "predictions.csv").write_text("mine")
+    code, _, err = _run(["classify", tmp_path / "iris.csv", "--class", "species", "--out",
+                         tmp_path / "d", "--quiet"], capsys)  # fmt: skip
+    assert code == 2 and "predictions.csv" in err
+    assert (tmp_path / "d" / "predictions.csv").read_text() == "mine"

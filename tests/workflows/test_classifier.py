@@ -109,3 +109,34 @@ def test_bad_labels_get_clear_errors():
         BayesianGMMClassifier("LDA").fit(X, y)
     with pytest.raises(DataError, match="fewer than n_folds"):
         cross_validate(clf, X, few, n_folds=10)
+
+
+def test_save_and_load_give_identical_predictions(edda, tmp_path):
+    from bayesgmm import BayesianGMM
+    from bayesgmm.exceptions import SavedModelError, SavePathError
+
+    X, _, clf = edda
+    clf.save(tmp_path / "clf")
+    back = BayesianGMMClassifier.load(tmp_path / "clf")
+    np.testing.assert_array_equal(back.predict_proba(X[:20]), clf.predict_proba(X[:20]))
+    np.testing.assert_array_equal(back.classes_, clf.classes_)
+    assert back.covariance_type_ == clf.covariance_type_
+    assert back.log_likelihood_ == clf.log_likelihood_
+    with pytest.raises(SavePathError, match="already exists"):
+        clf.save(tmp_path / "clf")
+    (tmp_path / "clf" / "mine.txt").write_text("a user's file")
+    with pytest.raises(SavePathError, match="did not write"):
+        clf.save(tmp_path / "clf", overwrite=True)
+    assert (tmp_path / "clf" / "mine.txt").read_text() == "a user's file"
+    with pytest.raises(SavedModelError, match=r"BayesianGMMClassifier\.load"):
+        BayesianGMM.load(tmp_path / "clf")
+
+
+def test_a_family_fitted_by_another_of_its_names_saves_and_loads(tmp_path):
+    """mclust's EEE is fitted as scikit-learn's tied: saving must not call that damage."""
+    from bayesgmm import BayesianGMM
+
+    X, _ = _iris()
+    gmm = BayesianGMM(3, "EEE", sampler={**SAMPLER, "draws": 30, "tune": 30}).fit(X[:, :2])
+    gmm.save(tmp_path / "m")
+    assert BayesianGMM.load(tmp_path / "m").spec_.covariance_type == "tied"
