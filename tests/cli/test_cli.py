@@ -246,7 +246,7 @@ def test_argparse_errors_exit_2(capsys):
     assert "--components" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["fit"], ["run"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["fit"], ["run"], ["demo"], ["classify"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
