@@ -123,6 +123,12 @@ def sample_from_starts(model, starts, *, draws, tune, random_seed):
     return idata
 
 
+def random_point(model, rng, scale):
+    """The model's initial point with every value variable moved by N(0, scale**2)."""
+    start = model.initial_point()
+    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
+
+
 def check_fast_log_density(model, spec, points) -> None:
     """Assert that the NumPyro backend's log density and gradient equal ``model.logp()``
     and ``model.dlogp()`` (1e-8), and its pointwise log-likelihood the model's (1e-9), at

@@ -10,7 +10,6 @@ so a loaded model predicts without them.
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -36,9 +35,10 @@ from bayesgmm.core.spec import make_spec
 from bayesgmm.estimator import io
 from bayesgmm.estimator.advice import warn_on_sampling_trouble
 from bayesgmm.estimator.figures import FigureMethods
+from bayesgmm.estimator.params import Params
 from bayesgmm.estimator.posterior import fit_state, validate_params
 from bayesgmm.estimator.state import FitState
-from bayesgmm.exceptions import ConfigError, NotFittedError
+from bayesgmm.exceptions import NotFittedError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
@@ -53,7 +53,7 @@ def _state_field(name: str, doc: str) -> property:
     return property(lambda self: getattr(self._fitted(), name), doc=doc)
 
 
-class BayesianGMM(FigureMethods):
+class BayesianGMM(Params, FigureMethods):
     """Fully Bayesian Gaussian mixture: EM MAP start, then NUTS (or minibatch ADVI) via PyMC.
 
     Parameters
@@ -155,33 +155,6 @@ class BayesianGMM(FigureMethods):
         self.inference = inference
         self.advi = advi
         self.missing = missing
-
-    # -- scikit-learn compatible parameter handling (clone works without sklearn) --------
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> BayesianGMM:
-        """Set constructor parameters; unknown names raise ``ConfigError``."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ConfigError(f"unknown parameter {name!r} for BayesianGMM; valid: {valid}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        params = inspect.signature(type(self).__init__).parameters.values()
-        defaults = {p.name: p.default for p in params}
-        args = ", ".join(
-            f"{k}={v!r}" for k, v in self.get_params().items() if v is not defaults.get(k)
-        )
-        return f"BayesianGMM({args})"
 
     # -- fitting ---------------------------------------------------------------------
     def _validate_params(self) -> tuple[SamplerConfig, dict[str, Any], ADVIConfig | None]:

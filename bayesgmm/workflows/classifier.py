@@ -24,7 +24,6 @@ with standard errors.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +37,7 @@ from bayesgmm.core.families import MCLUST_MODELS
 from bayesgmm.core.predict import draw_log_densities, membership_array
 from bayesgmm.core.summaries import check_interval, interval
 from bayesgmm.estimator.estimator import BayesianGMM
+from bayesgmm.estimator.params import Params
 from bayesgmm.exceptions import BayesGMMError, ConfigError, DataError, NotFittedError
 
 __all__ = ["BayesianGMMClassifier"]
@@ -45,7 +45,7 @@ __all__ = ["BayesianGMMClassifier"]
 MODEL_TYPES = ("EDDA", "MclustDA")
 
 
-class BayesianGMMClassifier:
+class BayesianGMMClassifier(Params):
     """Classify with a Bayesian Gaussian mixture per class (scikit-learn's classifier API).
 
     Parameters
@@ -110,26 +110,6 @@ class BayesianGMMClassifier:
         self.sampler = sampler
         self.em = em
         self.max_draws = max_draws
-
-    # -- scikit-learn's parameter protocol (clone works without scikit-learn) -------------
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> BayesianGMMClassifier:
-        """Set constructor parameters; unknown names raise ``ConfigError``."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ConfigError(
-                    f"unknown parameter {name!r} for BayesianGMMClassifier; valid: {valid}"
-                )
-            setattr(self, name, value)
-        return self
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6 asks estimators for their tags
         from sklearn.utils import ClassifierTags, Tags, TargetTags
@@ -253,12 +233,6 @@ class BayesianGMMClassifier:
         from bayesgmm.workflows.classifier_io import load_classifier
 
         return load_classifier(cls, path)
-
-    def __repr__(self) -> str:
-        params = inspect.signature(type(self).__init__).parameters
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
-                         if v is not params[k].default)  # fmt: skip
-        return f"BayesianGMMClassifier({args})"
 
 
 def _check_classes(y, n: int) -> tuple[np.ndarray, np.ndarray]:

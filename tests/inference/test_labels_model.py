@@ -4,7 +4,7 @@ log-likelihood equal the model's, alone and with weights, missing values and err
 
 import numpy as np
 import pytest
-from conftest import check_fast_log_density
+from conftest import check_fast_log_density, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -19,11 +19,6 @@ def _data(n=40, seed=0):
     return X * [1.0, 30.0] + [0.0, 100.0], labels
 
 
-def _random_point(model, rng, scale=0.3):
-    start = model.initial_point()
-    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
-
-
 def _parameters(model, point):
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
     return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
@@ -33,7 +28,7 @@ def _parameters(model, point):
 def test_a_labelled_point_has_its_own_components_term(covariance_type):
     X, labels = _data()
     model = build_model(X, 2, covariance_type, labels=labels)
-    point = _random_point(model, np.random.default_rng(1))
+    point = random_point(model, np.random.default_rng(1), 0.3)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
     w, mu, cov = _parameters(model, point)
     terms = np.stack([np.log(w[k]) + multivariate_normal(mu[k], cov[k]).logpdf(X)
@@ -51,7 +46,7 @@ def test_fast_log_density_with_labels_matches_the_model(covariance_type):
     X, spec = make_spec(X, 2, covariance_type)
     model = build_model(X, spec=spec, labels=labels)
     rng = np.random.default_rng(7)
-    check_fast_log_density(model, spec, [_random_point(model, rng) for _ in range(2)])
+    check_fast_log_density(model, spec, [random_point(model, rng, 0.3) for _ in range(2)])
 
 
 @pytest.mark.parametrize("extra", ["weights", "missing", "errors"])
@@ -68,7 +63,7 @@ def test_fast_log_density_with_labels_and_other_row_terms(extra):
     X, spec = make_spec(X, 2, "full", sample_weight=w, missing="marginalize")
     model = build_model(X, spec=spec, labels=labels, sample_weight=w, noise_cov=S)
     rng = np.random.default_rng(8)
-    check_fast_log_density(model, spec, [_random_point(model, rng) for _ in range(2)])
+    check_fast_log_density(model, spec, [random_point(model, rng, 0.3) for _ in range(2)])
 
 
 def test_without_labels_the_model_is_unchanged():

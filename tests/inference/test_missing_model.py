@@ -3,7 +3,7 @@ scipy), and the NumPyro backend's log density and pointwise log-likelihood equal
 
 import numpy as np
 import pytest
-from conftest import check_fast_log_density
+from conftest import check_fast_log_density, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -28,11 +28,6 @@ def _observed_loglik(X, w, mu, cov):
     return np.array(out)
 
 
-def _random_point(model, rng, scale=0.5):
-    start = model.initial_point()
-    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
-
-
 FAMILIES = ["full", "spherical", "VEV", "EEI"]
 
 
@@ -41,7 +36,7 @@ def test_the_likelihood_is_the_marginal_of_the_observed_coordinates(covariance_t
     X = _data()
     model = build_model(X, 3, covariance_type, missing="marginalize")
     rng = np.random.default_rng(0)
-    point = _random_point(model, rng)
+    point = random_point(model, rng, 0.5)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
     w, mu, cov = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
@@ -74,4 +69,4 @@ def test_fast_log_density_with_missing_values_matches_the_model(covariance_type,
     X, spec = make_spec(X, 3, covariance_type, sample_weight=w, missing="marginalize")
     model = build_model(X, spec=spec, sample_weight=w)
     rng = np.random.default_rng(7)
-    check_fast_log_density(model, spec, [_random_point(model, rng, 0.7) for _ in range(3)])
+    check_fast_log_density(model, spec, [random_point(model, rng, 0.7) for _ in range(3)])

@@ -4,7 +4,7 @@ log-likelihood equal the model's."""
 
 import numpy as np
 import pytest
-from conftest import check_fast_log_density
+from conftest import check_fast_log_density, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -19,16 +19,11 @@ def _data(n=40, seed=0):
         [1.0, 30.0], [30.0, 900.0]]  # fmt: skip
 
 
-def _random_point(model, rng, scale=0.3):
-    start = model.initial_point()
-    return {k: v + rng.normal(scale=scale, size=np.shape(v)) for k, v in start.items()}
-
-
 @pytest.mark.parametrize("covariance_type", ["full", "EII", "VEV"])
 def test_the_likelihood_is_the_deconvolved_mixture(covariance_type):
     X, S = _data()
     model = build_model(X, 2, covariance_type, noise_cov=S)
-    point = _random_point(model, np.random.default_rng(1))
+    point = random_point(model, np.random.default_rng(1), 0.3)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
     w, mu, cov = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
@@ -44,4 +39,4 @@ def test_fast_log_density_with_errors_matches_the_model(covariance_type, weighte
     X, spec = make_spec(X, 2, covariance_type, sample_weight=w)
     model = build_model(X, spec=spec, sample_weight=w, noise_cov=S[:, [0, 1], [0, 1]])
     rng = np.random.default_rng(7)
-    check_fast_log_density(model, spec, [_random_point(model, rng) for _ in range(2)])
+    check_fast_log_density(model, spec, [random_point(model, rng, 0.3) for _ in range(2)])
