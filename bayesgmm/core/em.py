@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bayesgmm.core.background import check_noise
 from bayesgmm.core.checks import Constraint, check_settings, choice, integer, real
 from bayesgmm.core.data import check_data, check_sample_weight
 from bayesgmm.core.em_init import INIT_METHODS, check_start
@@ -85,6 +86,7 @@ def fit_em(
     missing: str = "error",
     noise_cov: ArrayLike | None = None,
     labels: ArrayLike | None = None,
+    noise: bool | float = False,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM: MAP under a prior, or maximum likelihood.
 
@@ -158,6 +160,13 @@ def fit_em(
         + log N(x_i | mu_k, Sigma_k)`` and its membership is fixed), ``-1`` leaves it
         unknown. The components then keep the labels' numbering (they are not sorted by
         their means), and the starts are matched to the labels.
+    noise : bool or float, default=False
+        A background-noise component (mclust's ``Vinv``; :mod:`bayesgmm.core.background`):
+        ``True`` adds one, uniform over the data's bounding box, a number gives its volume.
+        It has its own weight (``noise_weight`` of the result; ``weights`` are then the
+        Gaussians' and sum to ``1 - noise_weight``), and :meth:`EMResult.predict_proba`
+        gets its membership as a last column (``predict`` says -1 for it). Not combined
+        with missing values or measurement errors yet.
 
     Returns
     -------
@@ -206,11 +215,12 @@ def fit_em(
     sample_weight = check_sample_weight(sample_weight, X, n_components)
     noise_cov = check_noise_cov(noise_cov, X)
     labels = check_labels(labels, X.shape[0], n_components)
+    background = check_noise(noise, X)
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,
         weights_init=weights_init, sample_weight=sample_weight, missing=missing,
-        noise_cov=noise_cov, labels=labels,
+        noise_cov=noise_cov, labels=labels, background=background,
     )  # fmt: skip
 
 
@@ -237,6 +247,7 @@ def fit_em_checked(
     missing: str | None = None,
     noise_cov: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    background: float | None = None,
     **settings: Any,
 ) -> EMResult:
     """:func:`fit_em` on data and settings that are already validated (as
@@ -261,7 +272,15 @@ def fit_em_checked(
     means_init, weights_init = check_start(means_init, weights_init, n_components, D)
     has_nan = bool(np.isnan(X).any())
     missing = missing or ("marginalize" if has_nan else "error")
-    if noise_cov is not None:
+    if background is not None and (has_nan or noise_cov is not None):
+        raise ConfigError(
+            "a background-noise component (noise) with missing values or measurement errors "
+            "is not available (yet); use one of them at a time."
+        )
+    if background is not None:
+        em = EMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, labels,
+                   background)  # fmt: skip
+    elif noise_cov is not None:
         em = NoiseEMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, noise_cov,
                         labels)  # fmt: skip
     else:
@@ -308,6 +327,7 @@ _FIT_DEFAULTS = {
 
 def _make_result(em: EMRun, run: dict, prior: EMPrior | None, names, n_runs: int) -> EMResult:
     st, fam, K, D = run["state"], em.fam, em.K, em.D
+    noise_weight = None if em.background is None else float(st.weights[K])
     means = st.means + em.center
     # sorted by their means, unless known labels number the components
     order = np.lexsort(means.T[::-1]) if em.labels is None else np.arange(K)
@@ -315,7 +335,7 @@ def _make_result(em: EMRun, run: dict, prior: EMPrior | None, names, n_runs: int
     cov = st.cov[order] if per_component else st.cov
     chol_cov = fam.to_full(st.chol[order] if per_component else st.chol, K, D)
     result = EMResult(
-        weights=st.weights[order],
+        weights=st.weights[:K][order],
         means=means[order],
         covariances=cov,
         covariance_type=fam.name,
@@ -332,6 +352,8 @@ def _make_result(em: EMRun, run: dict, prior: EMPrior | None, names, n_runs: int
         feature_names=names,
         n_samples=em.n,
         sum_log_max_resp=run["sum_log_max_resp"],
+        noise_weight=noise_weight,
+        background=em.background,
     )
     arrays = [result.weights, result.means, result.covariances, result.prec_chol]
     if not all(np.isfinite(a).all() for a in arrays):

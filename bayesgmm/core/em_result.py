@@ -71,6 +71,11 @@ class EMResult:
         What NaN meant in the fit (``fit_em``'s ``missing``); with ``"marginalize"`` the
         densities and memberships of partially observed points are those of their
         observed coordinates.
+    noise_weight : float or None
+        The background-noise component's weight (``fit_em(..., noise=True)``), or None
+        without one; ``weights`` then sum to ``1 - noise_weight``.
+    background : float or None
+        That component's log density, ``log(1 / V)`` (:mod:`bayesgmm.core.background`).
 
     Notes
     -----
@@ -118,6 +123,8 @@ class EMResult:
     n_samples: int | float
     sum_log_max_resp: float
     missing: str = "error"
+    noise_weight: float | None = None
+    background: float | None = None
 
     def __post_init__(self) -> None:
         for name in _ARRAY_FIELDS:
@@ -149,7 +156,8 @@ class EMResult:
         if noise_cov is None and not np.isnan(X).any():
             kernel = Kernel(fam, self.means[None], self.prec_chol[None],
                             np.log(self.weights)[None])  # fmt: skip
-            return mixture_pass(design(X, fam), kernel)
+            bg = None if self.noise_weight is None else np.log(self.noise_weight) + self.background
+            return mixture_pass(design(X, fam), kernel, background=bg)
         # densities outside the kernel: points with their own measurement errors, or each
         # missingness pattern's marginal mixture
         cov = self.covariance_matrices()
@@ -171,17 +179,22 @@ class EMResult:
 
     def predict_proba(self, X: ArrayLike, noise_cov: ArrayLike | None = None) -> np.ndarray:
         """Posterior component probabilities, shape (n_samples, n_components); rows sum to
-        1. ``noise_cov``: the rows' measurement errors, if any."""
+        1. ``noise_cov``: the rows' measurement errors, if any. With a background-noise
+        component its probability is a last column (n_components + 1 in all)."""
         return self._pass(X, noise_cov)[1].T
 
     def predict(self, X: ArrayLike, noise_cov: ArrayLike | None = None) -> np.ndarray:
-        """Most probable component of each row (argmax of :meth:`predict_proba`)."""
-        return np.argmax(self._pass(X, noise_cov)[1], axis=0)
+        """Most probable component of each row (argmax of :meth:`predict_proba`); -1 for
+        the background-noise component."""
+        best = np.argmax(self._pass(X, noise_cov)[1], axis=0)
+        return best if self.noise_weight is None else np.where(best == self.n_components, -1, best)
 
     def n_parameters(self) -> int:
-        """Free parameters: K - 1 weights, K D means and the family's covariance terms."""
+        """Free parameters: K - 1 weights (K with a background component), K D means and
+        the family's covariance terms."""
         K, D = self.n_components, self.n_features
-        return K - 1 + K * D + family(self.covariance_type).n_parameters(K, D)
+        n_weights = K - (self.noise_weight is None)
+        return n_weights + K * D + family(self.covariance_type).n_parameters(K, D)
 
     def _loglik_n(self, X: ArrayLike | None) -> tuple[float, float]:
         if X is None:
@@ -230,6 +243,8 @@ class EMResult:
             else float(self.n_samples),
             sum_log_max_resp=float(self.sum_log_max_resp),
             missing=self.missing,
+            noise_weight=None if self.noise_weight is None else float(self.noise_weight),
+            background=None if self.background is None else float(self.background),
         )
         return out
 
@@ -237,7 +252,8 @@ class EMResult:
     def from_dict(cls, d: dict[str, Any]) -> EMResult:
         """Inverse of :meth:`to_dict`; unknown or missing keys raise ConfigError."""
         names = [f.name for f in fields(cls)]
-        d = {"missing": "error", **d}  # saved before bayesgmm had missing values
+        # saved before bayesgmm had missing values or a background component
+        d = {"missing": "error", "noise_weight": None, "background": None, **d}
         check_keys(d, names, "EMResult.from_dict", required=names)
         d = dict(d)
         d["prior"] = None if d["prior"] is None else EMPrior.from_dict(d["prior"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesgmm.core.background import NOISE_START
 from bayesgmm.core.em_init import kmeans_pp_resp
 from bayesgmm.core.em_prior import EMPrior, PriorTerms
 from bayesgmm.core.engine import Kernel, design, mixture_pass
@@ -51,7 +52,9 @@ class EMRun:
     ``sample_weight`` (n,) or None: frequency weights of the points (see the module
     docstring); ``n`` is then their sum, the data's effective size. ``labels`` (n,) or
     None: known components (-1: unknown; :mod:`bayesgmm.core.labels`), whose points'
-    memberships are fixed in every E-step.
+    memberships are fixed in every E-step. ``background``: ``log(1 / V)`` of a uniform
+    background-noise component (:mod:`bayesgmm.core.background`), or None; with it the
+    state's weights have K + 1 entries, the background's last.
     """
 
     def __init__(
@@ -63,9 +66,11 @@ class EMRun:
         reg_covar,
         sample_weight: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        background: float | None = None,
     ):
         D = X.shape[1]
-        self.w, self.labels = sample_weight, labels
+        self.w, self.labels, self.background = sample_weight, labels, background
+        self.background_count = 0.0  # the background's N_0 at the last E-step
         n = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         self.n, self.D, self.K, self.fam, self.reg_covar = n, D, K, fam, reg_covar
         self.center, var = column_moments(X, sample_weight, ddof=1)
@@ -77,7 +82,7 @@ class EMRun:
         self.ZT, self.aux = fam.em_design(
             self.X, design(self.X, fam), _STATS_MAX_BYTES, sample_weight
         )
-        self.resp = np.empty((K, X.shape[0]))
+        self.resp = np.empty((K + (background is not None), X.shape[0]))
         if prior is None:
             self.prior = None
         else:
@@ -95,15 +100,28 @@ class EMRun:
         return N, Sx, self.fam.second_moments(S, self.ZT, resp, self.X, self.aux)
 
     def e_step(self, st: _State) -> tuple[float, tuple, np.ndarray]:
-        kernel = Kernel(self.fam, st.means[None], st.prec_chol[None], np.log(st.weights)[None])
-        log_norm, resp = mixture_pass(self.ZT, kernel, self.resp, self.labels)
+        K = self.K
+        log_w = np.log(st.weights)
+        kernel = Kernel(self.fam, st.means[None], st.prec_chol[None], log_w[None, :K])
+        bg = None if self.background is None else log_w[K] + self.background
+        log_norm, resp = mixture_pass(self.ZT, kernel, self.resp, self.labels, bg)
         loglik = float(log_norm.sum() if self.w is None else log_norm @ self.w)
-        return loglik, self.stats(resp), log_norm
+        stats = self.stats(resp[:K])
+        if bg is not None:
+            self.background_count = float(resp[K].sum() if self.w is None else resp[K] @ self.w)
+            if not self.fam.per_component:
+                # the shared families' scatter starts from sum_i x_i x_i^T, which assumes
+                # the memberships of the Gaussians sum to 1: here they sum to 1 - r_i0
+                g = 1.0 - resp[K] if self.w is None else (1.0 - resp[K]) * self.w
+                stats = (*stats, (self.X * g[:, None]).T @ self.X)
+        return loglik, stats, log_norm
 
     def objective(self, loglik: float, st: _State) -> float:
         if self.prior is None:
             return loglik
-        return loglik + self.prior.log_density(st.weights, st.means, st.chol, st.prec_chol)
+        # the background's weight has a flat Dirichlet term (alpha = 1): nothing to add
+        weights = st.weights[: self.K]
+        return loglik + self.prior.log_density(weights, st.means, st.chol, st.prec_chol)
 
     # -- M-step (ECM) --------------------------------------------------------- #
 
@@ -118,6 +136,8 @@ class EMRun:
         aux = rest[0] if rest else self.aux
         pt, fam, D = self.prior, self.fam, self.D
         counts = N if pt is None else N + pt.alpha - 1.0
+        if self.background is not None:  # the background's weight (a flat prior on it)
+            counts = np.append(counts, self.background_count)
         weights = np.maximum(counts, 0.0)
         weights /= weights.sum()
         np.maximum(weights, _WEIGHT_FLOOR, out=weights)
@@ -184,6 +204,8 @@ class EMRun:
         if means_init is not None:
             K = self.K
             weights = np.full(K, 1.0 / K) if weights_init is None else weights_init.copy()
+            if self.background is not None:
+                weights = np.append(weights * (1.0 - NOISE_START), NOISE_START)
             state, _ = self.build(weights, means_init - self.center, self.default_cov.copy())
             return state
         resp = None  # k-means++-scaled: distances in units of column sds
@@ -206,6 +228,8 @@ class EMRun:
             self.reseed(weights, means, cov, np.zeros_like(singular), dead, None)
         if weights_init is not None:
             weights = weights_init.copy()
+        if self.background is not None:
+            weights = np.append(weights[: self.K] * (1.0 - NOISE_START), NOISE_START)
         state, _ = self.build(weights, means, cov)
         if state is None:
             state, _ = self.build(weights, means, self.default_cov.copy())

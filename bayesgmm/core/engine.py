@@ -200,26 +200,43 @@ def memberships(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixture_pass(
-    ZT: np.ndarray, kernel: Kernel, resp_out: np.ndarray | None = None, labels=None
+    ZT: np.ndarray,
+    kernel: Kernel,
+    resp_out: np.ndarray | None = None,
+    labels=None,
+    background: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pass of a single parameter set over the data (EM's E-step): mixture log density
     per point (n,) and memberships (K, n), chunk by chunk. With known ``labels`` (n,) (see
     :mod:`bayesgmm.core.labels`) a labelled point's log density is its own component's
-    term and its memberships are one-hot."""
+    term and its memberships are one-hot. ``background``: the weighted log density of a
+    uniform background component (``log w_0 - log V``, :mod:`bayesgmm.core.background`),
+    which then gets the last of K + 1 rows of memberships (labelled points never
+    belong to it)."""
     n = ZT.shape[1]
-    resp = np.empty((kernel.K, n)) if resp_out is None else resp_out
+    K = kernel.K
+    rows = K + (background is not None)
+    resp = np.empty((rows, n)) if resp_out is None else resp_out
     log_norm = np.empty(n)
     chunk, work = kernel.chunk_size(n), kernel.work_buffer(n)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         block = resp[:, start:stop]
-        kernel.fill(ZT, start, stop, block, work)
+        kernel.fill(ZT, start, stop, block[:K], work)
+        if background is not None:
+            block[K] = background
         if labels is not None:
-            restrict(block, labels[start:stop], axis=-2)
+            restrict(block[:K], labels[start:stop], axis=-2)
+            if background is not None:
+                block[K, labels[start:stop] >= 0] = -np.inf
         log_norm[start:stop], _ = normalise(block)
     far = ~(log_norm > -FAR_LOG_DENSITY)
     if far.any():
-        resp[:, far] = kernel.far_memberships(ZT[1 : 1 + kernel.D, far].T)[0]
+        if background is None:
+            resp[:, far] = kernel.far_memberships(ZT[1 : 1 + kernel.D, far].T)[0]
+        else:  # far from every component: the background's (its density is constant)
+            resp[:, far] = 0.0
+            resp[K, far] = 1.0
         fix_labelled(resp, labels)
     return log_norm, resp
 
