@@ -40,7 +40,14 @@ def test_a_labelled_point_has_its_own_components_term(covariance_type):
 
 # the labels' terms do not depend on the family: one of each likelihood form (Cholesky
 # factor per component or shared, sds per component or one per component) and a rotation
-@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV"])
+@pytest.mark.parametrize(
+    "covariance_type",
+    [
+        "full",
+        "VEV",
+        *(pytest.param(n, marks=pytest.mark.slow) for n in ("tied", "diag", "spherical")),
+    ],
+)
 def test_fast_log_density_with_labels_matches_the_model(covariance_type):
     X, labels = _data()
     X, spec = make_spec(X, 2, covariance_type)
@@ -49,7 +56,9 @@ def test_fast_log_density_with_labels_matches_the_model(covariance_type):
     check_fast_log_density(model, spec, [random_point(model, rng, 0.3) for _ in range(2)])
 
 
-@pytest.mark.parametrize("extra", ["weights", "missing", "errors"])
+@pytest.mark.parametrize(
+    "extra", ["weights", *(pytest.param(e, marks=pytest.mark.slow) for e in ("missing", "errors"))]
+)
 def test_fast_log_density_with_labels_and_other_row_terms(extra):
     X, labels = _data()
     w = S = None

@@ -70,6 +70,7 @@ def test_mclustda_chooses_components_per_class():
     assert clf.predict(np.array([[3.0, 1.0]]))[0] in (0, 1)
 
 
+@pytest.mark.slow  # ten more fits; 3-fold CV runs in the default step (tests/cli)
 def test_cross_validation_reports_error_and_brier_with_standard_errors(edda):
     X, y, clf = edda
     res = cross_validate(BayesianGMMClassifier("EDDA", clf.covariance_type_, sampler=SAMPLER),
