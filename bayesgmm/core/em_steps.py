@@ -200,13 +200,19 @@ class EMRun:
                 cov[k] = self.default_cov[k]
         weights /= weights.sum()
 
+    def _with_background(self, weights: np.ndarray) -> np.ndarray:
+        """The Gaussians' starting weights (K,), with the background's appended when
+        there is one (``NOISE_START``, the others scaled to make room)."""
+        if self.background is None:
+            return weights
+        return np.append(weights * (1.0 - NOISE_START), NOISE_START)
+
     def initial_state(self, rng, init, means_init, weights_init) -> _State:
         if means_init is not None:
             K = self.K
             weights = np.full(K, 1.0 / K) if weights_init is None else weights_init.copy()
-            if self.background is not None:
-                weights = np.append(weights * (1.0 - NOISE_START), NOISE_START)
-            state, _ = self.build(weights, means_init - self.center, self.default_cov.copy())
+            state, _ = self.build(self._with_background(weights), means_init - self.center,
+                                  self.default_cov.copy())  # fmt: skip
             return state
         resp = None  # k-means++-scaled: distances in units of column sds
         if init.startswith("k-means++"):
@@ -228,8 +234,7 @@ class EMRun:
             self.reseed(weights, means, cov, np.zeros_like(singular), dead, None)
         if weights_init is not None:
             weights = weights_init.copy()
-        if self.background is not None:
-            weights = np.append(weights[: self.K] * (1.0 - NOISE_START), NOISE_START)
+        weights = self._with_background(weights[: self.K])
         state, _ = self.build(weights, means, cov)
         if state is None:
             state, _ = self.build(weights, means, self.default_cov.copy())

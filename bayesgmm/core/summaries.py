@@ -60,10 +60,13 @@ def noise_for(posterior, X: np.ndarray, noise_cov) -> np.ndarray | None:
     if noise_cov is not None:
         return check_noise_cov(noise_cov, X)
     errors = training_noise(posterior)
-    if errors is None:
-        return None
+    return errors if errors is not None and _is_training_data(posterior, X) else None
+
+
+def _is_training_data(posterior, X: np.ndarray) -> bool:
+    """Whether the (validated) points ``X`` are the fit's training rows, in order."""
     train = training_data(posterior)
-    return errors if X.shape == train.shape and np.array_equal(X, train) else None
+    return train is not None and X.shape == train.shape and np.array_equal(X, train, equal_nan=True)
 
 
 def row_terms(posterior, X: np.ndarray, noise_cov) -> dict:
@@ -72,10 +75,8 @@ def row_terms(posterior, X: np.ndarray, noise_cov) -> dict:
     semi-supervised fit's training rows when ``X`` is its training data (their memberships
     are then fixed; :mod:`bayesgmm.core.labels`), else None."""
     labels = training_labels(posterior)
-    if labels is not None:
-        train = training_data(posterior)
-        same = X.shape == train.shape and np.array_equal(X, train, equal_nan=True)
-        labels = labels if same else None
+    if labels is not None and not _is_training_data(posterior, X):
+        labels = None
     return {"noise_cov": noise_for(posterior, X, noise_cov), "labels": labels}
 
 
