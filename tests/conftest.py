@@ -153,3 +153,27 @@ def check_fast_log_density(model, spec, points) -> None:
             warnings.simplefilter("ignore")
             outs = jax.jit(functions.outputs)(point, args)
         np.testing.assert_allclose(outs[-1], pointwise(point)[0], rtol=1e-9, atol=1e-9)
+
+
+def faithful_with_outliers(n_out: int = 30, seed: int = 0):
+    """Old Faithful, ``n_out`` scattered outliers and the clean data's EM fit.
+
+    The outliers are uniform on the box of the data's ranges widened by half a range on
+    each side, redrawn until they are at least 3 sds (Mahalanobis, clean EM fit) from both
+    means: a point inside a cluster is that cluster's, with or without a background.
+    """
+    from bayesgmm import fit_em, load_faithful
+
+    X = load_faithful().to_numpy()
+    clean = fit_em(X, 2, random_seed=0)
+    chol_cov = np.linalg.cholesky(clean.covariance_matrices())  # (2, D, D)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    lo, hi = lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo)
+    rng = np.random.default_rng(seed)
+    out = np.empty((0, X.shape[1]))
+    while len(out) < n_out:
+        x = lo + (hi - lo) * rng.random((n_out, X.shape[1]))
+        white = np.linalg.solve(chol_cov[None], (x[:, None, :] - clean.means)[..., None])
+        far = (np.linalg.norm(white[..., 0], axis=-1) > 3).all(axis=1)  # L^-1 (x - mu)
+        out = np.concatenate([out, x[far]])[:n_out]
+    return X, out, clean

@@ -56,6 +56,10 @@ def _check_style(uncertainty, n_ellipse_draws) -> None:
         raise ConfigError(f"n_ellipse_draws must be an integer >= 0; got {n_ellipse_draws!r}.")
 
 
+#: The colour of a background-noise component's points.
+NOISE_COLOUR = "dimgray"
+
+
 def component_colours(K: int):
     """The colour map of ``K`` components (``colours(k % colours.N)`` is component k's)."""
     import matplotlib.pyplot as plt
@@ -71,8 +75,9 @@ def _style(draws, proba, uncertainty, n_ellipse_draws, random_seed):
     S, K, _ = draws.shape
     colours = component_colours(K)
     cluster, certainty = proba.argmax(axis=1), proba.max(axis=1)
-    rgba = np.array([to_rgba(colours(k % colours.N)) for k in cluster])
-    lo = 1.0 / K  # certainty of a uniform guess
+    # a background-noise component's points (its column last) in grey
+    rgba = np.array([to_rgba(colours(k % colours.N) if k < K else NOISE_COLOUR) for k in cluster])
+    lo = 1.0 / proba.shape[1]  # certainty of a uniform guess
     strength = np.clip((certainty - lo) / max(1.0 - lo, 1e-12), 0.0, 1.0)
     sizes = np.full(proba.shape[0], 14.0)
     if uncertainty == "alpha":
@@ -102,6 +107,17 @@ def _limits(draws, X, n_std) -> np.ndarray:
 def _component_labels(draws) -> list[str]:
     w = np.exp(draws.log_weights).mean(axis=0)
     return [f"component {c} (w={x:.2f})" for c, x in zip(draws.coords["component"], w, strict=True)]
+
+
+def _noise_handles(draws) -> list:
+    """The legend's entry for a background-noise component's points (none without one)."""
+    if draws.log_background is None:
+        return []
+    from matplotlib.lines import Line2D
+
+    w0 = np.exp(draws.log_background - draws.background).mean()
+    return [Line2D([], [], color=NOISE_COLOUR, marker="o", linestyle="none", markersize=4,
+                   label=f"noise (w={w0:.2f})")]  # fmt: skip
 
 
 def _ellipse(ax, mean, cov, n_std, **kwargs):
@@ -248,7 +264,8 @@ def plot_clusters(
         ax.set_xlabel(draws.feature_names[0])
         ax.set_ylabel("density")
         ax.set_title(f"most probable cluster (rug, {how} = certainty); component densities")
-        ax.legend(loc="best", fontsize="small")
+        handles = ax.get_legend_handles_labels()[0] + _noise_handles(draws)
+        ax.legend(handles=handles, loc="best", fontsize="small")
         return fig
     i, j = two_features(features, draws)
     _draw_pair(ax, draws, X, i, j, rgba, sizes, colours, picks, n_std, limits, labels)
@@ -259,7 +276,8 @@ def plot_clusters(
     if D > 2:
         title = f"projection on ({names[i]}, {names[j]}) of {D} features; plot_pairs: all\n{title}"
     ax.set_title(title, fontsize="medium")
-    ax.legend(loc="best", fontsize="small")
+    handles = ax.get_legend_handles_labels()[0] + _noise_handles(draws)
+    ax.legend(handles=handles, loc="best", fontsize="small")
     return fig
 
 
@@ -387,6 +405,7 @@ def plot_pairs(
                 ax.tick_params(labelleft=False)
     handles = [Line2D([], [], color=colours(k % colours.N), linewidth=2.0, label=lab)
                for k, lab in enumerate(_component_labels(draws))]  # fmt: skip
+    handles += _noise_handles(draws)
     how = "opacity" if uncertainty == "alpha" else "size"
     lines = [
         (f"2-D projections (marginals) of a {D}-dimensional fit: " if D > 2 else "")

@@ -128,7 +128,7 @@ def posterior_predictive(
             f"the posterior has {post.sizes['feature']} features but observed_data has "
             f"{x_obs.sizes['feature']}."
         )
-    x_rep = replicate(post, n_obs, random_seed=random_seed)
+    x_rep = replicate(post, n_obs, random_seed=random_seed, data=x_obs.to_numpy())
     coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
     coords.update({d: x_obs[d].to_numpy() for d in ("obs", "feature") if d in x_obs.coords})
     idata["posterior_predictive"] = xr.Dataset(

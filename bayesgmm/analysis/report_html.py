@@ -52,6 +52,24 @@ def _known(labels) -> list[str]:
     ]
 
 
+def _background(post, assign: pd.DataFrame) -> list[str]:
+    """The report's line on a background-noise component, if any."""
+    if "noise_weight" not in post:
+        return []
+    import arviz as az
+
+    w0 = post["noise_weight"]
+    lo, hi = (float(v) for v in az.hdi(w0.to_dataset(name="w"), prob=0.94)["w"].values)
+    n = int((assign["cluster"] == -1).sum())
+    return [
+        f"Background noise: a uniform component of density 1/V, V = "
+        f"{np.exp(-float(post.attrs['background'])):.4g} (data units); its weight "
+        f"noise_weight is {float(w0.mean()):.3f} (94% HDI {lo:.3f} to {hi:.3f}). {n} of "
+        f"{assign.shape[0]} points are most probably noise (cluster -1, column prob_noise "
+        "in assignments.csv); the components' weights are their shares of the other points."
+    ]
+
+
 def _table_html(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
     """A table inside a container that scrolls sideways, so the page keeps its width."""
     table = df.to_html(
@@ -205,6 +223,7 @@ def html_page(
         f"Intervals: {interval_text()}s (highest-density intervals) throughout; columns "
         "holding them say hdi94.",
         *_known(training_labels(g.idata_)),
+        *_background(post, assign),
         *notes,
     ]
     n_uncertain = int((assign["uncertainty"] > 0.2).sum())

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesgmm.analysis.clusters import component_colours, two_features
+from bayesgmm.analysis.clusters import NOISE_COLOUR, component_colours, two_features
 from bayesgmm.core.checks import integer
 from bayesgmm.core.predict import assignments_table, co_clustering, predict_proba
 from bayesgmm.core.summaries import draws_and_data, interval_label
@@ -101,15 +101,15 @@ def plot_uncertainty(
     N, (K, D) = data.shape[0], draws.shape[1:]
     names = _row_names(posterior, X, N)
     colours = component_colours(K)
-    cluster = table["cluster"].to_numpy()
+    comps = draws.row_coords  # (a background-noise component's last: cluster -1)
+    cluster = np.where(table["cluster"].to_numpy() < 0, len(comps) - 1, table["cluster"])
     u = table["uncertainty"].to_numpy()
-    comps = list(draws.coords["component"])
     col = interval_label(prob, "hdi")
     lower = np.column_stack([table[f"prob_{c}_{col}_lower"] for c in comps])[np.arange(N), cluster]
     upper = np.column_stack([table[f"prob_{c}_{col}_upper"] for c in comps])[np.arange(N), cluster]
-    u_max = 1.0 - 1.0 / K
+    u_max = 1.0 - 1.0 / len(comps)
     strength = np.clip(u / max(u_max, 1e-12), 0.0, 1.0)
-    rgba = np.array([to_rgba(colours(k % colours.N)) for k in cluster])
+    rgba = np.array([to_rgba(colours(k % colours.N) if k < K else NOISE_COLOUR) for k in cluster])
     rgba[:, 3] = 0.35 + 0.65 * strength
     sizes = 8.0 + 90.0 * strength
     order = np.argsort(-u, kind="stable")
@@ -138,7 +138,9 @@ def plot_uncertainty(
         title = f"projection on ({xlabel}, {ylabel}) of {D} features\n{title}"
     ax.set_title(title, fontsize="medium")
     handles = [Line2D([], [], linestyle="", marker="o", color=colours(k % colours.N),
-                      label=f"component {c}") for k, c in enumerate(comps)]  # fmt: skip
+                      label=f"component {c}") for k, c in enumerate(comps[:K])]  # fmt: skip
+    if len(comps) > K:
+        handles.append(Line2D([], [], linestyle="", marker="o", color=NOISE_COLOUR, label="noise"))
     handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="none",
                           color="black", label=f"{len(top)} most uncertain"))  # fmt: skip
     ax.legend(handles=handles, loc="best", fontsize="small")
@@ -153,7 +155,13 @@ def plot_uncertainty(
                 alpha=0.25 if thin else 0.5, linewidth=0.6 if thin else 1.0,
                 label=f"{prob:.0%} HDI over draws")  # fmt: skip
     ax_u.scatter(rank, u[order], c=point_colours, s=10, linewidths=0, label="posterior mean")
-    ax_u.axhline(u_max, color="0.4", linestyle=":", linewidth=1.0, label="1 - 1/K")
+    ax_u.axhline(
+        u_max,
+        color="0.4",
+        linestyle=":",
+        linewidth=1.0,
+        label="1 - 1/K" if len(comps) == K else "1 - 1/(K + 1)",
+    )
     ax_u.set_xscale("log")  # the few uncertain points spread out, the certain tail compressed
     ax_u.set_xlim(0.8, N * 1.25)
     ax_u.set_ylim(-0.02, 1.0)
@@ -226,7 +234,7 @@ def plot_coclustering(
     fig, ax = plt.subplots(figsize=(7.0, 6.0))
     im = ax.imshow(cc[np.ix_(order, order)], vmin=0.0, vmax=1.0, cmap="viridis",
                    interpolation="nearest")  # fmt: skip
-    counts = np.bincount(cluster, minlength=K)
+    counts = np.bincount(cluster, minlength=proba.shape[1])  # (a background's last)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     for b in bounds[1:-1]:
         if 0 < b < len(keep):
@@ -235,13 +243,13 @@ def plot_coclustering(
     colours = component_colours(K)
     present = np.flatnonzero(counts)
     centres = (bounds[present] + bounds[present + 1] - 1) / 2.0
-    comps = draws.coords["component"]
-    ticks = [f"cluster {comps[k]} (n={counts[k]})" for k in present]
+    comps = draws.row_coords
+    ticks = [f"{'cluster ' if k < K else ''}{comps[k]} (n={counts[k]})" for k in present]
     ax.set_xticks(centres, ticks, fontsize="small")
     ax.set_yticks(centres, ticks, fontsize="small", rotation=90, va="center")
     for axis in (ax.get_xticklabels(), ax.get_yticklabels()):
         for label, k in zip(axis, present, strict=True):
-            label.set_color(colours(k % colours.N))
+            label.set_color(colours(k % colours.N) if k < K else NOISE_COLOUR)
     ax.set_xlabel("points by most probable cluster, then certainty")
     ax.set_ylabel("points (same order)")
     fig.colorbar(im, ax=ax, label="P(same cluster)")

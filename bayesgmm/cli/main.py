@@ -108,13 +108,18 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             progress(f"fitting K={K} ({spec.covariance}): EM start, then {_plan(cfg)}")
             gmm = BayesianGMM(
                 K, spec.covariance, priors=spec.priors or None, sampler=cfg,
-                em=spec.em or None, missing=missing,
+                em=spec.em or None, missing=missing, noise=spec.noise,
             ).fit(data.X, data.known, sample_weight=data.weights, noise_cov=noise)  # fmt: skip
             selection = None
         elif data.weights is not None:
             raise DataError(
                 f"weights {spec.data.weights!r} and a list of components: choosing K by "
                 "PSIS-LOO is not available for frequency-weighted data; give one K."
+            )
+        elif spec.noise is not False:
+            raise DataError(
+                "a background-noise component and a list of components: comparing Ks with "
+                "a background is not available (yet); give one K."
             )
         elif data.known is not None:
             raise DataError(
@@ -243,6 +248,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ),
         components=[args.components],
         covariance=args.covariance,
+        noise=args.noise,
         source=str(args.data),
     )
     _resolve_out(args, spec.name)

@@ -163,6 +163,12 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "keep their components, the others are inferred (semi-supervised; not fitted)",
     )
     p.add_argument(
+        "--noise",
+        action="store_true",
+        help="add a background-noise component, uniform on the data's bounding box: "
+        "scattered outliers go to it (cluster -1) instead of widening the clusters",
+    )
+    p.add_argument(
         "--weights",
         metavar="COLUMN",
         default=None,

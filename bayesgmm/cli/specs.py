@@ -23,6 +23,9 @@ A spec names the data, the model and the sampler settings::
     [model]
     components = 2                         # one K, or a list of K to compare by PSIS-LOO
     covariance = "full"                    # scikit-learn's four or any of mclust's names
+    noise = true                           # optional: a background-noise component,
+                                           # uniform on the data's bounding box (true) or
+                                           # on a region of this volume (a number)
 
     [priors.weights]                       # optional; merged over the defaults
     a = 2.0                                # (see bayesgmm.core.priors)
@@ -39,6 +42,7 @@ the key and what is allowed; all problems of a file are reported together.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,6 +109,12 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
             _is_components, "an integer >= 1, or a list of distinct integers >= 1 (Ks to compare)"
         ),
         "covariance": choice(EM_COVARIANCE_TYPES),
+        "noise": Constraint(
+            lambda v: (
+                isinstance(v, bool) or (isinstance(v, int | float) and math.isfinite(v) and v > 0)
+            ),
+            "true/false (a background on the data's bounding box) or a positive volume",
+        ),
     },
     "em": EM_SETTINGS,
 }
@@ -148,6 +158,7 @@ class ModelSpec:
     data: DataSpec
     components: list[int]
     covariance: str = "full"
+    noise: bool | float = False  # a background-noise component (BayesianGMM's noise)
     priors: dict[str, dict[str, Any]] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=dict)
     em: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +191,7 @@ class ModelSpec:
             ),
             components=[components] if is_int(components) else list(components),
             covariance=model.get("covariance", "full"),
+            noise=model.get("noise", False),
             priors={k: dict(v) for k, v in d.get("priors", {}).items()},
             sampler=dict(d.get("sampler", {})),
             em=dict(d.get("em", {})),

@@ -21,8 +21,10 @@ def flag_anomalies(
     threshold: float | None = None,
     quantile: float = 0.01,
     train_scores: ArrayLike | None = None,
+    noise_proba: ArrayLike | None = None,
 ) -> pd.DataFrame:
-    """Flag points whose log predictive density falls below a threshold.
+    """Flag points whose log predictive density falls below a threshold, or that a
+    background-noise component holds.
 
     Parameters
     ----------
@@ -35,6 +37,11 @@ def flag_anomalies(
         ``scores`` themselves): about this fraction of training points is flagged.
     train_scores : array-like, optional
         Log predictive densities of the training data.
+    noise_proba : array-like of shape (n_samples, n_components + 1), optional
+        Memberships of a fit with a background-noise component (:func:`predict_proba`,
+        the background's column last): when given, a point is flagged when the
+        background's membership exceeds every component's (column ``noise_prob``), and
+        the density threshold is not used.
 
     Returns
     -------
@@ -47,12 +54,26 @@ def flag_anomalies(
     >>> t = flag_anomalies([-1.0, -2.0, -30.0], threshold=-10.0)
     >>> t["is_anomaly"].tolist()
     [False, False, True]
+    >>> flag_anomalies([-1.0, -9.0], noise_proba=[[0.9, 0.1], [0.2, 0.8]])["is_anomaly"].tolist()
+    [False, True]
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise DataError(f"scores must be a non-empty 1-D array; got shape {s.shape}.")
     if np.isnan(s).any():
         raise DataError("scores contain NaN; score the points with score_samples first.")
+    if noise_proba is not None:
+        p = np.asarray(noise_proba, dtype=np.float64)
+        if p.ndim != 2 or p.shape[0] != s.size or p.shape[1] < 2:
+            raise DataError(
+                f"noise_proba must have shape ({s.size}, n_components + 1); got {p.shape}."
+            )
+        table = pd.DataFrame(
+            {"score": s, "noise_prob": p[:, -1], "is_anomaly": p.argmax(axis=1) == p.shape[1] - 1},
+            index=pd.RangeIndex(s.size, name="obs"),
+        )
+        table.attrs["threshold"] = None
+        return table
     if threshold is not None:
         if not _FINITE(threshold):
             raise ConfigError(f"threshold must be a finite number; got {threshold!r}.")

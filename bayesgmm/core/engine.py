@@ -32,6 +32,7 @@ from bayesgmm.core.families import FAMILIES, CovarianceFamily
 from bayesgmm.core.labels import restrict
 from bayesgmm.core.missing import Patterns
 from bayesgmm.core.noise import noise_terms
+from bayesgmm.exceptions import ConfigError
 
 __all__ = [
     "FAR_LOG_DENSITY",
@@ -295,6 +296,9 @@ def limit_memberships(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray
 class Stream:
     """Memberships and log densities of posterior draws x points, block by block.
 
+    With a background-noise component (``draws.log_background``) the memberships have
+    K + 1 rows, the background's last (not with missing values or measurement errors).
+
     Draws are taken ``draw_block`` at a time (each block one :class:`Kernel` of the full
     family, cached across point chunks while the cache stays small) and points
     ``point_chunk`` at a time, so the work buffer holds at most about ``_WORK_ELEMS``
@@ -309,6 +313,11 @@ class Stream:
 
     def __init__(self, draws, X: np.ndarray, point_chunk: int, noise_cov=None, labels=None) -> None:
         S, K, D = draws.shape
+        if draws.log_background is not None and (noise_cov is not None or np.isnan(X).any()):
+            raise ConfigError(
+                "a fit with a background-noise component predicts points without missing "
+                "values or measurement errors only."
+            )
         self.draws, self.X = draws, X
         self.noise_cov = noise_cov  # (n, D, D): points measured with known errors
         self.labels = labels  # (n,): training rows with known components (-1: unknown)
@@ -356,13 +365,19 @@ class Stream:
         _, K, _ = self.draws.shape
         c = stop - start
         ZT = design(self.X[start:stop], _FULL, self.draws.center)
+        log_bg = self.draws.log_background
         for lo, hi in self.blocks:
             kernel = self._kernel(lo, hi)
             lp = np.empty((kernel.M, c))
             kernel.fill(ZT, 0, c, lp)
             lp = lp.reshape(hi - lo, K, c)
+            if log_bg is not None:  # the background: a constant last row (never far)
+                lp = np.concatenate([lp, np.broadcast_to(log_bg[lo:hi, None, None],
+                                                         (hi - lo, 1, c))], axis=1)  # fmt: skip
+                if self.labels is not None:  # labelled points are never the background's
+                    lp[:, K, self.labels[start:stop] >= 0] = -np.inf
             log_dens, far = normalise(lp)
-            if far.any():
+            if far.any() and log_bg is None:  # (the background's density is never far)
                 cols = np.flatnonzero(far.any(axis=0))
                 lim = kernel.far_memberships(self.X[start:stop][cols], self.draws.center)
                 rows, where = np.nonzero(far[:, cols])

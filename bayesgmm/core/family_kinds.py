@@ -116,7 +116,7 @@ class CovarianceFamily:
     @property
     def kernel(self) -> CovarianceFamily:
         """The record whose likelihood form the model's covariance argument takes (see
-        :func:`bayesgmm.inference.model.component_logp_z`): the family itself."""
+        :func:`bayesgmm.inference.gaussian_logp.component_logp_z`): the family itself."""
         return self
 
     @property

@@ -72,7 +72,7 @@ def membership_array(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
     out = np.empty((S, K, X.shape[0]))
     for start, stop, blocks in Stream(draws, X, 4096).chunks():
         for lo, hi, lp, _ in blocks:
-            out[lo:hi, :, start:stop] = lp
+            out[lo:hi, :, start:stop] = lp[:, :K]  # (a background's row left out)
     return out
 
 
@@ -118,8 +118,7 @@ def membership_draws(
     True
     """
     draws, X = draws_and_data(posterior, X, max_draws)
-    S, K, _ = draws.shape
-    N = X.shape[0]
+    S, K, N = draws.shape[0], draws.n_rows, X.shape[0]
     if S * N * K * 8 > _MAX_DRAWS_BYTES:
         raise ConfigError(
             f"{S} draws x {N} points x {K} components would need "
@@ -138,7 +137,7 @@ def membership_draws(
             "chain": draws.coords["chain"],
             "draw": draws.coords["draw"],
             "obs": np.arange(N),
-            "component": draws.coords["component"],
+            "component": draws.row_coords,
         },
         name="gamma",
     )
@@ -178,6 +177,8 @@ def predict_proba(
     Returns
     -------
     proba : ndarray of shape (n_samples, n_components)
+        With a background-noise component (``BayesianGMM(noise=True)``), one more
+        column, last: the background's membership.
     lower, upper : ndarray of shape (n_samples, n_components)
         Only with ``return_intervals=True``.
 
@@ -200,7 +201,8 @@ def predict_proba(
 
 
 def predict(posterior, X: ArrayLike | None = None, **kwargs) -> np.ndarray:
-    """Most probable component of each point (argmax of :func:`predict_proba`).
+    """Most probable component of each point (argmax of :func:`predict_proba`); ``-1``
+    for a point most probably the background-noise component's.
 
     Examples
     --------
@@ -208,7 +210,14 @@ def predict(posterior, X: ArrayLike | None = None, **kwargs) -> np.ndarray:
     >>> predict(example_posterior(), [[0.0, 0.0], [3.0, 3.0]])
     array([0, 1])
     """
-    return predict_proba(posterior, X, **kwargs).argmax(axis=1)
+    return _best(predict_proba(posterior, X, **kwargs), posterior)
+
+
+def _best(proba: np.ndarray, posterior) -> np.ndarray:
+    """Each row's most probable component, ``-1`` where it is the background's."""
+    best = proba.argmax(axis=1)
+    K = posterior_dataset(posterior).sizes["component"]
+    return np.where(best == K, -1, best) if proba.shape[1] > K else best
 
 
 def assignments_table(
@@ -227,7 +236,8 @@ def assignments_table(
     (``1 - max_prob``), ``entropy`` (of the mean membership probabilities, in nats;
     at most ``log K``), ``mean_draw_entropy`` (mean over draws of each draw's entropy:
     the part of ``entropy`` due to overlapping components rather than to parameter
-    uncertainty), then per component ``prob_<k>`` and its interval over draws,
+    uncertainty), then per component ``prob_<k>`` and its interval over draws (and
+    ``prob_noise`` with a background-noise component, whose points' ``cluster`` is -1),
     ``prob_<k>_hdi94_lower`` and ``prob_<k>_hdi94_upper`` (the names say the interval:
     ``eti89`` for ``prob=0.89, kind="eti"``). ``noise_cov``: the points' known
     measurement errors, as in :func:`predict_proba`.
@@ -254,7 +264,7 @@ def assignments_table(
         entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
     table = pd.DataFrame(
         {
-            "cluster": p.argmax(axis=1),
+            "cluster": _best(p, posterior),
             "max_prob": p.max(axis=1),
             "uncertainty": 1.0 - p.max(axis=1),
             "entropy": entropy,
@@ -263,7 +273,7 @@ def assignments_table(
         index=pd.RangeIndex(X.shape[0], name="obs"),
     )
     name = interval_label(prob, kind)
-    for k, label in enumerate(draws.coords["component"]):
+    for k, label in enumerate(draws.row_coords):
         table[f"prob_{label}"] = p[:, k]
         table[f"prob_{label}_{name}_lower"] = res.proba_lower[:, k]
         table[f"prob_{label}_{name}_upper"] = res.proba_upper[:, k]
@@ -283,7 +293,8 @@ def co_clustering(
 
     Given the parameters, assignments are independent, so for ``i != j`` this is
     ``E[sum_k gamma_ik gamma_jk]`` over the posterior; the diagonal is 1. It is
-    label-invariant (no relabelling needed). Cost grows as
+    label-invariant (no relabelling needed); two points of a background-noise component
+    are not clustered together. Cost grows as
     ``n_samples**2 * n_draws * n_components``, hence the limits.
 
     Parameters
@@ -317,12 +328,12 @@ def co_clustering(
             f"and time ~N^2; it is limited to max_points={max_points}. Subsample the points "
             "or raise max_points."
         )
-    S = draws.shape[0]
+    S, K, _ = draws.shape
     out = np.zeros((N, N))
     stream = Stream(draws, X, N, **row_terms(posterior, X, noise_cov))
     for _, _, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
-            G = lp.reshape((hi - lo) * lp.shape[1], N)
+            G = lp[:, :K].reshape((hi - lo) * K, N)
             out += G.T @ G
     out /= S
     np.fill_diagonal(out, 1.0)
@@ -440,13 +451,13 @@ def count_nonempty(X: ArrayLike, posterior) -> xr.DataArray:
         raise DataError(
             f"X must have shape (n_samples, {D}) to match the posterior; got {X.shape}."
         )
-    hit = np.zeros((S, K), dtype=bool)
+    hit = np.zeros((S, draws.n_rows), dtype=bool)
     for _, _, blocks in Stream(draws, X, 4096).chunks():
         for lo, hi, resp, _ in blocks:
             best = resp.argmax(axis=1)  # (draws, points): each point's most probable component
             hit[np.arange(lo, hi)[:, None], best] = True
     return xr.DataArray(
-        hit.sum(axis=1).reshape(draws.n_chain, draws.n_draw),
+        hit[:, :K].sum(axis=1).reshape(draws.n_chain, draws.n_draw),
         dims=("chain", "draw"),
         coords={k: post[k] for k in ("chain", "draw") if k in post.coords},
         name="n_nonempty",

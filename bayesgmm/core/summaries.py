@@ -150,8 +150,7 @@ def summarise(
     noise_cov: np.ndarray | None = None,  # (n, D, D), checked: see noise_for
     labels: np.ndarray | None = None,  # (n,) training rows' known labels: see row_terms
 ) -> Summary:
-    S, K, _ = draws.shape
-    N = X.shape[0]
+    S, K, N = draws.shape[0], draws.n_rows, X.shape[0]  # (K + 1 rows with a background)
     per_point = S * (K * proba_intervals + density_intervals)
     if chunk_size is None:
         chunk_size = max(1, _STORE_ELEMS // per_point) if per_point else 4096

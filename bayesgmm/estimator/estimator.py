@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesgmm.core import predict as _predict
+from bayesgmm.core.background import check_noise
 from bayesgmm.core.config import ADVIConfig, SamplerConfig
 from bayesgmm.core.data import check_new_data, check_sample_weight
 from bayesgmm.core.draws import (
@@ -38,7 +39,7 @@ from bayesgmm.estimator.figures import FigureMethods
 from bayesgmm.estimator.params import Params
 from bayesgmm.estimator.posterior import fit_state, validate_params
 from bayesgmm.estimator.state import FitState
-from bayesgmm.exceptions import NotFittedError
+from bayesgmm.exceptions import ConfigError, NotFittedError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
@@ -91,6 +92,16 @@ class BayesianGMM(Params, FigureMethods):
         coordinates (the Gaussian marginal), in EM and under NUTS alike, predictions
         accept partially observed points, and :meth:`impute` gives posterior draws of the
         missing values. See :mod:`bayesgmm.core.missing`.
+    noise : bool or float, default=False
+        A background-noise component (Banfield & Raftery 1993, mclust's ``Vinv``;
+        :mod:`bayesgmm.core.background`): uniform over the data's bounding box (``True``)
+        or over a region of the given volume (a number, in the data's units), with its own
+        weight ``noise_weight``, so that scattered outliers do not widen the Gaussian
+        components. ``weights`` are then the Gaussians' shares of the clustered points
+        (component ``k``'s mixture weight is ``(1 - noise_weight) * weights[k]``);
+        memberships get a last column, the background's, and :meth:`predict` gives -1 for
+        its points; :meth:`flag_anomalies` flags them. NUTS only; not with missing values
+        or measurement errors.
 
     Attributes
     ----------
@@ -145,6 +156,7 @@ class BayesianGMM(Params, FigureMethods):
         inference: str = "nuts",
         advi: Mapping[str, Any] | ADVIConfig | None = None,
         missing: str = "error",
+        noise: bool | float = False,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -155,6 +167,7 @@ class BayesianGMM(Params, FigureMethods):
         self.inference = inference
         self.advi = advi
         self.missing = missing
+        self.noise = noise
 
     # -- fitting ---------------------------------------------------------------------
     def _validate_params(self) -> tuple[SamplerConfig, dict[str, Any], ADVIConfig | None]:
@@ -205,8 +218,10 @@ class BayesianGMM(Params, FigureMethods):
         weights = check_sample_weight(sample_weight, X)
         noise = check_noise_cov(noise_cov, X)
         labels = check_labels(y, X.shape[0], spec.n_components)
+        background = check_noise(self.noise, X)
         state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
-                                 self.priors, self.missing, noise, labels)  # fmt: skip
+                                 self.priors, self.missing, noise, labels,
+                                 background)  # fmt: skip
         self._set_state(state, model=model)
         self._warn_on_sampling_trouble()
         return self
@@ -274,10 +289,11 @@ class BayesianGMM(Params, FigureMethods):
         if model is None:
             from bayesgmm.inference.model import build_model
 
-            model = build_model(training_data(state.idata), spec=state.spec,
-                                sample_weight=training_weights(state.idata),
-                                noise_cov=training_noise(state.idata),
-                                labels=training_labels(state.idata))  # fmt: skip
+            idata = state.idata
+            model = build_model(training_data(idata), spec=state.spec,
+                                sample_weight=training_weights(idata),
+                                noise_cov=training_noise(idata), labels=training_labels(idata),
+                                background=idata["posterior"].attrs.get("background"))  # fmt: skip
             self.__dict__["_model"] = model
         return model
 
@@ -376,14 +392,26 @@ class BayesianGMM(Params, FigureMethods):
         return _predict.co_clustering(self.idata_, X, **kwargs)
 
     def flag_anomalies(
-        self, X, *, quantile: float = 0.01, threshold: float | None = None
+        self, X, *, quantile: float = 0.01, threshold: float | None = None, by: str | None = None
     ) -> pd.DataFrame:
-        """Flag points of ``X`` whose log predictive density is below a threshold.
+        """Flag points of ``X`` whose log predictive density is below a threshold, or that
+        the background-noise component more probably holds than any cluster.
 
-        The threshold is ``threshold`` if given, else the ``quantile`` of the training
-        points' scores.
+        ``by="density"``: the threshold is ``threshold`` if given, else the ``quantile`` of
+        the training points' scores. ``by="noise"`` (the default for a fit with
+        ``noise``): the points whose posterior mean membership of the background exceeds
+        every component's (column ``noise_prob``). See :func:`bayesgmm.flag_anomalies`.
         """
+        has_noise = "noise_weight" in self.idata_["posterior"]
+        by = ("noise" if has_noise else "density") if by is None else by
+        if by not in ("density", "noise"):
+            raise ConfigError(f"by must be 'density' or 'noise'; got {by!r}.")
+        if by == "noise" and not has_noise:
+            raise ConfigError("by='noise' needs a fit with a background-noise component "
+                              "(BayesianGMM(..., noise=True)).")  # fmt: skip
         scores = self.score_samples(X)
+        if by == "noise":
+            return _predict.flag_anomalies(scores, noise_proba=self.predict_proba(X))
         train = None if threshold is not None else self.score_samples(self._data_or_train(None))
         return _predict.flag_anomalies(
             scores, threshold=threshold, quantile=quantile, train_scores=train

@@ -161,11 +161,12 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
 
 def fit_state(
     X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors, missing="error",
-    noise_cov=None, labels=None,
+    noise_cov=None, labels=None, background=None,
 ):  # fmt: skip
     """:meth:`BayesianGMM.fit <bayesgmm.BayesianGMM.fit>`'s pipeline on validated data:
     the EM start, the model, NUTS (or ADVI), relabelling and modes. Returns the
-    :class:`~bayesgmm.estimator.state.FitState` and the ``pm.Model``."""
+    :class:`~bayesgmm.estimator.state.FitState` and the ``pm.Model``. ``background``:
+    ``log(1 / V)`` of a background-noise component (:mod:`bayesgmm.core.background`)."""
     from bayesgmm.core.em import _rng, fit_em_checked
     from bayesgmm.estimator.advice import collapse_remedies, warn_if_overparameterised
     from bayesgmm.estimator.state import FitState
@@ -181,6 +182,9 @@ def fit_state(
     if labels is not None and advi is not None:
         raise ConfigError("known labels (y) are not available with inference='advi' (yet); "
                           "use NUTS.")  # fmt: skip
+    if background is not None and advi is not None:
+        raise ConfigError("a background-noise component (noise) is not available with "
+                          "inference='advi' (yet); use NUTS.")  # fmt: skip
     if missing == "marginalize" and advi is not None and np.isnan(X).any():
         raise ConfigError(
             "missing values are not available with inference='advi' (minibatches of "
@@ -191,14 +195,15 @@ def fit_state(
         em = fit_em_checked(X, spec.feature_names, spec.n_components, spec.family,
                             spec.priors.to_em_prior(spec.covariance_type), rng=_rng(seed),
                             sample_weight=sample_weight, missing=missing,
-                            noise_cov=noise_cov, labels=labels, **em_kwargs)  # fmt: skip
+                            noise_cov=noise_cov, labels=labels, background=background,
+                            **em_kwargs)  # fmt: skip
     except DegenerateFitError as exc:
         raise DegenerateFitError(
             f"{exc.reason} {collapse_remedies(spec.n_components, priors)}", reason=exc.reason
         ) from None
     warn_if_overparameterised(em, X.shape[0])
     model = build_model(X, spec=spec, sample_weight=sample_weight, noise_cov=noise_cov,
-                        labels=labels)  # fmt: skip
+                        labels=labels, background=background)  # fmt: skip
     if advi is not None:
         from bayesgmm.inference.advi import fit_advi
 

@@ -155,6 +155,8 @@ def standard_errors(spec: GMMSpec, em, start: Mapping[str, np.ndarray], n_obs: i
     - ``means_z``: ``sd_z / sqrt(n_k)``, with the prior's precision added;
     - ``sds_z`` (log): ``1 / sqrt(2 n)``, n the points behind each sd (times D for one
       sd over every feature);
+    - ``noise_weight`` (log-odds), with a background-noise component:
+      ``sqrt(1 / n_0 + 1 / (n - n_0))``, ``n_0 = N w_0``;
     - ``chol_corr`` (PyMC's Cholesky-correlation coordinates: row i of the factor is
       ``(x_i, 1) / r_i``): ``r_i / sqrt(n)``, ``r_i = 1 / L_ii`` at the start, one per
       row of the factor (shape ``(..., D)``; see :func:`corr_coordinate_rows`).
@@ -181,10 +183,16 @@ def standard_errors(spec: GMMSpec, em, start: Mapping[str, np.ndarray], n_obs: i
         By free variable name, arrays of the unconstrained coordinates' shapes.
     """
     K, D, fam, rp = spec.n_components, spec.n_features, spec.family, spec.priors
-    n_k = np.clip(np.asarray(em.weights, dtype=float) / np.sum(em.weights) * n_obs, 1.0, None)
+    out, n_gauss = {}, float(n_obs)
+    noise_weight = getattr(em, "noise_weight", None)
+    if noise_weight is not None:  # the background's log-odds: 1 / n_0 + 1 / (n - n_0)
+        w0 = float(np.clip(noise_weight, 1.0 / n_obs, 1.0 - 1.0 / n_obs))
+        out["noise_weight"] = np.asarray(np.sqrt(1.0 / (n_obs * w0) + 1.0 / (n_obs * (1 - w0))))
+        n_gauss = n_obs * (1.0 - w0)  # the Gaussians' points
+    n_k = np.clip(np.asarray(em.weights, dtype=float) / np.sum(em.weights) * n_gauss, 1.0, None)
     counts = n_k + np.broadcast_to(np.asarray(rp.weights_a, dtype=float), (K,))
     inv = 1.0 / counts
-    out = {"weights": np.sqrt((1.0 - 2.0 / K) * inv[:-1] + inv.sum() / K**2)}
+    out["weights"] = np.sqrt((1.0 - 2.0 / K) * inv[:-1] + inv.sum() / K**2)
     var_z = np.diagonal(np.asarray(em.covariance_matrices()), axis1=-2, axis2=-1) / spec.scale**2
     prior_prec = (spec.scale / np.asarray(rp.means_sigma, dtype=float)) ** 2  # (D,)
     out["means_z"] = 1.0 / np.sqrt(n_k[:, None] / var_z + prior_prec[None, :])

@@ -130,8 +130,9 @@ def _graphs(model: pm.Model):
     prior = model.logp(vars=model.free_RVs)
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     extra = [model["sample_weight"]] if "sample_weight" in model.named_vars else []
+    rows = ("noise_cov", "labels", "background")
     extra += [v for name, v in model.named_vars.items()
-              if name.startswith("missing_rows_") or name in ("noise_cov", "labels")]  # fmt: skip
+              if name.startswith("missing_rows_") or name in rows]  # fmt: skip
     shared = shared_inputs(model, [prior, *likelihood_inputs, *outputs, model["data"], *extra])
     return prior, likelihood_inputs, outputs, shared
 
@@ -171,9 +172,10 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
     def prepare(shared_values):
         data, loc, scale = (shared_values[where[n]] for n in ("data", "loc", "scale"))
         w = shared_values[where["sample_weight"]] if "sample_weight" in where else None
-        offset = None  # known labels: (K, N) terms ruling components out
+        offset = None  # known labels: (K, N) terms ruling components out (and the background)
         if "labels" in where:
-            offset = label_offset(shared_values[where["labels"]], spec.n_components)
+            rows = spec.n_components + ("background" in where)
+            offset = label_offset(shared_values[where["labels"]], rows)
         if noisy:
             noise_z = shared_values[where["noise_cov"]] / (scale[:, None] * scale[None, :])
             return tuple(shared_values), (((data - loc) / scale, noise_z, w, offset),)
@@ -208,9 +210,10 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         if noisy:
             pointwise, w = _noisy_pointwise(weights, parts, groups, scale)
             return lp + (pointwise.sum() if w is None else pointwise @ w)
+        bg = shared_values[where["background"]] if "background" in where else None
         for feats, obs, (means_p, cov_p) in zip(groups, observed, parts, strict=True):
             n_obs = feats.shape[1] if feats.weights is None else feats.weights.sum()
-            lp = lp + mixture_loglik(weights, means_p, cov_p, feats, n_obs, scale[obs], fam)
+            lp = lp + mixture_loglik(weights, means_p, cov_p, feats, n_obs, scale[obs], fam, bg)
         return lp
 
     def outputs_of(params, args):
@@ -222,8 +225,9 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         if noisy:
             pointwise = _noisy_pointwise(weights, parts, groups, scale)[0]
             return (*outputs_fn(*values, *shared_values), pointwise)
+        bg = shared_values[where["background"]] if "background" in where else None
         pointwise = [
-            pointwise_loglik(weights, means_p, cov_p, feats, scale[obs], fam)
+            pointwise_loglik(weights, means_p, cov_p, feats, scale[obs], fam, bg)
             for feats, obs, (means_p, cov_p) in zip(groups, observed, parts, strict=True)
         ]
         if rows_of[0] in where:  # back to the points' order

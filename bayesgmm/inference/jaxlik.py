@@ -261,7 +261,7 @@ def coefficients(weights, means_z, cov_param, fam: CovarianceFamily):
 
 def marginal_cov_param(cov_param, obs: np.ndarray, n_features: int, fam: CovarianceFamily):
     """The covariance argument of the marginal of coordinates ``obs`` (as
-    :func:`bayesgmm.inference.model.marginal_cov_param`): the Cholesky factor of
+    :func:`bayesgmm.inference.gaussian_logp.marginal_cov_param`): the Cholesky factor of
     ``L[o, :] L[o, :]^T``, or the sds of ``obs``."""
     if len(obs) == n_features:
         return cov_param
@@ -271,17 +271,32 @@ def marginal_cov_param(cov_param, obs: np.ndarray, n_features: int, fam: Covaria
     return jnp.linalg.cholesky(rows @ jnp.swapaxes(rows, -1, -2))
 
 
-def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: CovarianceFamily):
+def _coefficients(weights, means_z, cov_param, fam: CovarianceFamily, scale, background):
+    """:func:`coefficients`, and with a ``background`` (``log(1 / V)`` in the data's units;
+    ``weights`` then (K + 1,), its weight last) one more row: the constant
+    ``log w_0 + log(1 / V) + sum log scale`` (its density on the standardised scale)."""
+    if background is None:
+        return coefficients(weights, means_z, cov_param, fam)
+    coef = coefficients(weights[:-1], means_z, cov_param, fam)
+    flat = jnp.log(weights[-1]) + background + jnp.log(scale).sum()
+    row = jnp.zeros((1, coef.shape[1]), coef.dtype).at[0, 0].set(flat)
+    return jnp.concatenate([coef, row], axis=0)
+
+
+def mixture_loglik(
+    weights, means_z, cov_param, feats, n_obs: int, scale, fam: CovarianceFamily, background=None
+):
     """The model's log-likelihood of the data (the ``x`` term of ``model.logp()``).
 
     Parameters
     ----------
-    weights : (K,)
+    weights : (K,) or (K + 1,)
+        The mixture weights (the background's last, when there is one).
     means_z : (K, D)
         Means on the standardised scale.
     cov_param
         The family's covariance argument of the likelihood (see
-        :func:`bayesgmm.inference.model.component_logp_z`): lower Cholesky factors
+        :func:`bayesgmm.inference.gaussian_logp.component_logp_z`): lower Cholesky factors
         (K, D, D) or one shared (D, D), or standard deviations (K, D) or (K,).
     feats : Features
         :func:`features` of the data (with the points' frequency weights, if any).
@@ -290,15 +305,22 @@ def mixture_loglik(weights, means_z, cov_param, feats, n_obs: int, scale, fam: C
     scale : (D,)
         The standardisation's scale (its Jacobian, ``N sum log scale``).
     fam : CovarianceFamily
+    background : float, optional
+        A uniform background-noise component's log density ``log(1 / V)`` in the data's
+        units (:mod:`bayesgmm.core.background`): one more row of coefficients, constant
+        over the points.
     """
-    coef = coefficients(weights, means_z, cov_param, fam)
+    coef = _coefficients(weights, means_z, cov_param, fam, scale, background)
     return _linear_lse(feats, coef) - n_obs * jnp.log(scale).sum()
 
 
-def pointwise_loglik(weights, means_z, cov_param, feats, scale, fam: CovarianceFamily):
+def pointwise_loglik(
+    weights, means_z, cov_param, feats, scale, fam: CovarianceFamily, background=None
+):
     """Each point's mixture log density in the data's units, (N,) (no custom gradient:
     for the posterior's pointwise log-likelihood, not for sampling)."""
-    lp = _log_terms(coefficients(weights, means_z, cov_param, fam), feats.rows, feats.offset)
+    coef = _coefficients(weights, means_z, cov_param, fam, scale, background)
+    lp = _log_terms(coef, feats.rows, feats.offset)
     return jax.scipy.special.logsumexp(lp, axis=0) - jnp.log(scale).sum()
 
 

@@ -480,6 +480,8 @@ def _to_datatree(model, posterior, sample_stats, tune, hit) -> xr.DataTree:
     if constant is not None:
         groups["constant_data"] = constant
     attrs = {"inference_library": "numpyro", "tuning_steps": tune, "compile_cache_hit": hit}
+    if "background" in model.named_vars:  # its density, for predictions (core.draws)
+        attrs["background"] = float(model["background"].get_value())
     tree = from_dict(
         data=groups,
         coords=coords,

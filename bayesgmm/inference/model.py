@@ -28,7 +28,6 @@ from pymc.distributions.distribution import support_point
 
 from bayesgmm.core.data import check_sample_weight
 from bayesgmm.core.eigen_params import shape_location_z
-from bayesgmm.core.families import CovarianceFamily, family
 from bayesgmm.core.labels import check_labels
 from bayesgmm.core.missing import Patterns
 from bayesgmm.core.noise import check_noise_cov
@@ -37,119 +36,9 @@ from bayesgmm.core.spec import GMMSpec, make_spec
 from bayesgmm.exceptions import ConfigError
 from bayesgmm.inference.coordinates import ScaledTransform, corr_coordinate_rows, unit_name
 from bayesgmm.inference.deconvolution import noise_loglik
+from bayesgmm.inference.gaussian_logp import component_logp_z, missing_loglik
 
 __all__ = ["build_model", "component_logp_z", "constant_values"]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
-#: Largest dimension for which a per-component triangular inverse is unrolled (its graph
-#: grows like D**3, and PyTensor's rewrites of it take minutes from D = 10); above it,
-#: PyTensor's batched triangular solve is used.
-UNROLL_MAX_D = 8
-
-
-def component_logp_z(z, means_z, cov_param, covariance_type: str | CovarianceFamily):
-    """Per-point, per-component Gaussian log density on the standardised scale.
-
-    Parameters
-    ----------
-    z : tensor of shape (N, D)
-    means_z : tensor of shape (K, D)
-    cov_param : tensor
-        As the family's record parameterises it: lower Cholesky factors of the
-        covariances (K, D, D) per component (full), or one shared (D, D) (tied); sds
-        (K, D) (diag) or (K,) (spherical).
-    covariance_type : str or CovarianceFamily
-
-    Returns
-    -------
-    tensor of shape (N, K)
-    """
-    fam = family(covariance_type)
-    D = z.shape[-1]
-    if fam.correlated and fam.per_component:
-        D_static = cov_param.type.shape[-1]
-        if D_static is not None and D_static <= UNROLL_MAX_D:
-            # With D known, invert the K small factors by unrolled forward substitution and
-            # map the points with one matrix product: y = (z - mu_k) @ L_k^{-T}. Measured
-            # per logp+gradient against a batched solve_triangular: 5x (numba) and 14x (JAX)
-            # faster at N=1,000, K=3, D=2; 28x and 70x at N=10,000, K=5, D=4.
-            D = D_static
-            prec_chol_t = pt.swapaxes(_tril_inverse(cov_param, D), -1, -2)  # (K, D, D): L^-T
-            flat = pt.transpose(prec_chol_t, (1, 0, 2)).reshape((D, -1))  # (D, K*D)
-            y = pt.dot(z, flat).reshape((z.shape[0], -1, D))  # (N, K, D)
-            y = y - pt.sum(means_z[:, :, None] * prec_chol_t, axis=1)[None]
-            logdet = pt.sum(pt.log(pt.diagonal(cov_param, axis1=-2, axis2=-1)), axis=-1)  # (K,)
-            return -0.5 * pt.sum(y**2, axis=-1) - logdet[None, :] - 0.5 * D * _LOG_2PI
-        diff = z[None, :, :] - means_z[:, None, :]  # (K, N, D)
-        sol = pt.linalg.solve_triangular(cov_param, pt.swapaxes(diff, -1, -2), lower=True)
-        maha = pt.sum(sol**2, axis=-2)  # (K, N)
-        logdet = pt.sum(pt.log(pt.diagonal(cov_param, axis1=-2, axis2=-1)), axis=-1)  # (K,)
-        out = -0.5 * maha - logdet[:, None]
-        return out.T - 0.5 * D * _LOG_2PI
-    if fam.correlated:  # one shared factor
-        # L^{-1}(z - mu_k) = L^{-1} z - L^{-1} mu_k: one solve for the points, one for the means
-        sol_z = pt.linalg.solve_triangular(cov_param, z.T, lower=True)  # (D, N)
-        sol_mu = pt.linalg.solve_triangular(cov_param, means_z.T, lower=True)  # (D, K)
-        diff = sol_z[:, :, None] - sol_mu[:, None, :]  # (D, N, K)
-        maha = pt.sum(diff**2, axis=0)
-        logdet = pt.sum(pt.log(pt.diagonal(cov_param)))
-        return -0.5 * maha - logdet - 0.5 * D * _LOG_2PI
-    if fam.isotropic:
-        sq = pt.sum((z[:, None, :] - means_z[None, :, :]) ** 2, axis=-1)  # (N, K)
-        return -0.5 * sq / cov_param**2 - D * pt.log(cov_param) - 0.5 * D * _LOG_2PI
-    inv_sd = 1.0 / cov_param  # (K, D)
-    diff = (z[:, None, :] - means_z[None, :, :]) * inv_sd[None]  # (N, K, D)
-    return (
-        -0.5 * pt.sum(diff**2, axis=-1) - pt.sum(pt.log(cov_param), axis=-1) - (0.5 * D * _LOG_2PI)
-    )
-
-
-def marginal_cov_param(cov_param, obs: np.ndarray, n_features: int, fam: CovarianceFamily):
-    """The likelihood's covariance argument (as :func:`component_logp_z` takes it) of the
-    marginal of the coordinates ``obs``: for Cholesky factors ``L``, the factor of the
-    block ``Sigma[o, o] = L[o, :] L[o, :]^T``; for sds, those of ``obs``."""
-    if len(obs) == n_features:
-        return cov_param
-    if not fam.correlated:
-        return cov_param if fam.isotropic else cov_param[..., obs]
-    rows = cov_param[..., obs, :]
-    return pt.linalg.cholesky(pt.matmul(rows, pt.swapaxes(rows, -1, -2)))
-
-
-def missing_loglik(z, pattern_rows, patterns, log_weights, means_z, cov_param, log_scale, fam):
-    """Each point's mixture log density (N,) from its observed coordinates only: one
-    marginal per missingness pattern (``pattern_rows``: the rows of each pattern in
-    ``patterns.groups()`` order; ``log_scale`` (D,): the standardisation's Jacobian)."""
-    out = pt.zeros((z.shape[0],))
-    D = patterns.observed.shape[1]
-    for rows, mask in zip(pattern_rows, patterns.observed, strict=True):
-        obs = np.flatnonzero(mask)
-        sub = marginal_cov_param(cov_param, obs, D, fam)
-        comp = component_logp_z(z[rows][:, obs], means_z[:, obs], sub, fam)
-        lw = log_weights[rows] if log_weights.ndim == 2 else log_weights  # known labels
-        lp = pm.math.logsumexp(lw + comp, axis=-1, keepdims=False)
-        out = pt.set_subtensor(out[rows], lp - pt.sum(log_scale[obs]))
-    return out
-
-
-def _tril_inverse(chol, D: int):
-    """Inverse of a batch of lower-triangular (..., D, D) factors, by forward substitution.
-
-    Unrolled over the (small, static) dimension D, so the graph is elementwise on the
-    batch and differentiates and compiles cheaply in every PyTensor backend.
-    """
-    inv = [[None] * D for _ in range(D)]
-    zero = pt.zeros_like(chol[..., 0, 0])
-    for i in range(D):
-        inv[i][i] = 1.0 / chol[..., i, i]
-        for j in range(i):
-            acc = chol[..., i, j] * inv[j][j]
-            for m in range(j + 1, i):
-                acc = acc + chol[..., i, m] * inv[m][j]
-            inv[i][j] = -acc * inv[i][i]
-        for j in range(i + 1, D):
-            inv[i][j] = zero
-    return pt.stack([pt.stack(row, axis=-1) for row in inv], axis=-2)
 
 
 def _free(name: str, dist, params: dict, base, unit_shape, signature: str, index=None, **kwargs):
@@ -330,6 +219,7 @@ def build_model(
     missing: str = "error",
     noise_cov=None,
     labels=None,
+    background: float | None = None,
 ) -> pm.Model:
     """Build the marginalised Bayesian Gaussian mixture as a ``pm.Model``.
 
@@ -362,6 +252,15 @@ def build_model(
         Known components (``-1``: unknown; :mod:`bayesgmm.core.labels`): a labelled
         point's likelihood is ``log w_k + log N(x_i | mu_k, Sigma_k)`` of its own
         component ``k`` (``pm.Data("labels")``).
+    background : float, optional
+        ``log(1 / V)``: a uniform background-noise component of density ``1 / V`` in the
+        data's units (:func:`bayesgmm.core.background.check_noise`; ``pm.Data
+        ("background")``). Its weight ``noise_weight ~ Beta(a_0, sum(a))`` (``a_0`` the
+        mean of the Dirichlet's ``a``), so that ``((1 - noise_weight) weights,
+        noise_weight)`` is Dirichlet ``(a, a_0)``: ``weights`` are then the Gaussian
+        components' shares of the clustered points, and component ``k``'s mixture weight is
+        ``(1 - noise_weight) weights[k]``. Not with missing values, measurement errors or
+        minibatches.
     batch_size : int, optional
         For minibatch ADVI (:mod:`bayesgmm.inference.advi`): when smaller than the number of
         points, ``x`` observes a random ``pm.Minibatch`` of this many rows of ``data``
@@ -417,6 +316,12 @@ def build_model(
     labels = check_labels(labels, X.shape[0], spec.n_components)
     if labels is not None and batch_size is not None:
         raise ConfigError("known labels are not available with minibatch ADVI (yet); use NUTS.")
+    if background is not None and (batch_size is not None or patterns is not None
+                                   or noise_cov is not None):  # fmt: skip
+        raise ConfigError(
+            "a background-noise component (noise) is not available with missing values, "
+            "measurement errors or minibatch ADVI (yet)."
+        )
 
     with pm.Model(coords=spec.coords(X.shape[0])) as model:
         noise = None if noise_cov is None else pm.Data("noise_cov", noise_cov)
@@ -448,6 +353,13 @@ def build_model(
         means_z = _free("means_z", pm.Normal, params, None, (K, D), "(),()->()",
                         dims=("component", "feature"))  # fmt: skip
         cov_param = _covariance(model, spec, c, means_z)
+        mix_weights, log_bg = weights, None
+        if background is not None:  # the background: one more Dirichlet component
+            log_bg = pm.Data("background", np.asarray(float(background)))
+            a_bg = {"alpha": pt.mean(c["weights_a"]), "beta": pt.sum(c["weights_a"])}
+            noise_weight = _free("noise_weight", pm.Beta, a_bg, transforms.logodds, (),
+                                 "(),()->()")  # fmt: skip
+            mix_weights = pt.concatenate([(1.0 - noise_weight) * weights, noise_weight[None]])
         core_ndim = (1, 2, cov_param.ndim)
         observed = {"observed": X_data, "dims": ("obs", "feature")}
         if batch_size is not None and batch_size < X.shape[0]:
@@ -460,9 +372,9 @@ def build_model(
                 p[(0,) * (p.ndim - nd)] for p, nd in zip(params, core_ndim, strict=True)
             )
             z = (value - loc) / scale
-            log_w = pt.log(weights)
+            log_w = pt.log(weights)  # (K + 1) with the background: its weight last
             if known is not None:  # known labels rule out the other components: (N, K)
-                K = spec.n_components
+                K = log_w.shape[-1]  # labelled points are never the background's
                 other = pt.ge(known, 0)[:, None] & pt.neq(known[:, None], pt.arange(K)[None])
                 log_w = pt.switch(other, -np.inf, log_w[None, :])
             if noise is not None:  # known measurement errors: the deconvolved mixture
@@ -473,15 +385,19 @@ def build_model(
                 return missing_loglik(z, pattern_rows, patterns, log_w, means_z,
                                       cov_param, pt.log(scale), fam.kernel)  # fmt: skip
             comp = component_logp_z(z, means_z, cov_param, fam.kernel)
+            if log_bg is not None:  # the background's density on the standardised scale
+                flat = pt.full((z.shape[0], 1), log_bg + log_scale_sum)
+                comp = pt.concatenate([comp, flat], axis=-1)
             return pm.math.logsumexp(log_w + comp, axis=-1, keepdims=False) - log_scale_sum
 
         x = pm.CustomDist(
             "x",
-            weights,
+            mix_weights,
             means_z,
             cov_param,
             logp=logp,
-            signature=f"(k),(k,d),{fam.kernel.sd_signature()}->(d)",
+            signature=f"({'j' if log_bg is not None else 'k'}),(k,d),"
+            f"{fam.kernel.sd_signature()}->(d)",
             **observed,
         )
         if sample_weight is not None:

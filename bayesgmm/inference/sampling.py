@@ -162,4 +162,6 @@ def _finish(idata: xr.DataTree, model: pm.Model, sampler: str) -> xr.DataTree:
     if "log_likelihood" not in idata.children:
         idata["log_likelihood"] = pointwise_log_likelihood(model, idata["posterior"].to_dataset())
     idata.attrs["nuts_sampler"] = sampler
+    if "background" in model.named_vars:  # its density, for predictions (core.draws)
+        idata["posterior"].attrs["background"] = float(model["background"].get_value())
     return idata

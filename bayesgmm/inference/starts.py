@@ -25,7 +25,9 @@ def em_start(em, spec: GMMSpec) -> dict[str, np.ndarray]:
     Parameters
     ----------
     em : EMResult
-        Needs ``weights`` (K,), ``means`` (K, D) and ``covariance_matrices()`` (K, D, D).
+        Needs ``weights`` (K,), ``means`` (K, D) and ``covariance_matrices()`` (K, D, D);
+        with a background-noise component, ``noise_weight`` (the model's ``weights`` are
+        then the Gaussians' shares: EM's normalised).
     spec : GMMSpec
     """
     K, D, fam = spec.n_components, spec.n_features, spec.family
@@ -35,6 +37,8 @@ def em_start(em, spec: GMMSpec) -> dict[str, np.ndarray]:
         "weights": weights / weights.sum(),
         "means_z": (np.asarray(em.means) - spec.loc) / scale,
     }
+    if getattr(em, "noise_weight", None) is not None:  # the background's (weights: relative)
+        start["noise_weight"] = np.asarray(np.clip(em.noise_weight, 1e-6, 1 - 1e-6))
     cov_z = np.asarray(em.covariance_matrices()) / np.outer(scale, scale)[None]
     sds_z = np.sqrt(np.diagonal(cov_z, axis1=-2, axis2=-1))  # (K, D)
     if fam.parameterisation == "eigen":  # volume, shape, orientation

@@ -99,3 +99,28 @@ def test_classify_writes_cross_validation_predictions_and_the_classifier(tmp_pat
                          tmp_path / "d", "--quiet"], capsys)  # fmt: skip
     assert code == 2 and "predictions.csv" in err
     assert (tmp_path / "d" / "predictions.csv").read_text() == "mine"
+
+
+def test_fit_with_a_background_noise_component(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.normal([0.0, 0.0], 1.0, (40, 2)), rng.normal([6.0, 6.0], 1.0, (40, 2)),
+                   rng.uniform(-12.0, 18.0, (8, 2))])  # fmt: skip
+    pd.DataFrame(X, columns=["a", "b"]).to_csv(tmp_path / "noisy.csv", index=False)
+    out = tmp_path / "n"
+    argv = ["fit", tmp_path / "noisy.csv", "-k", "2", "--noise", "--out", out,
+            "--target-ess", "0", *SMALL]  # fmt: skip
+    code, _, _ = _run(argv, capsys)
+    assert code in (0, 1)
+    gmm = load(out / "model")
+    assert gmm.noise is True and "noise_weight" in gmm.posterior
+    assign = pd.read_csv(out / "assignments.csv")
+    assert "prob_noise" in assign.columns and (assign["cluster"] == -1).sum() >= 4
+    page = html.unescape((out / "report.html").read_text())
+    volume = np.prod(X.max(axis=0) - X.min(axis=0))  # the bounding box's
+    assert f"Background noise: a uniform component of density 1/V, V = {volume:.4g}" in page
+    assert "Not drawn" not in page
+    # a spec's [model] noise: true, a volume, or a clear error
+    spec = ModelSpec.from_dict(_spec(model={"components": 2, "noise": 900.0}))
+    assert spec.noise == 900.0
+    with pytest.raises(ConfigError, match=r"model\.noise"):
+        ModelSpec.from_dict(_spec(model={"components": 2, "noise": -1}))

@@ -5,6 +5,7 @@ components stay where the clean data put them."""
 
 import numpy as np
 import pytest
+from conftest import faithful_with_outliers
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -13,29 +14,6 @@ from bayesgmm.core.background import bounding_volume
 from bayesgmm.core.datasets import load_faithful
 from bayesgmm.core.families import MCLUST_MODELS
 from bayesgmm.exceptions import ConfigError
-
-
-def _faithful_with_outliers(n_out=30, seed=0):
-    X = load_faithful().to_numpy()
-    rng = np.random.default_rng(seed)
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    out = lo + rng.random((n_out, 2)) * (hi - lo)
-    # scattered points, not inside either cluster: at least 3 of its sds from both means
-    clean = fit_em(X, 2, random_seed=0)
-    far = np.ones(n_out, bool)
-    for k in range(2):
-        d = (out - clean.means[k]) @ np.linalg.inv(
-            np.linalg.cholesky(clean.covariance_matrices()[k])
-        ).T
-        far &= np.linalg.norm(d, axis=1) > 3
-    while not far.all():  # redraw the ones inside a cluster
-        out[~far] = lo + rng.random(((~far).sum(), 2)) * (hi - lo)
-        far = np.ones(n_out, bool)
-        for k in range(2):
-            L = np.linalg.cholesky(clean.covariance_matrices()[k])
-            d = np.linalg.solve(L, (out - clean.means[k]).T).T
-            far &= np.linalg.norm(d, axis=1) > 3
-    return X, out, clean
 
 
 def _direct_loglik(fit, X):
@@ -51,7 +29,7 @@ def _direct_loglik(fit, X):
     [*((name, "default") for name in MCLUST_MODELS), ("full", None), ("VEV", None)],
 )
 def test_log_likelihood_includes_the_background(covariance_type, prior):
-    X, out, _ = _faithful_with_outliers(20, seed=1)
+    X, out, _ = faithful_with_outliers(20, seed=1)
     data = np.vstack([X, out])
     fit = fit_em(data, 2, covariance_type=covariance_type, prior=prior, noise=True,
                  random_seed=0, n_init=2)  # fmt: skip
@@ -63,7 +41,7 @@ def test_log_likelihood_includes_the_background(covariance_type, prior):
 
 
 def test_outliers_go_to_the_background_and_the_clusters_stay():
-    X, out, clean = _faithful_with_outliers()
+    X, out, clean = faithful_with_outliers()
     data = np.vstack([X, out])
     fit = fit_em(data, 2, noise=True, random_seed=0)
     labels = fit.predict(data)
