@@ -67,7 +67,7 @@ _RHAT_RULE = f"<= {RHAT_OK} (warn <= {RHAT_WARN})"
 
 __all__ = ["DEFAULT_VARS", "DiagnosticsReport", "diagnose", "flat_parameters"]
 
-DEFAULT_VARS = ("weights", "means", "sds", "correlation")
+DEFAULT_VARS = ("weights", "noise_weight", "means", "sds", "correlation")
 #: Fewest draws per chain for which R-hat, ESS and MCSE are computed.
 MIN_DRAWS = 4
 VERDICTS = ("ok", "warn", "fail")

@@ -28,7 +28,7 @@ __all__ = [
     "posterior_summary",
 ]
 
-SUMMARY_VARS = ("weights", "means", "sds", "correlation")
+SUMMARY_VARS = ("weights", "noise_weight", "means", "sds", "correlation")
 #: The interval of every bayesgmm summary: a 94% highest-density interval.
 CI_KIND, CI_PROB = "hdi", 0.94
 
@@ -51,7 +51,8 @@ def posterior_summary(
 
     The interval is the 94% HDI (columns ``hdi94_lb``, ``hdi94_ub``) unless ``ci_prob`` or
     ``ci_kind`` is given (they, and every other keyword, go to ``arviz.summary``).
-    Defaults to the weights, means, sds and (full/tied) correlations in the data's units;
+    Defaults to the weights (and a background's noise_weight), means, sds and (full/tied)
+    correlations in the data's units;
     correlations are given once per pair of features (``"a:b"``), the strictly lower
     triangle. For an approximate (ADVI) fit the MCMC columns (MCSE, ESS, R-hat),
     meaningless for independent variational draws, are left out (``kind="stats"`` unless

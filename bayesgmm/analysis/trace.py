@@ -28,7 +28,7 @@ from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["DEFAULT_TRACE_VARS", "plot_trace"]
 
-DEFAULT_TRACE_VARS = ("weights", "means", "sds", "correlation")
+DEFAULT_TRACE_VARS = ("weights", "noise_weight", "means", "sds", "correlation")
 _TRACE_KINDS = ("trace_dist", "trace")
 _SAMPLE_DIMS = ("chain", "draw")
 _CHAIN_STYLES = ("-", "--", ":", "-.")

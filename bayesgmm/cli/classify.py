@@ -22,19 +22,43 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["FILES", "run_classify"]
+__all__ = ["FILES", "run_classify", "run_spec"]
 
 FILES = ("classification.txt", "cv_folds.csv", "predictions.csv")
 SAVED = "classifier"
 
 
-def _read(path: str, columns, class_column: str | None):
+def _read(path: str, columns, class_column: str | None, missing: str = "error"):
     from bayesgmm.cli.specs import DataSpec
     from bayesgmm.cli.tables import read_data
 
-    spec = DataSpec(path=str(Path(path).resolve()), columns=columns, labels=class_column,
+    if not str(path).startswith("bundled:"):
+        path = str(Path(path).resolve())
+    spec = DataSpec(path=str(path), columns=columns, labels=class_column, missing=missing,
                     origin="cli")  # fmt: skip
     return read_data(spec)
+
+
+def run_spec(spec, args: argparse.Namespace, overrides: dict) -> int:
+    """``bayesgmm run`` of a classifier's spec (a ``[classifier]`` table): as
+    ``bayesgmm classify`` with the spec's data, settings and sampler table."""
+    from bayesgmm.exceptions import ConfigError
+
+    c, data = spec.classifier, spec.data
+    if data.missing == "marginalize":
+        raise ConfigError(f"{spec.source}: the classifier takes complete rows; use "
+                          "missing = 'drop' or 'error' in [data].")  # fmt: skip
+    path = data.path if data.path.startswith("bundled:") else str(data.resolved_path)
+    predict = c.get("predict")
+    if predict is not None:
+        predict = str(Path(predict) if Path(predict).is_absolute() else data.base_dir / predict)
+    run = argparse.Namespace(
+        data=path, class_column=c["class"], columns=data.columns, missing=data.missing,
+        model=c.get("model", "EDDA"), covariance=c.get("covariance", "auto"),
+        components=c.get("components"), folds=c.get("folds", 10), predict=predict,
+        out=args.out, quiet=args.quiet,
+    )  # fmt: skip
+    return run_classify(run, {**spec.sampler_config(overrides).to_dict()})
 
 
 def _predictions(clf, X: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +87,8 @@ def run_classify(args: argparse.Namespace, overrides: dict) -> int:
     columns = None
     if args.columns:
         columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
-    train = _read(args.data, columns, args.class_column)
+    missing = getattr(args, "missing", "error")
+    train = _read(args.data, columns, args.class_column, missing)
     new = None
     if args.predict:
         new = _read(args.predict, list(train.X.columns), None).X

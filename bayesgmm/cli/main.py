@@ -264,6 +264,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bayesgmm.cli.specs import load_spec
 
     spec = load_spec(args.spec)
+    if spec.classifier is not None:  # Bayesian discriminant analysis (bayesgmm classify)
+        from bayesgmm.cli.classify import run_spec
+
+        if args.out is None:
+            args.out = DEFAULT_OUT.format(name=spec.name)
+        return run_spec(spec, args, _overrides(args))
     _resolve_out(args, spec.name)
     progress = _Progress(args.quiet)
     progress(f"model spec {args.spec}: {spec.description or spec.name}")

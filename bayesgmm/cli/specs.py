@@ -36,6 +36,17 @@ A spec names the data, the model and the sampler settings::
     [em]                                   # optional; n_init, init, max_iter, tol
     n_init = 10
 
+A classifier's spec (``bayesgmm run`` then does what ``bayesgmm classify`` does) has a
+``[classifier]`` table instead of ``[model]``::
+
+    [classifier]
+    class = "species"                      # the column of class labels (not fitted)
+    model = "EDDA"                         # optional: "EDDA" (default) or "MclustDA"
+    covariance = "auto"                    # optional: "auto" (EDDA: by BIC) or a family
+    components = 2                         # optional, MclustDA: per class (default by BIC)
+    folds = 10                             # optional: cross-validation folds (0: none)
+    predict = "new.csv"                    # optional: rows to classify
+
 Unknown keys, wrong types and bad values raise :class:`~bayesgmm.ConfigError` naming
 the key and what is allowed; all problems of a file are reported together.
 """
@@ -117,9 +128,19 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
         ),
     },
     "em": EM_SETTINGS,
+    "classifier": {  # instead of [model]: Bayesian discriminant analysis (bayesgmm classify)
+        "class": _TEXT.says("the name of the column of class labels (a string)"),
+        "model": choice(("EDDA", "MclustDA")),
+        "covariance": choice(("auto", *EM_COVARIANCE_TYPES)),
+        "components": integer(1),
+        "folds": Constraint(
+            lambda v: is_int(v) and (v == 0 or v >= 2), "0 (no cross-validation) or an integer >= 2"
+        ),
+        "predict": _TEXT.says("a CSV path (relative to the spec file) of rows to classify"),
+    },
 }
-TABLES = ("data", "model", "priors", "sampler", "em")
-REQUIRED = {"data": ("path",), "model": ("components",)}
+TABLES = ("data", "model", "classifier", "priors", "sampler", "em")
+REQUIRED = {"data": ("path",), "model": ("components",), "classifier": ("class",)}
 
 
 @dataclass(frozen=True)
@@ -164,6 +185,8 @@ class ModelSpec:
     em: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<dict>"
+    #: A classifier's spec ([classifier] instead of [model]; ``components`` is then empty).
+    classifier: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(
@@ -174,8 +197,8 @@ class ModelSpec:
         if errors:
             raise ConfigError(f"invalid model spec {source}: " + "; ".join(errors))
         data = d["data"]
-        model = d["model"]
-        components = model["components"]
+        model = d.get("model", {})
+        components = model.get("components", [])
         return cls(
             name=d.get("name", Path(source).stem if source != "<dict>" else "model"),
             description=d.get("description", ""),
@@ -196,6 +219,7 @@ class ModelSpec:
             sampler=dict(d.get("sampler", {})),
             em=dict(d.get("em", {})),
             source=source,
+            classifier=dict(d["classifier"]) if "classifier" in d else None,
         )
 
     def sampler_config(self, overrides: Mapping[str, Any] | None = None) -> SamplerConfig:
@@ -246,7 +270,12 @@ def _schema_errors(d: Any) -> list[str]:
                 f"'data.weights' = {data['weights']!r} is also in data.columns; the weight "
                 "column weights the rows, it is not fitted: remove it from columns"
             )
+    if "classifier" in d and "model" in d:
+        errors.append("a spec has [model] (a clustering) or [classifier] (a classifier of a "
+                      "class column), not both")  # fmt: skip
     for table in TABLES:
+        if table not in d and (table == "classifier" or (table == "model" and "classifier" in d)):
+            continue  # a classifier's spec has no [model], a clustering's no [classifier]
         value = d.get(table, {})
         if not isinstance(value, Mapping):
             continue

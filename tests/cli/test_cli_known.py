@@ -124,3 +124,28 @@ def test_fit_with_a_background_noise_component(tmp_path, capsys):
     assert spec.noise == 900.0
     with pytest.raises(ConfigError, match=r"model\.noise"):
         ModelSpec.from_dict(_spec(model={"components": 2, "noise": -1}))
+
+
+def test_a_classifier_spec_runs_as_classify(tmp_path, capsys):
+    from test_cli import MODELS
+
+    from bayesgmm.cli.specs import load_spec
+
+    species = load_spec(MODELS / "penguins_species.toml")
+    assert species.classifier["class"] == "species" and species.components == []
+    rng = np.random.default_rng(6)
+    X = np.vstack([rng.normal(0.0, 1.0, (25, 2)), rng.normal(4.0, 1.0, (25, 2))])
+    df = pd.DataFrame(X, columns=["a", "b"]).assign(kind=np.repeat(["p", "q"], 25))
+    df.to_csv(tmp_path / "two.csv", index=False)
+    (tmp_path / "two.toml").write_text(
+        '[data]\npath = "two.csv"\n[classifier]\nclass = "kind"\ncovariance = "EII"\n'
+        "folds = 2\n[sampler]\ndraws = 60\ntune = 60\nchains = 2\nrandom_seed = 1\n"
+    )
+    code, stdout, _ = _run(["run", tmp_path / "two.toml", "--out", tmp_path / "c", "--quiet"],
+                           capsys)  # fmt: skip
+    assert code == 0 and "2-fold cross-validation: error" in stdout
+    assert "classes: p (25), q (25)" in (tmp_path / "c" / "classification.txt").read_text()
+    with pytest.raises(ConfigError, match=r"\[model\] .* or \[classifier\]"):
+        ModelSpec.from_dict(_spec(classifier={"class": "kind"}))
+    with pytest.raises(ConfigError, match=r"'classifier.folds' = 1"):
+        ModelSpec.from_dict({"data": {"path": "x.csv"}, "classifier": {"class": "k", "folds": 1}})
