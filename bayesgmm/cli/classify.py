@@ -99,7 +99,7 @@ def run_classify(args: argparse.Namespace, overrides: dict) -> int:
     say(f"fitting {args.model} ({args.covariance}) to {len(y)} rows of {len(set(y))} classes")
     clf.fit(train.X.to_numpy(), y)
     lines = [
-        *train.notes,
+        *(n for n in train.notes if not n.startswith("labels:")),  # (the classes: below)
         "classes: "
         + ", ".join(f"{c} ({n})" for c, n in zip(clf.classes_, clf.class_counts_, strict=True)),
         f"model: {args.model}, covariance '{clf.covariance_type_}', components per class "
