@@ -21,7 +21,9 @@ def weighted():
     return X, w, np.repeat(X, w.astype(int), axis=0)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "VEV", "diag"])
+@pytest.mark.parametrize(
+    "covariance_type", ["full", pytest.param("VEV", marks=pytest.mark.slow), "diag"]
+)
 def test_the_weighted_log_posterior_is_that_of_the_repeated_rows(weighted, covariance_type):
     pytest.importorskip("numpyro")
     import jax

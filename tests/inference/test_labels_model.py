@@ -24,7 +24,9 @@ def _parameters(model, point):
     return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag", "VEV"])
+@pytest.mark.parametrize(
+    "covariance_type", ["full", "diag", pytest.param("VEV", marks=pytest.mark.slow)]
+)
 def test_a_labelled_point_has_its_own_components_term(covariance_type):
     X, labels = _data()
     model = build_model(X, 2, covariance_type, labels=labels)
@@ -44,8 +46,7 @@ def test_a_labelled_point_has_its_own_components_term(covariance_type):
     "covariance_type",
     [
         "full",
-        "VEV",
-        *(pytest.param(n, marks=pytest.mark.slow) for n in ("tied", "diag", "spherical")),
+        *(pytest.param(n, marks=pytest.mark.slow) for n in ("VEV", "tied", "diag", "spherical")),
     ],
 )
 def test_fast_log_density_with_labels_matches_the_model(covariance_type):

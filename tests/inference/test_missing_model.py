@@ -31,7 +31,10 @@ def _observed_loglik(X, w, mu, cov):
 FAMILIES = ["full", "spherical", "VEV", "EEI"]
 
 
-@pytest.mark.parametrize("covariance_type", FAMILIES)
+@pytest.mark.parametrize(
+    "covariance_type",
+    [pytest.param(c, marks=pytest.mark.slow) if c == "VEV" else c for c in FAMILIES],
+)
 def test_the_likelihood_is_the_marginal_of_the_observed_coordinates(covariance_type):
     X = _data()
     model = build_model(X, 3, covariance_type, missing="marginalize")
@@ -61,7 +64,8 @@ def test_nan_without_the_option_is_refused_with_the_option_named():
 
 
 @pytest.mark.parametrize(
-    ("covariance_type", "weighted"), [("full", False), ("VEV", True), ("diag", True)]
+    ("covariance_type", "weighted"),
+    [("full", False), pytest.param("VEV", True, marks=pytest.mark.slow), ("diag", True)],
 )
 def test_fast_log_density_with_missing_values_matches_the_model(covariance_type, weighted):
     X = _data()
