@@ -338,7 +338,8 @@ class BayesianGMM(Params, FigureMethods):
         return self._new_data(X)
 
     def predict_proba(self, X, **kwargs: Any):
-        """Posterior mean membership probabilities, shape (n_samples, n_components).
+        """Posterior mean membership probabilities, shape (n_samples, n_components) (one
+        more column, last, for a background-noise component: ``noise=True``).
 
         Keyword arguments (``return_intervals``, ``prob``, ``kind``, ``max_draws``,
         ``chunk_size``) go to :func:`bayesgmm.predict_proba`.
@@ -347,7 +348,7 @@ class BayesianGMM(Params, FigureMethods):
         return _predict.predict_proba(self.idata_, X, **kwargs)
 
     def predict(self, X, **kwargs: Any) -> np.ndarray:
-        """Most probable component of each point."""
+        """Most probable component of each point (-1: the background-noise component's)."""
         X = self._new_data(X)
         return _predict.predict(self.idata_, X, **kwargs)
 
@@ -362,7 +363,8 @@ class BayesianGMM(Params, FigureMethods):
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples: int = 1, *, random_seed=None) -> tuple[np.ndarray, np.ndarray]:
-        """Draw points from the posterior predictive mixture; returns ``(X, components)``."""
+        """Draw points from the posterior predictive mixture; returns ``(X, components)``
+        (component -1: the background-noise component's, uniform on its box)."""
         return _predict.sample(self.idata_, n_samples, random_seed=random_seed)
 
     def impute(self, X=None, **kwargs: Any):
