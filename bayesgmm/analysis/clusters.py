@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bayesgmm.core.checks import integer, is_int
+from bayesgmm.core.draws import training_data
 from bayesgmm.core.predict import predict_proba
 from bayesgmm.core.summaries import draws_and_data
 from bayesgmm.exceptions import ConfigError
@@ -159,10 +160,20 @@ def _draw_pair(ax, draws, X, i, j, rgba, sizes, colours, picks, n_std, limits, l
     ax.set_ylim(*limits[j])
 
 
-def _draw_marginal(ax, draws, x, f, colours, picks, limits, labels=None) -> float:
+def _box(posterior, draws, X):
+    """The box of a background-noise component (None without one), from the fit's
+    training data (``X`` when the posterior has none)."""
+    from bayesgmm.core.generate import background_box
+
+    train = training_data(posterior)
+    return background_box(posterior, draws, X if train is None else train)
+
+
+def _draw_marginal(ax, draws, x, f, colours, picks, limits, labels=None, box=None) -> float:
     """Histogram of feature ``f`` (values ``x``) with each component's weighted marginal
-    density (posterior mean, bold; the draws ``picks``, faint) and the mixture (dashed);
-    the y limit comes from the histogram and the bold curves. Returns that limit."""
+    density (posterior mean, bold; the draws ``picks``, faint), a background-noise
+    component's (uniform on its ``box``'s side, grey) and the mixture (dashed); the y limit
+    comes from the histogram and the bold curves. Returns that limit."""
     from scipy.stats import norm
 
     K = draws.shape[1]
@@ -183,6 +194,12 @@ def _draw_marginal(ax, draws, x, f, colours, picks, limits, labels=None) -> floa
         total += dens
         ax.plot(grid, dens, color=colours(k % colours.N), linewidth=2.0,
                 label=None if labels is None else labels[k])  # fmt: skip
+    if box is not None:  # the background's marginal: uniform on the box's side
+        lo, hi = box[0][f], box[1][f]
+        w0 = np.exp(draws.log_background - draws.background).mean()
+        flat = np.where((grid >= lo) & (grid <= hi), w0 / (hi - lo), 0.0)
+        total += flat
+        ax.plot(grid, flat, color=NOISE_COLOUR, linewidth=2.0)
     ax.plot(grid, total, color="black", linewidth=1.2, linestyle="--",
             label=None if labels is None else "mixture")  # fmt: skip
     top = 1.08 * max(float(np.max(heights, initial=0.0)), float(total.max()), 1e-300)
@@ -256,7 +273,8 @@ def plot_clusters(
     labels = _component_labels(draws)
     how = "opacity" if uncertainty == "alpha" else "size"
     if D == 1:
-        top = _draw_marginal(ax, draws, X[:, 0], 0, colours, picks, limits, labels)
+        box = _box(posterior, draws, X)
+        top = _draw_marginal(ax, draws, X[:, 0], 0, colours, picks, limits, labels, box)
         rug = 120.0 if uncertainty == "alpha" else 4.0 * sizes  # a tick 120 long at most
         ax.scatter(X[:, 0], np.full(X.shape[0], -0.04 * top), c=rgba, marker="|", s=rug,
                    linewidths=1.2)  # fmt: skip
@@ -382,6 +400,7 @@ def plot_pairs(
     limits = _limits(draws, X, n_std)
     names = draws.feature_names
     n = len(idx)
+    box = _box(posterior, draws, X)
     fig, axes = plt.subplots(n, n, figsize=(1.2 + 2.4 * n, 1.6 + 2.4 * n), squeeze=False)
     for r in range(n):
         for c in range(n):
@@ -390,7 +409,7 @@ def plot_pairs(
                 ax.set_axis_off()  # removed once the layout is done
                 continue
             if c == r:
-                _draw_marginal(ax, draws, X[:, idx[r]], idx[r], colours, picks, limits)
+                _draw_marginal(ax, draws, X[:, idx[r]], idx[r], colours, picks, limits, box=box)
                 ax.set_yticks([])
             else:
                 _draw_pair(ax, draws, X, idx[c], idx[r], rgba, sizes, colours, picks, n_std,
