@@ -112,11 +112,11 @@ def _component_labels(draws) -> list[str]:
 
 def _noise_handles(draws) -> list:
     """The legend's entry for a background-noise component's points (none without one)."""
-    if draws.log_background is None:
+    if draws.log_noise_weight is None:
         return []
     from matplotlib.lines import Line2D
 
-    w0 = np.exp(draws.log_background - draws.background).mean()
+    w0 = np.exp(draws.log_noise_weight).mean()
     return [Line2D([], [], color=NOISE_COLOUR, marker="o", linestyle="none", markersize=4,
                    label=f"noise (w={w0:.2f})")]  # fmt: skip
 
@@ -196,7 +196,7 @@ def _draw_marginal(ax, draws, x, f, colours, picks, limits, labels=None, box=Non
                 label=None if labels is None else labels[k])  # fmt: skip
     if box is not None:  # the background's marginal: uniform on the box's side
         lo, hi = box[0][f], box[1][f]
-        w0 = np.exp(draws.log_background - draws.background).mean()
+        w0 = np.exp(draws.log_noise_weight).mean()
         flat = np.where((grid >= lo) & (grid <= hi), w0 / (hi - lo), 0.0)
         total += flat
         ax.plot(grid, flat, color=NOISE_COLOUR, linewidth=2.0)

@@ -178,10 +178,10 @@ class Draws:
     n_draw: int
     coords: dict
     feature_names: list[str]
-    #: With a background-noise component (:mod:`bayesgmm.core.background`): its weighted
-    #: log density ``log w_0 + log(1 / V)`` per draw (S,), the last of K + 1 rows of
-    #: memberships; ``log_weights`` are then the Gaussians' ``log((1 - w_0) w_k)``.
-    log_background: np.ndarray | None = None
+    #: With a background-noise component (:mod:`bayesgmm.core.background`): its weight's
+    #: log ``log w_0`` per draw (S,); ``log_weights`` are then the Gaussians'
+    #: ``log((1 - w_0) w_k)``.
+    log_noise_weight: np.ndarray | None = None
     #: That component's log density ``log(1 / V)`` (in the data's units), or None.
     background: float | None = None
 
@@ -193,7 +193,7 @@ class Draws:
             raise DataError("the posterior draws contain NaN or infinite values.")
         with np.errstate(divide="ignore"):
             log_w = np.log(np.asarray(w, dtype=np.float64).reshape(C * R, K))
-        log_bg = None
+        log_w0 = background = None
         if "noise_weight" in ds:  # weights: the Gaussians' shares of the clustered points
             w0 = ds["noise_weight"].transpose("chain", "draw").to_numpy().reshape(C * R)
             if "background" not in ds.attrs:
@@ -201,9 +201,9 @@ class Draws:
                     "the posterior has a noise_weight but no 'background' attribute (the "
                     "background's log density log(1 / V)); it must come from bayesgmm."
                 )
+            background = float(ds.attrs["background"])
             with np.errstate(divide="ignore"):
-                log_w = log_w + np.log1p(-w0)[:, None]
-                log_bg = np.log(w0) + float(ds.attrs["background"])
+                log_w, log_w0 = log_w + np.log1p(-w0)[:, None], np.log(w0)
         mu = np.asarray(mu, dtype=np.float64).reshape(C * R, K, D)
         coords = {
             "chain": ds["chain"].to_numpy(),
@@ -224,8 +224,8 @@ class Draws:
             n_draw=R,
             coords=coords,
             feature_names=names,
-            log_background=log_bg,
-            background=None if log_bg is None else float(ds.attrs["background"]),
+            log_noise_weight=log_w0,
+            background=background,
         )
 
     @property
@@ -234,16 +234,24 @@ class Draws:
         return self.means.shape
 
     @property
+    def log_background(self) -> np.ndarray | None:
+        """The background's weighted log density ``log w_0 + log(1 / V)`` per draw (S,),
+        the last of K + 1 rows of memberships; None without a background."""
+        if self.log_noise_weight is None:
+            return None
+        return self.log_noise_weight + self.background
+
+    @property
     def n_rows(self) -> int:
         """Rows of memberships: the K components, and the background's when there is one."""
-        return self.shape[1] + (self.log_background is not None)
+        return self.shape[1] + (self.log_noise_weight is not None)
 
     @property
     def row_coords(self) -> list:
         """The memberships' ``component`` coordinates: the components', then ``"noise"``
         for the background (when there is one)."""
         comps = list(np.asarray(self.coords["component"]).tolist())
-        return comps if self.log_background is None else [*comps, "noise"]
+        return comps if self.log_noise_weight is None else [*comps, "noise"]
 
     def marginal(self, obs: np.ndarray) -> Draws:
         """The draws' marginal mixture of the coordinates ``obs`` (an index array): the

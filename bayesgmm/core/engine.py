@@ -313,7 +313,7 @@ class Stream:
 
     def __init__(self, draws, X: np.ndarray, point_chunk: int, noise_cov=None, labels=None) -> None:
         S, K, D = draws.shape
-        if draws.log_background is not None and (noise_cov is not None or np.isnan(X).any()):
+        if draws.log_noise_weight is not None and (noise_cov is not None or np.isnan(X).any()):
             raise ConfigError(
                 "a fit with a background-noise component predicts points without missing "
                 "values or measurement errors only."

@@ -25,7 +25,7 @@ def background_box(posterior, draws: Draws, data=None) -> tuple[np.ndarray, np.n
     without one): the training data's bounding box (``data``, else the DataTree's), scaled
     about its centre to the background's volume ``V`` when the user gave one
     (:mod:`bayesgmm.core.background`)."""
-    if draws.log_background is None:
+    if draws.log_noise_weight is None:
         return None
     X = training_data(posterior) if data is None else np.asarray(data, dtype=float)
     if X is None:
@@ -68,10 +68,9 @@ def _draw_points(
 
 def _log_weights(draws: Draws) -> np.ndarray:
     """The draws' log weights (S, K), with the background's last (S, K + 1) if any."""
-    if draws.log_background is None:
+    if draws.log_noise_weight is None:
         return draws.log_weights
-    log_w0 = draws.log_background - draws.background  # its weight (without its density)
-    return np.concatenate([draws.log_weights, log_w0[:, None]], axis=1)
+    return np.concatenate([draws.log_weights, draws.log_noise_weight[:, None]], axis=1)
 
 
 def sample(posterior, n_samples: int = 1, *, random_seed=None) -> tuple[np.ndarray, np.ndarray]:
