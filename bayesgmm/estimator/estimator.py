@@ -23,7 +23,9 @@ from bayesgmm.core.background import check_noise
 from bayesgmm.core.config import ADVIConfig, SamplerConfig
 from bayesgmm.core.data import check_new_data, check_sample_weight
 from bayesgmm.core.draws import (
+    Draws,
     missing_of,
+    posterior_dataset,
     training_data,
     training_labels,
     training_noise,
@@ -400,20 +402,30 @@ class BayesianGMM(Params, FigureMethods):
         the background-noise component more probably holds than any cluster.
 
         ``by="density"``: the threshold is ``threshold`` if given, else the ``quantile`` of
-        the training points' scores. ``by="noise"`` (the default for a fit with
-        ``noise``): the points whose posterior mean membership of the background exceeds
-        every component's (column ``noise_prob``). See :func:`bayesgmm.flag_anomalies`.
+        the training points' scores. ``by="noise"`` (the default for a fit with ``noise``,
+        unless a ``threshold`` is given): the points whose posterior mean membership of the
+        background exceeds every component's (column ``noise_prob``). See
+        :func:`bayesgmm.flag_anomalies`.
         """
         has_noise = "noise_weight" in self.idata_["posterior"]
-        by = ("noise" if has_noise else "density") if by is None else by
+        if by is None:  # a threshold given is a density threshold
+            by = "noise" if has_noise and threshold is None else "density"
         if by not in ("density", "noise"):
             raise ConfigError(f"by must be 'density' or 'noise'; got {by!r}.")
         if by == "noise" and not has_noise:
             raise ConfigError("by='noise' needs a fit with a background-noise component "
                               "(BayesianGMM(..., noise=True)).")  # fmt: skip
+        if by == "noise" and threshold is not None:
+            raise ConfigError("threshold is a log-density threshold (by='density'); "
+                              "by='noise' flags the points the background holds.")  # fmt: skip
+        if by == "noise":  # scores and memberships in one pass over the draws
+            from bayesgmm.core.summaries import row_terms, summarise
+
+            X = self._new_data(X)
+            draws = Draws.from_dataset(posterior_dataset(self.idata_))
+            res = summarise(draws, X, density=True, **row_terms(self.idata_, X, None))
+            return _predict.flag_anomalies(res.log_density, noise_proba=res.proba)
         scores = self.score_samples(X)
-        if by == "noise":
-            return _predict.flag_anomalies(scores, noise_proba=self.predict_proba(X))
         train = None if threshold is not None else self.score_samples(self._data_or_train(None))
         return _predict.flag_anomalies(
             scores, threshold=threshold, quantile=quantile, train_scores=train

@@ -64,6 +64,13 @@ def test_a_fit_with_a_background(tmp_path):
     assert gmm.membership_draws()["component"].values.tolist()[-1] == "noise"
     flags = gmm.flag_anomalies(noisy)
     assert (flags["is_anomaly"] == (gmm.predict(noisy) == -1)).all()
+    np.testing.assert_allclose(flags["score"], gmm.score_samples(noisy), rtol=1e-12)
+    np.testing.assert_allclose(flags["noise_prob"], proba[:, -1], rtol=1e-12)
+    # a threshold is a density threshold; with by="noise" it is refused
+    by_density = gmm.flag_anomalies(noisy, threshold=-10.0)
+    assert (by_density["is_anomaly"] == (by_density["score"] < -10.0)).all()
+    with pytest.raises(ConfigError, match="threshold is a log-density threshold"):
+        gmm.flag_anomalies(noisy, by="noise", threshold=-10.0)
     # draws: the background's share of new points is its weight
     _, comp = gmm.sample(4000, random_seed=0)
     w0 = float(post["noise_weight"].mean())
