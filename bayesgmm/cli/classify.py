@@ -28,14 +28,14 @@ FILES = ("classification.txt", "cv_folds.csv", "predictions.csv")
 SAVED = "classifier"
 
 
-def _read(path: str, columns, class_column: str | None, missing: str = "error"):
+def _read(path: str, columns, class_column: str | None, missing: str = "error", base_dir=None):
+    """The rows of ``path`` (a CSV path, relative to ``base_dir`` (default: the current
+    directory), or a bundled data set, as :class:`~bayesgmm.cli.specs.DataSpec` takes it)."""
     from bayesgmm.cli.specs import DataSpec
     from bayesgmm.cli.tables import read_data
 
-    if not str(path).startswith("bundled:"):
-        path = str(Path(path).resolve())
     spec = DataSpec(path=str(path), columns=columns, labels=class_column, missing=missing,
-                    origin="cli")  # fmt: skip
+                    base_dir=Path(base_dir or Path.cwd()).resolve(), origin="cli")  # fmt: skip
     return read_data(spec)
 
 
@@ -48,15 +48,11 @@ def run_spec(spec, args: argparse.Namespace, overrides: dict) -> int:
     if data.missing == "marginalize":
         raise ConfigError(f"{spec.source}: the classifier takes complete rows; use "
                           "missing = 'drop' or 'error' in [data].")  # fmt: skip
-    path = data.path if data.path.startswith("bundled:") else str(data.resolved_path)
-    predict = c.get("predict")
-    if predict is not None:
-        predict = str(Path(predict) if Path(predict).is_absolute() else data.base_dir / predict)
-    run = argparse.Namespace(
-        data=path, class_column=c["class"], columns=data.columns, missing=data.missing,
-        model=c.get("model", "EDDA"), covariance=c.get("covariance", "auto"),
-        components=c.get("components"), folds=c.get("folds", 10), predict=predict,
-        out=args.out, quiet=args.quiet,
+    run = argparse.Namespace(  # the spec's paths are relative to its folder
+        data=data.path, base_dir=data.base_dir, class_column=c["class"], columns=data.columns,
+        missing=data.missing, model=c.get("model", "EDDA"),
+        covariance=c.get("covariance", "auto"), components=c.get("components"),
+        folds=c.get("folds", 10), predict=c.get("predict"), out=args.out, quiet=args.quiet,
     )  # fmt: skip
     return run_classify(run, {**spec.sampler_config(overrides).to_dict()})
 
@@ -87,11 +83,11 @@ def run_classify(args: argparse.Namespace, overrides: dict) -> int:
     columns = None
     if args.columns:
         columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
-    missing = getattr(args, "missing", "error")
-    train = _read(args.data, columns, args.class_column, missing)
+    missing, base_dir = getattr(args, "missing", "error"), getattr(args, "base_dir", None)
+    train = _read(args.data, columns, args.class_column, missing, base_dir)
     new = None
     if args.predict:
-        new = _read(args.predict, list(train.X.columns), None).X
+        new = _read(args.predict, list(train.X.columns), None, base_dir=base_dir).X
     y = train.labels.to_numpy()
     clf = BayesianGMMClassifier(args.model, args.covariance, n_components=args.components,
                                 sampler=overrides)  # fmt: skip
