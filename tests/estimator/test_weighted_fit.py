@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COMPILE_FAST
 
 from bayesgmm import BayesianGMM, build_model, load, load_faithful, make_spec
 from bayesgmm.core.relabel import draw_log_likelihood
@@ -34,8 +35,8 @@ def test_the_weighted_log_posterior_is_that_of_the_repeated_rows(weighted, covar
     X, w, repeated = weighted
     mw = build_model(X, 3, covariance_type, sample_weight=w)
     md = build_model(repeated, 3, covariance_type)
-    logp_w, logp_d = mw.compile_logp(), md.compile_logp()
-    dlogp_w, dlogp_d = mw.compile_dlogp(), md.compile_dlogp()
+    logp_w, logp_d = mw.compile_logp(**COMPILE_FAST), md.compile_logp(**COMPILE_FAST)
+    dlogp_w, dlogp_d = mw.compile_dlogp(**COMPILE_FAST), md.compile_dlogp(**COMPILE_FAST)
     functions, shared = model_functions(mw, make_spec(X, 3, covariance_type, sample_weight=w)[1])
     args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
     fast = jax.jit(jax.value_and_grad(functions.logp))
@@ -50,7 +51,7 @@ def test_the_weighted_log_posterior_is_that_of_the_repeated_rows(weighted, covar
         flat = np.concatenate([np.ravel(grad[v.name]) for v in mw.value_vars])
         np.testing.assert_allclose(flat, dlogp_d(point), rtol=1e-9, atol=1e-8)
     # x stays one term per point: its own log-likelihood is unweighted
-    pointwise = mw.compile_logp(vars=[mw["x"]], sum=False)(point)[0]
+    pointwise = mw.compile_logp(vars=[mw["x"]], sum=False, **COMPILE_FAST)(point)[0]
     assert pointwise.shape == (len(X),)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 import scipy.stats as st
+from conftest import COMPILE_FAST
 from scipy.special import logsumexp
 
 from bayesgmm import build_model, fit_em, make_spec
@@ -13,7 +14,6 @@ from bayesgmm.core.eigen_params import cayley, cayley_inverse, draw_orientation,
 from bayesgmm.core.families import MCLUST_MODELS, family
 
 EIGEN = [n for n in MCLUST_MODELS if family(n).parameterisation == "eigen"]
-FAST = {"mode": "FAST_COMPILE"}
 
 
 def _rotated_clusters(D: int = 3, seed: int = 0, n: int = 150, units: float = 100.0) -> np.ndarray:
@@ -35,7 +35,9 @@ def _random_point(model, seed, scale=0.7):
 
 def _params_at(model, point):
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", **FAST)(point)
+    return model.compile_fn(
+        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
+    )(point)
 
 
 @pytest.mark.parametrize("covariance_type", [*EIGEN, "E", "V"])
@@ -47,7 +49,7 @@ def test_loglik_matches_scipy_and_covariances_are_in_the_family(covariance_type,
     model = build_model(X, K, covariance_type)
     for seed in (11, 12):
         point = _random_point(model, seed)
-        pointwise = model.compile_logp(vars=[model["x"]], sum=False, **FAST)(point)[0]
+        pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
         weights, means, cov = _params_at(model, point)
         ref = logsumexp(
             [np.log(weights[k]) + st.multivariate_normal(means[k], cov[k]).logpdf(X)
@@ -82,7 +84,7 @@ def test_em_start_reproduces_the_em_covariances(covariance_type):
     model = build_model(X, spec=spec)
     start = em_start(em, spec)
     outs = model.replace_rvs_by_values([model["covariance"]])
-    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", **FAST)
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST)
     point = {}
     for rv in model.free_RVs:
         tr = model.rvs_to_transforms[rv]
@@ -137,7 +139,7 @@ def _map_point(model, point):
     names = [v.name for v in model.value_vars]
     shapes = [np.shape(point[n]) for n in names]
     sizes = [int(np.prod(s, dtype=int)) for s in shapes]
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    logp, dlogp = model.compile_logp(**COMPILE_FAST), model.compile_dlogp(**COMPILE_FAST)
 
     def unflat(x):
         parts = np.split(x, np.cumsum(sizes)[:-1])

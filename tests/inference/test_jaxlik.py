@@ -8,6 +8,7 @@ pytest.importorskip("numpyro")
 import jax
 import jax.numpy as jnp
 import pymc.sampling.jax  # noqa: F401  (64-bit floats, as the sampler uses)
+from conftest import COMPILE_FAST
 
 from bayesgmm import build_model, make_spec
 from bayesgmm.core.families import COVARIANCE_TYPES, MCLUST_MODELS, UNIVARIATE_MODELS, family
@@ -45,8 +46,8 @@ def test_fast_log_density_matches_model_logp_and_gradient(covariance_type, D):
     model = build_model(X, spec=spec)
     functions, shared = model_functions(model, spec)
     args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
-    logp = model.compile_logp(jacobian=True)
-    dlogp = model.compile_dlogp(jacobian=True)
+    logp = model.compile_logp(jacobian=True, **COMPILE_FAST)
+    dlogp = model.compile_dlogp(jacobian=True, **COMPILE_FAST)
     grad = jax.jit(jax.value_and_grad(functions.logp))
     rng = np.random.default_rng(11)
     start = model.initial_point()

@@ -4,7 +4,7 @@ log-likelihood equal the model's, alone and with weights, missing values and err
 
 import numpy as np
 import pytest
-from conftest import check_fast_log_density, random_point
+from conftest import COMPILE_FAST, check_fast_log_density, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -21,7 +21,9 @@ def _data(n=40, seed=0):
 
 def _parameters(model, point):
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    return model.compile_fn(
+        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
+    )(point)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +33,7 @@ def test_a_labelled_point_has_its_own_components_term(covariance_type):
     X, labels = _data()
     model = build_model(X, 2, covariance_type, labels=labels)
     point = random_point(model, np.random.default_rng(1), 0.3)
-    pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
     w, mu, cov = _parameters(model, point)
     terms = np.stack([np.log(w[k]) + multivariate_normal(mu[k], cov[k]).logpdf(X)
                       for k in range(2)], axis=1)  # fmt: skip
@@ -82,7 +84,7 @@ def test_without_labels_the_model_is_unchanged():
     none = build_model(X, 2, labels=np.full(len(X), -1))
     assert "labels" not in none.named_vars
     point = plain.initial_point()
-    assert plain.compile_logp()(point) == none.compile_logp()(point)
+    assert plain.compile_logp(**COMPILE_FAST)(point) == none.compile_logp(**COMPILE_FAST)(point)
 
 
 def test_bad_labels_are_refused():

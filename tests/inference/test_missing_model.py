@@ -3,7 +3,7 @@ scipy), and the NumPyro backend's log density and pointwise log-likelihood equal
 
 import numpy as np
 import pytest
-from conftest import check_fast_log_density, random_point
+from conftest import COMPILE_FAST, check_fast_log_density, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -40,11 +40,13 @@ def test_the_likelihood_is_the_marginal_of_the_observed_coordinates(covariance_t
     model = build_model(X, 3, covariance_type, missing="marginalize")
     rng = np.random.default_rng(0)
     point = random_point(model, rng, 0.5)
-    pointwise = model.compile_logp(vars=[model["x"]], sum=False)(point)[0]
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    w, mu, cov = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    w, mu, cov = model.compile_fn(
+        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
+    )(point)
     np.testing.assert_allclose(pointwise, _observed_loglik(X, w, mu, cov), rtol=1e-10)
-    assert np.isfinite(model.compile_dlogp()(point)).all()
+    assert np.isfinite(model.compile_dlogp(**COMPILE_FAST)(point)).all()
 
 
 def test_without_missing_values_the_model_is_unchanged():
@@ -53,7 +55,7 @@ def test_without_missing_values_the_model_is_unchanged():
     marg = build_model(X, 3, missing="marginalize")
     assert "missing_mask" not in marg.named_vars
     point = plain.initial_point()
-    assert plain.compile_logp()(point) == marg.compile_logp()(point)
+    assert plain.compile_logp(**COMPILE_FAST)(point) == marg.compile_logp(**COMPILE_FAST)(point)
 
 
 def test_nan_without_the_option_is_refused_with_the_option_named():

@@ -4,13 +4,13 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 import scipy.stats as st
+from conftest import COMPILE_FAST
 from scipy.special import logsumexp
 
 from bayesgmm import ConfigError, DataError, Prior, build_model, make_spec
 from bayesgmm.core.datasets import load_faithful
 
 FAMILIES = ["full", "tied", "diag", "spherical"]
-FAST = {"mode": "FAST_COMPILE"}  # exactness checks need no optimised compile
 
 
 def _random_point(model, seed):
@@ -20,7 +20,9 @@ def _random_point(model, seed):
 
 def _params_at(model, point):
     outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", **FAST)(point)
+    return model.compile_fn(
+        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
+    )(point)
 
 
 @pytest.mark.parametrize("covariance_type", FAMILIES)
@@ -30,7 +32,7 @@ def test_loglik_matches_scipy(covariance_type, n_components):
     X = rng.normal(size=(40, 3)) * [1.0, 10.0, 0.1] + [0.0, 100.0, -5.0]
     model = build_model(X, n_components, covariance_type)
     point = _random_point(model, 11)
-    pointwise = model.compile_logp(vars=[model["x"]], sum=False, **FAST)(point)[0]
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
     weights, means, cov = _params_at(model, point)
     ref = logsumexp(
         [
@@ -49,7 +51,7 @@ def test_one_component_weight_reduces_to_single_gaussian():
     point = model.initial_point()
     # put (almost) all weight on component 0: the simplex transform's last coordinate
     point["weights_scaled_simplex__"] = np.array([40.0])  # units of 1 until set from EM
-    pointwise = model.compile_logp(vars=[model["x"]], sum=False, **FAST)(point)[0]
+    pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
     _, means, cov = _params_at(model, point)
     ref = st.multivariate_normal(means[0], cov[0]).logpdf(X)
     np.testing.assert_allclose(pointwise, ref, atol=1e-8)
@@ -87,14 +89,14 @@ def test_default_priors_scale_with_data():
     # the standardised model (what NUTS sees) is identical up to the constant Jacobian
     m1, m2 = build_model(X, 2), build_model(X * 1e6, 2)
     point = _random_point(m1, 5)
-    lp1 = m1.compile_logp(**FAST)(point)
-    lp2 = m2.compile_logp(**FAST)(point)
+    lp1 = m1.compile_logp(**COMPILE_FAST)(point)
+    lp2 = m2.compile_logp(**COMPILE_FAST)(point)
     n, d = X.shape
     # prior densities of means/sds are on the data scale too: each scalar parameter
     # contributes log(1e6) less density; the likelihood n*d*log(1e6)
     assert np.isfinite(lp1) and np.isfinite(lp2)
-    ll1 = m1.compile_logp(vars=[m1["x"]], **FAST)(point)
-    ll2 = m2.compile_logp(vars=[m2["x"]], **FAST)(point)
+    ll1 = m1.compile_logp(vars=[m1["x"]], **COMPILE_FAST)(point)
+    ll2 = m2.compile_logp(vars=[m2["x"]], **COMPILE_FAST)(point)
     np.testing.assert_allclose(ll1 - ll2, n * d * np.log(1e6), rtol=1e-10)
 
 
@@ -144,7 +146,7 @@ def test_prior_roundtrip_and_overrides():
     assert spec.priors.sds_nu == 4.0
     np.testing.assert_allclose(spec.priors.means_sigma, [50.0, 50.0])
     model = build_model(X, spec=spec)
-    assert np.isfinite(model.compile_logp(**FAST)(model.initial_point()))
+    assert np.isfinite(model.compile_logp(**COMPILE_FAST)(model.initial_point()))
 
 
 def test_unknown_covariance_type_and_bad_data():
@@ -189,7 +191,7 @@ def test_units_change_the_coordinates_not_the_posterior(covariance_type):
     X, spec, em, model, units = _model_with_units(covariance_type)
     plain = build_model(X, spec=spec)  # units of one
     assert all(np.all(u > 0) and np.all(np.isfinite(u)) for u in units.values())
-    logp, logp_plain = model.compile_logp(**FAST), plain.compile_logp(**FAST)
+    logp, logp_plain = model.compile_logp(**COMPILE_FAST), plain.compile_logp(**COMPILE_FAST)
     start = em_start(em, spec)
     log_units = sum(float(np.sum(np.log(u))) for name, u in units.items() if name != "chol_corr")
     if spec.has_corr:  # one unit per row of the factor, used by every coordinate of the row
@@ -207,14 +209,14 @@ def test_units_change_the_coordinates_not_the_posterior(covariance_type):
     # a model clone (as pm.sample's JAX samplers make, data frozen) keeps the units
     from pymc.model.transform.optimization import freeze_dims_and_data
 
-    np.testing.assert_allclose(freeze_dims_and_data(model).compile_logp(**FAST)(scaled),
+    np.testing.assert_allclose(freeze_dims_and_data(model).compile_logp(**COMPILE_FAST)(scaled),
                                logp(scaled), rtol=1e-12)  # fmt: skip
 
 
 def _laplace_sds(model, point, h=1e-5):
     """Marginal sds of the Laplace approximation at ``point`` (flat, in value-variable
     order): the Hessian by central differences of the model's gradient."""
-    dlogp = model.compile_dlogp(jacobian=True)
+    dlogp = model.compile_dlogp(jacobian=True, **COMPILE_FAST)
     names = [v.name for v in model.value_vars]
     sizes = [int(np.size(point[n])) for n in names]
     flat = np.concatenate([np.ravel(point[n]) for n in names])
@@ -275,7 +277,10 @@ def test_fast_log_density_with_units_matches_model(covariance_type, sds):
     _, spec, em, model, _ = _model_with_units(covariance_type, priors=priors)
     functions, shared = model_functions(model, spec)
     args = functions.prepare(tuple(np.asarray(s.get_value()) for s in shared))
-    logp, dlogp = model.compile_logp(jacobian=True), model.compile_dlogp(jacobian=True)
+    logp, dlogp = (
+        model.compile_logp(jacobian=True, **COMPILE_FAST),
+        model.compile_dlogp(jacobian=True, **COMPILE_FAST),
+    )
     grad = jax.jit(jax.value_and_grad(functions.logp))
     for seed in range(3):  # around the EM solution, five standard errors out
         point = _unconstrained(model, em_start(em, spec), jitter=0.05, seed=seed)
@@ -294,8 +299,8 @@ def test_any_units_leave_the_density_of_a_constrained_point_unchanged(covariance
 
     X, spec = make_spec(_three_clusters(2), K, covariance_type=covariance_type)
     model = build_model(X, spec=spec)
-    logp = model.compile_logp(jacobian=False, **FAST)
-    logp_jac = model.compile_logp(jacobian=True, **FAST)
+    logp = model.compile_logp(jacobian=False, **COMPILE_FAST)
+    logp_jac = model.compile_logp(jacobian=True, **COMPILE_FAST)
     ones = model.initial_point()
     rng = np.random.default_rng(3)
     constrained = jittered_starts(model, _point_values(model, ones), 1, 0.5, rng)[0]
