@@ -1,23 +1,26 @@
 """Shared, session-scoped fixtures: a small well-separated dataset and one cached fit.
 
-Also points JAX's persistent compilation cache at the virtual environment (before JAX is
-imported), so that the processes a test run starts (notebook kernels, Dask workers, fresh
-reference processes) load the programs another process already compiled. bayesgmm's
-NumPyro sampler takes data and priors as arguments, so one compiled program per model
-structure serves them all. A fresh environment starts with an empty cache.
+Also turns on JAX's persistent compilation cache in bayesgmm's own per-user folder
+(``~/.cache/bayesgmm/jax``; ``BAYESGMM_JAX_CACHE`` moves it or turns it off), as PyTensor
+keeps its compiled code in ``~/.pytensor``. The processes a test run starts (notebook
+kernels, CLI runs, Dask workers) use the same folder, and so does a new clone: one compiled
+program per model structure serves them all, since bayesgmm's NumPyro sampler takes data
+and priors as arguments. A machine's first run starts with empty caches.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(sys.prefix, "jax-cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+try:  # the tests' own jitted functions too, not only bayesgmm's samplers
+    from bayesgmm.inference.jaxgraph import enable_compilation_cache
+except ImportError:  # without JAX
+    pass
+else:
+    enable_compilation_cache()
 
 #: PyTensor's mode for tests that evaluate a model's graphs at a few points (exactness
 #: checks): no optimisation and no Numba, so compiling takes a fraction of the default's
