@@ -46,7 +46,7 @@ from pytensor.tensor.random.type import RandomType
 
 from bayesgmm.core.eigen_params import eigen_standard_errors
 from bayesgmm.core.spec import GMMSpec
-from bayesgmm.inference.starts import em_start
+from bayesgmm.inference.starts import EVAL_ONCE, em_start
 
 __all__ = [
     "POSTERIOR_SD",
@@ -134,7 +134,7 @@ def corr_coordinate_rows(D: int) -> np.ndarray:
     """
     # the transform's forward of a unit-diagonal factor is its strictly lower entries
     rows = np.tril(np.repeat(np.arange(D, dtype=float)[:, None], D, axis=1), -1) + np.eye(D)
-    coords = CholeskyCorrTransform(n=D).forward(pt.as_tensor(rows)).eval()
+    coords = CholeskyCorrTransform(n=D).forward(pt.as_tensor(rows)).eval(**EVAL_ONCE)
     return np.rint(coords).astype(int)
 
 

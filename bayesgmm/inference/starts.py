@@ -16,6 +16,10 @@ import pytensor.tensor as pt
 from bayesgmm.core.eigen_params import eigen_start, shape_location_z
 from bayesgmm.core.spec import GMMSpec
 
+#: PyTensor's mode for a graph evaluated once (a transform of a start's values): no
+#: optimisation and no Numba, whose compilation took over a second for each new start
+EVAL_ONCE = {"mode": "FAST_COMPILE"}
+
 __all__ = ["em_start", "jittered_starts", "jittered_unconstrained_starts"]
 
 
@@ -68,7 +72,9 @@ def jittered_starts(
             if tr is None:
                 constrained[rv.name] = u
             else:
-                constrained[rv.name] = tr.backward(pt.as_tensor(u), *rv.owner.inputs).eval()
+                constrained[rv.name] = tr.backward(pt.as_tensor(u), *rv.owner.inputs).eval(
+                    **EVAL_ONCE
+                )
         out.append(constrained)
     return out
 
@@ -86,7 +92,7 @@ def jittered_unconstrained_starts(
         tr = model.rvs_to_transforms.get(rv)
         value = np.asarray(start[rv.name], dtype=float)
         if tr is not None:
-            value = tr.forward(pt.as_tensor(value), *rv.owner.inputs).eval()
+            value = tr.forward(pt.as_tensor(value), *rv.owner.inputs).eval(**EVAL_ONCE)
         unconstrained[model.rvs_to_values[rv].name] = np.asarray(value, dtype=float)
     return [
         {name: u + jitter * rng.standard_normal(np.shape(u)) for name, u in unconstrained.items()}
