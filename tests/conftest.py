@@ -30,27 +30,6 @@ COMPILE_FAST = {"mode": "FAST_COMPILE"}
 SEPARATED_CENTERS = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]])
 
 
-#: Session fits that several files use: pytest-xdist computes a session fixture once per
-#: worker, so those files run on one worker (``--dist loadgroup``, see below)
-SHARED_FITS = ("separated_fit", "faithful_fit", "iris_fit")
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Mark every test with an ``xdist_group``: its file's path, or, for files that use
-    one of :data:`SHARED_FITS`, one group for all of them. With ``--dist loadgroup`` that
-    is ``--dist loadfile`` (a module's fixtures computed once) with the shared fits
-    computed once per run too."""
-    fits: dict[str, set[str]] = {}
-    for item in items:
-        fits.setdefault(str(item.path), set()).update(
-            f for f in SHARED_FITS if f in getattr(item, "fixturenames", ())
-        )
-    for item in items:
-        group = "shared-fits" if fits[str(item.path)] else str(item.path)
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def separated_X() -> np.ndarray:
     """Three well-separated 2-D Gaussian clusters (unit covariance), 50 points each."""
