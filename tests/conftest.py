@@ -131,6 +131,14 @@ def sample_from_starts(model, starts, *, draws, tune, random_seed):
     return idata
 
 
+def model_values(model, point, names=("weights", "means", "covariance")) -> list:
+    """The values of the model's variables ``names`` at ``point`` (a dict of value
+    variables), compiled with :data:`COMPILE_FAST`."""
+    outs = model.replace_rvs_by_values([model[n] for n in names])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST)
+    return fn(point)
+
+
 def random_point(model, rng, scale):
     """The model's initial point with every value variable moved by N(0, scale**2)."""
     start = model.initial_point()

@@ -5,7 +5,7 @@ density, gradient and pointwise log-likelihood equal the model's."""
 
 import numpy as np
 import pytest
-from conftest import COMPILE_FAST, check_fast_log_density, random_point
+from conftest import COMPILE_FAST, check_fast_log_density, model_values, random_point
 from scipy.special import logsumexp
 from scipy.stats import beta, dirichlet, multivariate_normal
 
@@ -21,13 +21,6 @@ def _data(n=40, seed=0):
     return X * [1.0, 30.0] + [0.0, 100.0]
 
 
-def _outputs(model, point, names):
-    outs = model.replace_rvs_by_values([model[n] for n in names])
-    return model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
-    )(point)
-
-
 @pytest.mark.parametrize(
     "covariance_type", ["full", "diag", pytest.param("VEV", marks=pytest.mark.slow)]
 )
@@ -37,7 +30,7 @@ def test_a_point_s_likelihood_adds_the_background(covariance_type):
     model = build_model(X, 2, covariance_type, background=bg)
     point = random_point(model, np.random.default_rng(1), 0.3)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-    w, w0, mu, cov = _outputs(model, point, ["weights", "noise_weight", "means", "covariance"])
+    w, w0, mu, cov = model_values(model, point, ["weights", "noise_weight", "means", "covariance"])
     terms = [np.log((1 - w0) * w[k]) + multivariate_normal(mu[k], cov[k]).logpdf(X)
              for k in range(2)]  # fmt: skip
     direct = logsumexp(np.stack([*terms, np.full(len(X), np.log(w0) + bg)], axis=1), axis=1)
@@ -48,7 +41,7 @@ def test_the_weights_prior_is_the_dirichlet_of_one_more_component():
     X = _data()
     model = build_model(X, 3, "diag", background=check_noise(True, X))
     point = random_point(model, np.random.default_rng(2), 0.5)
-    w, w0 = _outputs(model, point, ["weights", "noise_weight"])
+    w, w0 = model_values(model, point, ["weights", "noise_weight"])
     prior = model.compile_logp(
         vars=[model["weights"], model["noise_weight"]], jacobian=False, **COMPILE_FAST
     )

@@ -5,7 +5,7 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 import scipy.stats as st
-from conftest import COMPILE_FAST
+from conftest import COMPILE_FAST, model_values
 from scipy.special import logsumexp
 
 from bayesgmm import build_model, fit_em, make_spec
@@ -33,13 +33,6 @@ def _random_point(model, seed, scale=0.7):
     return {k: v + scale * rng.standard_normal(v.shape) for k, v in model.initial_point().items()}
 
 
-def _params_at(model, point):
-    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    return model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
-    )(point)
-
-
 @pytest.mark.parametrize("covariance_type", [*EIGEN, "E", "V"])
 @pytest.mark.parametrize("K", [1, 3])
 def test_loglik_matches_scipy_and_covariances_are_in_the_family(covariance_type, K):
@@ -50,7 +43,7 @@ def test_loglik_matches_scipy_and_covariances_are_in_the_family(covariance_type,
     for seed in (11, 12):
         point = _random_point(model, seed)
         pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-        weights, means, cov = _params_at(model, point)
+        weights, means, cov = model_values(model, point)
         ref = logsumexp(
             [np.log(weights[k]) + st.multivariate_normal(means[k], cov[k]).logpdf(X)
              for k in range(K)],
@@ -77,21 +70,14 @@ def test_loglik_matches_scipy_and_covariances_are_in_the_family(covariance_type,
 
 @pytest.mark.parametrize("covariance_type", EIGEN)
 def test_em_start_reproduces_the_em_covariances(covariance_type):
-    from bayesgmm.inference.starts import em_start
+    from bayesgmm.inference.starts import em_start, jittered_unconstrained_starts
 
     X, spec = make_spec(_rotated_clusters(), 3, covariance_type=covariance_type)
     em = fit_em(X, 3, covariance_type=covariance_type, random_seed=0)
     model = build_model(X, spec=spec)
     start = em_start(em, spec)
-    outs = model.replace_rvs_by_values([model["covariance"]])
-    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST)
-    point = {}
-    for rv in model.free_RVs:
-        tr = model.rvs_to_transforms[rv]
-        point[model.rvs_to_values[rv].name] = tr.forward(
-            pt.as_tensor(np.asarray(start[rv.name], dtype=float)), *rv.owner.inputs
-        ).eval()
-    (cov,) = fn(point)
+    point = jittered_unconstrained_starts(model, start, 1, 0.0, np.random.default_rng(0))[0]
+    (cov,) = model_values(model, point, ["covariance"])
     np.testing.assert_allclose(cov, em.covariance_matrices(), rtol=1e-7)
     if "orientation_z" in start:  # aligned near the identity: moderate coordinates
         assert np.abs(start["orientation_z"]).max() < 2.5

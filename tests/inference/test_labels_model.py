@@ -4,7 +4,7 @@ log-likelihood equal the model's, alone and with weights, missing values and err
 
 import numpy as np
 import pytest
-from conftest import COMPILE_FAST, check_fast_log_density, random_point
+from conftest import COMPILE_FAST, check_fast_log_density, model_values, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -19,13 +19,6 @@ def _data(n=40, seed=0):
     return X * [1.0, 30.0] + [0.0, 100.0], labels
 
 
-def _parameters(model, point):
-    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    return model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
-    )(point)
-
-
 @pytest.mark.parametrize(
     "covariance_type", ["full", "diag", pytest.param("VEV", marks=pytest.mark.slow)]
 )
@@ -34,7 +27,7 @@ def test_a_labelled_point_has_its_own_components_term(covariance_type):
     model = build_model(X, 2, covariance_type, labels=labels)
     point = random_point(model, np.random.default_rng(1), 0.3)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-    w, mu, cov = _parameters(model, point)
+    w, mu, cov = model_values(model, point)
     terms = np.stack([np.log(w[k]) + multivariate_normal(mu[k], cov[k]).logpdf(X)
                       for k in range(2)], axis=1)  # fmt: skip
     direct = np.where(labels >= 0, terms[np.arange(len(X)), np.maximum(labels, 0)],

@@ -3,7 +3,7 @@ scipy), and the NumPyro backend's log density and pointwise log-likelihood equal
 
 import numpy as np
 import pytest
-from conftest import COMPILE_FAST, check_fast_log_density, random_point
+from conftest import COMPILE_FAST, check_fast_log_density, model_values, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -41,10 +41,7 @@ def test_the_likelihood_is_the_marginal_of_the_observed_coordinates(covariance_t
     rng = np.random.default_rng(0)
     point = random_point(model, rng, 0.5)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    w, mu, cov = model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
-    )(point)
+    w, mu, cov = model_values(model, point)
     np.testing.assert_allclose(pointwise, _observed_loglik(X, w, mu, cov), rtol=1e-10)
     assert np.isfinite(model.compile_dlogp(**COMPILE_FAST)(point)).all()
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 import scipy.stats as st
-from conftest import COMPILE_FAST
+from conftest import COMPILE_FAST, model_values
 from scipy.special import logsumexp
 
 from bayesgmm import ConfigError, DataError, Prior, build_model, make_spec
@@ -18,13 +18,6 @@ def _random_point(model, seed):
     return {k: v + 0.7 * rng.standard_normal(v.shape) for k, v in model.initial_point().items()}
 
 
-def _params_at(model, point):
-    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    return model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
-    )(point)
-
-
 @pytest.mark.parametrize("covariance_type", FAMILIES)
 @pytest.mark.parametrize("n_components", [1, 3])
 def test_loglik_matches_scipy(covariance_type, n_components):
@@ -33,7 +26,7 @@ def test_loglik_matches_scipy(covariance_type, n_components):
     model = build_model(X, n_components, covariance_type)
     point = _random_point(model, 11)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-    weights, means, cov = _params_at(model, point)
+    weights, means, cov = model_values(model, point)
     ref = logsumexp(
         [
             np.log(weights[k]) + st.multivariate_normal(means[k], cov[k]).logpdf(X)
@@ -52,7 +45,7 @@ def test_one_component_weight_reduces_to_single_gaussian():
     # put (almost) all weight on component 0: the simplex transform's last coordinate
     point["weights_scaled_simplex__"] = np.array([40.0])  # units of 1 until set from EM
     pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-    _, means, cov = _params_at(model, point)
+    _, means, cov = model_values(model, point)
     ref = st.multivariate_normal(means[0], cov[0]).logpdf(X)
     np.testing.assert_allclose(pointwise, ref, atol=1e-8)
 

@@ -4,7 +4,7 @@ log-likelihood equal the model's."""
 
 import numpy as np
 import pytest
-from conftest import COMPILE_FAST, check_fast_log_density, random_point
+from conftest import COMPILE_FAST, check_fast_log_density, model_values, random_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -25,10 +25,7 @@ def test_the_likelihood_is_the_deconvolved_mixture(covariance_type):
     model = build_model(X, 2, covariance_type, noise_cov=S)
     point = random_point(model, np.random.default_rng(1), 0.3)
     pointwise = model.compile_logp(vars=[model["x"]], sum=False, **COMPILE_FAST)(point)[0]
-    outs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariance"]])
-    w, mu, cov = model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore", **COMPILE_FAST
-    )(point)
+    w, mu, cov = model_values(model, point)
     direct = [logsumexp([np.log(w[k]) + multivariate_normal(mu[k], cov[k] + s).logpdf(x)
                          for k in range(2)]) for x, s in zip(X, S, strict=True)]  # fmt: skip
     np.testing.assert_allclose(pointwise, direct, rtol=1e-10)
