@@ -8,7 +8,10 @@ compiled loop, not constants), timed to ``jax.block_until_ready`` (median of
 
 ``bayesgmm``
     What the NumPyro backend samples: the model's priors through PyTensor's JAX backend
-    and the likelihood from ``bayesgmm.inference.jaxlik`` (custom VJP).
+    and the likelihood from ``bayesgmm.inference.jaxlik`` (custom VJP): its value and
+    gradient in one pass of the C++ kernel of ``bayesgmm.inference.jaxkernel`` where it
+    serves (K <= 64, K F <= 512, a C++ compiler at hand), the XLA program otherwise;
+    ``BAYESGMM_NATIVE=0`` times the XLA program.
 ``pytensor``
     The whole PyMC model through PyTensor's JAX backend (``get_jaxified_logp``), as the
     backend did before: the likelihood as the model declares it.
@@ -49,6 +52,7 @@ Run::
 
     python bench/bench_gradient.py
     python bench/bench_gradient.py --workloads W1,W2 --methods bayesgmm --rounds 5
+    BAYESGMM_NATIVE=0 python bench/bench_gradient.py --workloads W2 --methods bayesgmm
 """
 
 from __future__ import annotations
