@@ -136,11 +136,25 @@ def _table(columns: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def _maybe_profiled(profile: bool, lines: int, fn, *args):
+    """``fn(*args)``; with ``profile``, under cProfile, printing its top ``lines``
+    functions by cumulative time."""
+    if not profile:
+        return fn(*args)
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    result = prof.runcall(fn, *args)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(lines)
+    return result
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="data seed (as bench_sampling.py)")
     p.add_argument("--fit-seed", type=int, default=1)
-    p.add_argument("--warm", type=int, default=3, help="warm fits after the cold one")
+    p.add_argument("--warm", type=int, default=3, help="fits after the first one")
     p.add_argument("--profile", action="store_true", help="cProfile one more later fit")
     p.add_argument("--profile-first", action="store_true", help="cProfile the first fit")
     p.add_argument(
@@ -158,17 +172,7 @@ def main(argv=None) -> None:
     X = make_data(1_000, 3, 2, args.seed)
     timers = Timers()
     install(timers)
-    if args.profile_first:
-        import cProfile
-        import pstats
-
-        prof = cProfile.Profile()
-        prof.enable()
-        _, cold = timed_fit(X, 3, args.fit_seed, timers)
-        prof.disable()
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(60)
-    else:
-        _, cold = timed_fit(X, 3, args.fit_seed, timers)
+    _, cold = _maybe_profiled(args.profile_first, 60, timed_fit, X, 3, args.fit_seed, timers)
     warm = [timed_fit(X, 3, args.fit_seed, timers)[1] for _ in range(args.warm)]
     print(f"W1 (N=1,000, K=3, D=2), BayesianGMM(3).fit(X), defaults; fit seed {args.fit_seed}")
     print(
@@ -181,14 +185,7 @@ def main(argv=None) -> None:
     gmm.summary()
     print(f"summary() after the fit: {time.perf_counter() - t:.3f} s")
     if args.profile:
-        import cProfile
-        import pstats
-
-        prof = cProfile.Profile()
-        prof.enable()
-        timed_fit(X, 3, args.fit_seed, timers)
-        prof.disable()
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+        _maybe_profiled(True, 40, timed_fit, X, 3, args.fit_seed, timers)
 
 
 if __name__ == "__main__":
