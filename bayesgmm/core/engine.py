@@ -345,7 +345,8 @@ class Stream:
     def chunks(self) -> Iterator[tuple[int, int, Iterator]]:
         """Yield ``(start, stop, blocks)`` per point chunk; ``blocks`` yields
         ``(lo, hi, resp, log_dens)``: memberships of shape (hi - lo, K, stop - start) and
-        mixture log densities (hi - lo, stop - start)."""
+        mixture log densities (hi - lo, stop - start). Both may be views of buffers the
+        next block reuses: use (or copy) them before taking the next."""
         n = self.X.shape[0]
         for start in range(0, n, self.point_chunk):
             stop = min(n, start + self.point_chunk)
@@ -366,10 +367,15 @@ class Stream:
         c = stop - start
         ZT = design(self.X[start:stop], _FULL, self.draws.center)
         log_bg = self.draws.log_background
+        # one product buffer and one block of densities for every block: fresh memory
+        # for each would be paged in (and, for numpy's large arrays, huge pages compacted)
+        # block after block
+        rows = self.draw_block * K
+        work, block = np.empty(rows * self.draws.shape[2] * c), np.empty(rows * c)
         for lo, hi in self.blocks:
             kernel = self._kernel(lo, hi)
-            lp = np.empty((kernel.M, c))
-            kernel.fill(ZT, 0, c, lp)
+            lp = block[: kernel.M * c].reshape(kernel.M, c)
+            kernel.fill(ZT, 0, c, lp, work)
             lp = lp.reshape(hi - lo, K, c)
             if log_bg is not None:  # the background: a constant last row (never far)
                 lp = np.concatenate([lp, np.broadcast_to(log_bg[lo:hi, None, None],

@@ -71,7 +71,7 @@ def enable_compilation_cache() -> str | None:
     except OSError:  # a read-only home: compile every time, as without the cache
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     _CACHE_STATE["dir"] = str(folder)
     return _CACHE_STATE["dir"]
 
@@ -158,7 +158,9 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
     shared_names = [s.name for s in shared]
     value_names = [v.name for v in model.value_vars]
     prior_fn = _jaxify(model, [prior, *likelihood_inputs], shared)
-    outputs_fn = _jaxify(model, outputs, shared)
+    # the posterior's outputs with the likelihood's inputs (one graph: their common parts
+    # once, and no prior density to trace)
+    outputs_fn = _jaxify(model, [*likelihood_inputs, *outputs], shared)
     fam = spec.family.kernel  # the likelihood's form of the covariance argument
     where = {name: i for i, name in enumerate(shared_names)}
 
@@ -189,14 +191,18 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
             groups.append(features(data[rows][:, obs], loc[obs], scale[obs], fam, weights, off))
         return tuple(shared_values), tuple(groups)
 
-    def _marginals(values, shared_values):
-        """The likelihood's inputs, then each pattern's (means, covariance argument)."""
-        lp, weights, means_z, cov_param = prior_fn(*values, *shared_values)
-        # the likelihood's inputs carry a leading batch axis of 1 (PyMC's CustomDist)
+    def _parts(weights, means_z, cov_param):
+        """The weights and each pattern's (means, covariance argument), from the
+        likelihood's inputs (with the leading batch axis of 1 of PyMC's CustomDist)."""
         weights, means_z, cov_param = weights[0], means_z[0], cov_param[0]
         D = means_z.shape[1]
         parts = [(means_z[:, obs], marginal_cov_param(cov_param, obs, D, fam)) for obs in observed]
-        return lp, weights, parts
+        return weights, parts
+
+    def _marginals(values, shared_values):
+        """The prior's log density, the weights and each pattern's marginal."""
+        lp, *inputs = prior_fn(*values, *shared_values)
+        return lp, *_parts(*inputs)
 
     def _noisy_pointwise(weights, parts, groups, scale):
         (z, noise_z, w, offset), ((means_z, cov_param),) = groups[0], parts
@@ -220,11 +226,13 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         """The constrained outputs and the points' log-likelihoods (N,)."""
         shared_values, groups = args
         values = [params[n] for n in value_names]
-        _, weights, parts = _marginals(values, shared_values)
+        results = outputs_fn(*values, *shared_values)
+        weights, parts = _parts(*results[:3])
+        outs = results[3:]
         scale = shared_values[where["scale"]]
         if noisy:
             pointwise = _noisy_pointwise(weights, parts, groups, scale)[0]
-            return (*outputs_fn(*values, *shared_values), pointwise)
+            return (*outs, pointwise)
         bg = shared_values[where["background"]] if "background" in where else None
         pointwise = [
             pointwise_loglik(weights, means_p, cov_p, feats, scale[obs], fam, bg)
@@ -236,7 +244,7 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
             for name, part in zip(rows_of, pointwise, strict=True):
                 out = out.at[shared_values[where[name]]].set(part)
             pointwise = [out]
-        return (*outputs_fn(*values, *shared_values), pointwise[0])
+        return (*outs, pointwise[0])
 
     names = [v.name for v in outputs]
     return ModelFunctions(value_names, shared_names, names, prepare, logp, outputs_of), shared

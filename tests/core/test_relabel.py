@@ -346,8 +346,8 @@ def _stephens_reference(P, perm, max_iter):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_vectorised_permutation_and_stephens_equal_plain_loops(seed):
-    """The row-gather permutation (and Stephens' iteration built on it) gives exactly what
-    per-draw indexing gives, for permuted and identity starts, and never returns the raw
+    """The row-gather permutation (and Stephens' iteration built on it, over the memberships
+    in one block of draws or several) gives exactly what per-draw indexing gives, for permuted and identity starts, and never returns the raw
     array for a relabelled variable."""
     from bayesgmm.core.relabel import _apply, _stephens
     from bayesgmm.core.relabel import _permute as permute_rows
@@ -359,9 +359,11 @@ def test_vectorised_permutation_and_stephens_equal_plain_loops(seed):
     for start in (perms, np.tile(np.arange(K), (S, 1))):
         want = np.stack([P[s, start[s]] for s in range(S)])
         np.testing.assert_array_equal(permute_rows(P, start), want)
-        got, ref = _stephens(P, start, 20), _stephens_reference(P, start, 20)
-        np.testing.assert_array_equal(got[0], ref[0])
-        assert got[1:] == ref[1:]
+        ref = _stephens_reference(P, start, 20)
+        for blocks in ([P], np.array_split(P, [7, 50, 51])):  # one block, or uneven ones
+            got = _stephens(list(blocks), start, 20)
+            np.testing.assert_array_equal(got[0], ref[0])
+            assert got[1:] == ref[1:]
     C, D = 2, 2
     perm3 = perms[: C * 30].reshape(C, 30, K)
     post = xr.Dataset(
@@ -424,3 +426,22 @@ def test_kl_cost_matches_the_gaussian_kl_and_tolerates_a_singular_draw():
     covs[1, 0] = np.outer(v, v)
     perm = _assign(_kl_cost(means, covs, ref))
     assert np.isfinite(_kl_cost(means, covs, ref)).all() and sorted(perm[1]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 8 * 2 * 5 * 7, 1 << 21])
+def test_membership_blocks_are_the_memberships_in_pieces(block_bytes, monkeypatch):
+    """Stephens' memberships in blocks of draws (one draw each, pieces of 7 draws across
+    the engine's blocks of 3, or one piece) are exactly the engine's memberships."""
+    from bayesgmm.core import engine
+    from bayesgmm.core.draws import example_posterior
+    from bayesgmm.core.predict import membership_array
+    from bayesgmm.core.relabel import _membership_blocks
+
+    post = example_posterior()  # 20 draws, K = 2, D = 2
+    X = np.random.default_rng(0).normal(size=(5, 2)) * 2
+    want = membership_array(post, X)
+    monkeypatch.setattr(engine, "_WORK_ELEMS", 3 * 2 * 2 * 5)  # engine blocks of 3 draws
+    blocks = _membership_blocks(post, X, block_bytes)
+    assert all(b.nbytes <= max(block_bytes, 8 * 2 * 5) for b in blocks)
+    assert len(blocks) == {1: 20, 8 * 2 * 5 * 7: 3, 1 << 21: 1}[block_bytes]
+    np.testing.assert_array_equal(np.concatenate(blocks), want)
