@@ -47,8 +47,8 @@ from bayesgmm.core.draws import (
     training_labels,
     training_weights,
 )
-from bayesgmm.core.families import family
 from bayesgmm.core.engine import Stream
+from bayesgmm.core.families import family
 from bayesgmm.core.predict import draw_log_densities
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -289,7 +289,8 @@ def _stephens(
     tiny = np.finfo(float).tiny
     edges = np.cumsum([0, *(len(p) for p in P)])
     for it in range(1, max_iter + 1):
-        Q = sum(_permute(p, perm[a:b]).sum(axis=0) for p, a, b in zip(P, edges, edges[1:]))
+        pieces = zip(P, edges[:-1], edges[1:], strict=True)
+        Q = sum(_permute(p, perm[a:b]).sum(axis=0) for p, a, b in pieces)
         log_q = np.log(np.maximum(Q / edges[-1], tiny))  # (K, N)
         cost = np.concatenate([-np.matmul(p, log_q.T) for p in P])  # (S, j, k)
         new = _assign(cost, fixed)

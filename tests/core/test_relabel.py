@@ -347,8 +347,9 @@ def _stephens_reference(P, perm, max_iter):
 @pytest.mark.parametrize("seed", range(4))
 def test_vectorised_permutation_and_stephens_equal_plain_loops(seed):
     """The row-gather permutation (and Stephens' iteration built on it, over the memberships
-    in one block of draws or several) gives exactly what per-draw indexing gives, for permuted and identity starts, and never returns the raw
-    array for a relabelled variable."""
+    in one block of draws or several) gives exactly what per-draw indexing gives, for
+    permuted and identity starts, and never returns the raw array for a relabelled
+    variable."""
     from bayesgmm.core.relabel import _apply, _stephens
     from bayesgmm.core.relabel import _permute as permute_rows
 
