@@ -19,8 +19,6 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_info, threadpool_limits
 
 from bayesgmm.core.em import fit_em
 
@@ -51,6 +49,8 @@ def time_ours(X, k, ct, n_init, max_iter, seed):
 
 
 def time_sklearn(X, k, ct, n_init, max_iter, seed):
+    from sklearn.mixture import GaussianMixture  # here: make_data's users need no sklearn
+
     gm = GaussianMixture(
         k, covariance_type=ct, init_params="k-means++", n_init=n_init, tol=0.0,
         max_iter=max_iter, reg_covar=1e-6, random_state=seed,
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     families = FAMILIES if args.covariance_type == "all" else (args.covariance_type,)
     X = make_data(args.n, args.k, args.d, args.seed)
     warnings.filterwarnings("ignore", message=".*converge")  # tol=0: both run max_iter
+
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     with threadpool_limits(limits=args.threads):
         blas = {(i["internal_api"], i["num_threads"]) for i in threadpool_info()}

@@ -51,6 +51,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 POST_STAGES = ("post_fn", "DataTree", "relabel", "modes", "stacking", "diagnostics")
+IMPORTS = ("imports before", "imports in post")  # parts of the rows above, not extra
 
 
 class Timers:
@@ -85,25 +86,75 @@ class Timers:
         setattr(owner, name, timed)
 
 
-def install(timers: Timers) -> None:
-    import bayesgmm.analysis.diagnostics as diagnostics
-    import bayesgmm.analysis.modes as modes
-    import bayesgmm.estimator.posterior as posterior
-    import bayesgmm.inference.jaxnuts as jaxnuts
+class _AfterImport:
+    """A finder that runs ``hooks[name](module)`` once module ``name`` is imported, and
+    times every import (the outermost ones: ``spans``), so that the first fit imports
+    what a user's first fit imports, when it would, and the table can say how long."""
 
-    timers.wrap(jaxnuts._Chains, "advance", "sampling", chains=True)
-    timers.wrap(jaxnuts._Chains, "outputs", "post_fn")
-    timers.wrap(jaxnuts, "_posterior_tree", "_posterior_tree")
-    timers.wrap(posterior, "relabel", "relabel")
-    timers.wrap(modes, "find_modes", "modes")
-    timers.wrap(modes, "stack_modes", "stacking")
-    timers.wrap(diagnostics, "diagnose", "diagnostics")
+    def __init__(self, hooks: dict) -> None:
+        self.hooks, self.spans, self.depth = hooks, [], 0
+
+    def find_spec(self, name, path, target=None):
+        from importlib.abc import FileLoader
+
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if isinstance(spec.loader, FileLoader):  # one loader per module
+            run, hook = spec.loader.exec_module, self.hooks.pop(name, None)
+
+            def exec_module(module):
+                self.depth += 1
+                t = time.perf_counter()
+                try:
+                    run(module)
+                finally:
+                    self.depth -= 1
+                    if self.depth == 0:
+                        self.spans.append((t, time.perf_counter()))
+                if hook is not None:
+                    hook(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
 
 
-def timed_fit(X, K: int, seed: int, timers: Timers):
+def install(timers: Timers) -> _AfterImport:
+    """Wrap the stages' functions, each when its module is imported (by the first fit, as
+    in a user's process: ``from bayesgmm import BayesianGMM`` imports none of them)."""
+
+    def jaxnuts(m):
+        timers.wrap(m._Chains, "advance", "sampling", chains=True)
+        timers.wrap(m._Chains, "outputs", "post_fn")
+        timers.wrap(m, "_posterior_tree", "_posterior_tree")
+
+    def modes(m):
+        timers.wrap(m, "find_modes", "modes")
+        timers.wrap(m, "stack_modes", "stacking")
+
+    hooks = {
+        "bayesgmm.inference.jaxnuts": jaxnuts,
+        "bayesgmm.estimator.posterior": lambda m: timers.wrap(m, "relabel", "relabel"),
+        "bayesgmm.analysis.modes": modes,
+        "bayesgmm.analysis.diagnostics": lambda m: timers.wrap(m, "diagnose", "diagnostics"),
+    }
+    for name in [n for n in hooks if n in sys.modules]:
+        hooks.pop(name)(sys.modules[name])
+    clock = _AfterImport(hooks)
+    sys.meta_path.insert(0, clock)
+    return clock
+
+
+def timed_fit(X, K: int, seed: int, timers: Timers, clock: _AfterImport):
     from bayesgmm import BayesianGMM
 
     timers.reset()
+    clock.spans.clear()
     t0 = time.perf_counter()
     gmm = BayesianGMM(K, sampler={"random_seed": seed, "progressbar": False}).fit(X)
     end = time.perf_counter()
@@ -114,6 +165,9 @@ def timed_fit(X, K: int, seed: int, timers: Timers):
     row.update({stage: s.get(stage, 0.0) for stage in POST_STAGES})
     row["post-processing"] = end - timers.last_step
     row["other post"] = row["post-processing"] - sum(row[stage] for stage in POST_STAGES)
+    last = timers.last_step
+    row[IMPORTS[0]] = sum(min(b, last) - a for a, b in clock.spans if a < last)
+    row[IMPORTS[1]] = sum(b - max(a, last) for a, b in clock.spans if b > last)
     return gmm, row
 
 
@@ -131,6 +185,10 @@ def _table(columns: dict[str, list[dict[str, float]]]) -> str:
     for k in order:
         if k in ("post-processing", "fit"):
             lines.append("-" * len(lines[0]))
+        cells = "".join(f"{m[k]:>16.3f}{100 * m[k] / m['fit']:>6.1f}%" for m in med.values())
+        lines.append(f"{k:<18}{cells}")
+    lines.append("of which module imports (the fit's first imports of jax, pymc, arviz...):")
+    for k in IMPORTS:
         cells = "".join(f"{m[k]:>16.3f}{100 * m[k] / m['fit']:>6.1f}%" for m in med.values())
         lines.append(f"{k:<18}{cells}")
     return "\n".join(lines)
@@ -171,21 +229,22 @@ def main(argv=None) -> None:
 
     X = make_data(1_000, 3, 2, args.seed)
     timers = Timers()
-    install(timers)
-    _, cold = _maybe_profiled(args.profile_first, 60, timed_fit, X, 3, args.fit_seed, timers)
-    warm = [timed_fit(X, 3, args.fit_seed, timers)[1] for _ in range(args.warm)]
+    clock = install(timers)
+    run = (X, 3, args.fit_seed, timers, clock)
+    _, cold = _maybe_profiled(args.profile_first, 60, timed_fit, *run)
+    warm = [timed_fit(*run)[1] for _ in range(args.warm)]
     print(f"W1 (N=1,000, K=3, D=2), BayesianGMM(3).fit(X), defaults; fit seed {args.fit_seed}")
     print(
         f"first fit of the process: {cold['fit']:.2f} s; then {len(warm)} fits: "
         f"{', '.join(f'{r["fit"]:.2f}' for r in warm)} s (their median per stage)"
     )
     print(_table({"first fit": [cold], "later fits": warm} if warm else {"first fit": [cold]}))
-    gmm, _ = timed_fit(X, 3, args.fit_seed, timers)
+    gmm, _ = timed_fit(*run)
     t = time.perf_counter()
     gmm.summary()
     print(f"summary() after the fit: {time.perf_counter() - t:.3f} s")
     if args.profile:
-        _maybe_profiled(True, 40, timed_fit, X, 3, args.fit_seed, timers)
+        _maybe_profiled(True, 40, timed_fit, *run)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import arviz as az
+import arviz_stats as azs  # ArviZ's statistics alone (not its plots: matplotlib)
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -211,10 +211,10 @@ def _param_table(flat: xr.DataArray, enough: bool) -> pd.DataFrame:
         {
             "mean": flat.mean(("chain", "draw")).to_numpy(),
             "sd": flat.std(("chain", "draw")).to_numpy(),
-            "r_hat": az.rhat(flat).to_numpy() if C > 1 and enough else np.nan,
-            "ess_bulk": az.ess(flat).to_numpy() if enough else np.nan,
-            "ess_tail": az.ess(flat, method="tail").to_numpy() if enough else np.nan,
-            "mcse_mean": az.mcse(flat).to_numpy() if enough else np.nan,
+            "r_hat": azs.rhat(flat).to_numpy() if C > 1 and enough else np.nan,
+            "ess_bulk": azs.ess(flat).to_numpy() if enough else np.nan,
+            "ess_tail": azs.ess(flat, method="tail").to_numpy() if enough else np.nan,
+            "mcse_mean": azs.mcse(flat).to_numpy() if enough else np.nan,
         },
         index=pd.Index(flat["param"].to_numpy(), name="param"),
     )
@@ -265,7 +265,7 @@ def _stat(stats: xr.Dataset, *names: str) -> xr.DataArray | None:
 def _bfmi(idata: xr.DataTree) -> np.ndarray | None:
     if "sample_stats" not in idata.children or "energy" not in idata["sample_stats"]:
         return None
-    out = az.bfmi(idata)
+    out = azs.bfmi(idata)
     if isinstance(out, xr.DataTree):
         out = out["sample_stats"].to_dataset() if "sample_stats" in out.children else out.ds
     if isinstance(out, xr.Dataset):

@@ -140,7 +140,7 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
     target is met and R-hat is at most 1.01, otherwise below 1 (so that the sampler can
     also tell from it how many more rounds the target would take).
     """
-    import arviz as az
+    import arviz_stats as azs
 
     from bayesgmm.analysis.diagnostics import DEFAULT_VARS, flat_parameters
     from bayesgmm.analysis.modes import find_modes
@@ -151,9 +151,9 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
         best = report.modes[0].whole_chains(report.n_draws) or list(range(report.n_chains))
         post = tree["posterior"].to_dataset().isel(chain=best)
         flat = flat_parameters(post, [v for v in DEFAULT_VARS if v in post])
-        ess = min(float(az.ess(flat).min()), float(az.ess(flat, method="tail").min()))
+        ess = min(float(azs.ess(flat).min()), float(azs.ess(flat, method="tail").min()))
         fraction = ess / target_ess if np.isfinite(ess) else 0.0
-        rhat_ok = post.sizes["chain"] < 2 or float(az.rhat(flat).max()) <= RHAT_OK
+        rhat_ok = post.sizes["chain"] < 2 or float(azs.rhat(flat).max()) <= RHAT_OK
         return 1.0 if fraction >= 1.0 and rhat_ok else min(fraction, 0.999)
 
     return enough
