@@ -3,9 +3,11 @@
 W1 is ``bench_sampling.py``'s small workload (N=1,000, K=3, D=2, well-separated clusters
 from ``bench_em.make_data``), fitted with ``BayesianGMM(3).fit(X)`` and default settings
 (NumPyro backend, 4 chains x 1,000 tuning + 1,000 draws). One process runs a first fit
-(what a script or a new notebook kernel does: the sampler loaded from JAX's persistent
-cache when it has it, else compiled) and then ``--warm`` more fits
-(the compiled sampler reused). Each stage is timed by wrapping the function that does it:
+(what a script or a new notebook kernel does after ``from bayesgmm import BayesianGMM``:
+JAX, PyMC and ArviZ imported by the fit, the sampler loaded from JAX's persistent cache
+when it has it, else compiled), as ``bench_sampling.py`` times a fit, and then ``--warm``
+more fits (the compiled sampler reused). Each stage is timed by wrapping the function
+that does it, once the fit has imported its module:
 
 ``before sampling``
     EM, the model, the starts, finding the compiled sampler: from the start of ``fit`` to
@@ -23,7 +25,12 @@ cache when it has it, else compiled) and then ``--warm`` more fits
     ``stack_modes`` (only when chains settled in different modes), and the diagnostics
     ``fit`` makes at its end.
 ``other post``
-    Whatever else runs between the chains' last step and the end of ``fit``.
+    Whatever else runs between the chains' last step and the end of ``fit`` (in a first
+    fit: importing ArviZ's statistics for the diagnostics).
+``imports before`` / ``imports in post``
+    The fit's module imports (every import the process makes during the fit, timed
+    where it is loaded), before the chains' last step and after it: parts of the rows
+    above, not added to them.
 
 The table gives the first fit and the median of the later ones, in seconds and as a
 share of the fit; the post-processing total is everything after the chains' last step.
