@@ -297,7 +297,7 @@ def stacking_weights(idata: xr.DataTree, report: ModeReport) -> np.ndarray:
     """Stacking weights of the modes (PSIS-LOO of each mode's draws)."""
     import warnings
 
-    import arviz as az
+    import arviz_stats as azs
 
     candidates = {}
     for i, mode in enumerate(report.modes):
@@ -308,7 +308,7 @@ def stacking_weights(idata: xr.DataTree, report: ModeReport) -> np.ndarray:
         candidates[f"mode {i}"] = xr.DataTree.from_dict(groups)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pareto-k warnings are reported by the PPC/LOO step
-        table = az.compare(candidates, method="stacking")
+        table = azs.compare(candidates, method="stacking")
     return np.array([float(table.loc[name, "weight"]) for name in candidates])
 
 

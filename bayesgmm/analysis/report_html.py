@@ -56,10 +56,10 @@ def _background(post, assign: pd.DataFrame) -> list[str]:
     """The report's line on a background-noise component, if any."""
     if "noise_weight" not in post:
         return []
-    import arviz as az
+    import arviz_stats as azs
 
     w0 = post["noise_weight"]
-    lo, hi = (float(v) for v in az.hdi(w0.to_dataset(name="w"), prob=0.94)["w"].values)
+    lo, hi = (float(v) for v in azs.hdi(w0.to_dataset(name="w"), prob=0.94)["w"].values)
     n = int((assign["cluster"] == -1).sum())
     return [
         f"Background noise: a uniform component of density 1/V, V = "

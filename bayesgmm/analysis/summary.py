@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -96,7 +96,7 @@ def posterior_summary(
             "feature_bis", errors="ignore"
         )
         post["correlation"] = stacked
-    table = az.summary(post, **kwargs)
+    table = azs.summary(post, **kwargs)
     if kwargs.get("round_to", "auto") == "auto" and isinstance(table, pd.DataFrame):
         _round_intervals(table)
     if approximate and isinstance(table, pd.DataFrame):

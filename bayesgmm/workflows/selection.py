@@ -162,7 +162,7 @@ def loo_compare(
     >>> res.best  # doctest: +SKIP
     2
     """
-    import arviz as az
+    import arviz_stats as azs
 
     X_arr, names = check_data(X, missing=check_missing(missing))
     noise_cov = check_noise_cov(noise_cov, X_arr)
@@ -199,7 +199,7 @@ def loo_compare(
                 warnings.simplefilter("ignore", SamplingWarning)
                 extra = {} if noise_cov is None else {"noise_cov": noise_cov}
                 gmm.fit(X_arr, feature_names=names, **extra)
-                loo = az.loo(gmm.idata_, var_name="x")
+                loo = azs.loo(gmm.idata_, var_name="x")
         except (DegenerateFitError, DataError) as exc:
             row.update(diagnostics="fail", diagnostics_reason=f"fit failed: {exc}")
             rows.append(row)
@@ -242,7 +242,7 @@ def loo_compare(
 
     comp = None
     if len(ranked) >= 2:
-        comp = az.compare({name(key): loos[key] for key in ranked}, round_to="none")
+        comp = azs.compare({name(key): loos[key] for key in ranked}, round_to="none")
         for key in ranked:
             r = comp.loc[name(key)]
             table.loc[key, ["elpd_diff", "dse", "rank", "weight"]] = [
