@@ -187,17 +187,20 @@ def _table(columns: dict[str, list[dict[str, float]]]) -> str:
         for name, rows in columns.items()
     }
     order = ["before sampling", "sampling", *POST_STAGES, "other post", "post-processing", "fit"]
+
+    def line(k: str) -> str:
+        return f"{k:<18}" + "".join(
+            f"{m[k]:>16.3f}{100 * m[k] / m['fit']:>6.1f}%" for m in med.values()
+        )
+
     head = "".join(f"{name + ' s':>16}{'%':>7}" for name in med)
     lines = [f"{'stage':<18}{head}"]
     for k in order:
         if k in ("post-processing", "fit"):
             lines.append("-" * len(lines[0]))
-        cells = "".join(f"{m[k]:>16.3f}{100 * m[k] / m['fit']:>6.1f}%" for m in med.values())
-        lines.append(f"{k:<18}{cells}")
+        lines.append(line(k))
     lines.append("of which module imports (the fit's first imports of jax, pymc, arviz...):")
-    for k in IMPORTS:
-        cells = "".join(f"{m[k]:>16.3f}{100 * m[k] / m['fit']:>6.1f}%" for m in med.values())
-        lines.append(f"{k:<18}{cells}")
+    lines.extend(line(k) for k in IMPORTS)
     return "\n".join(lines)
 
 

@@ -48,8 +48,8 @@ from bayesgmm.core.summaries import (
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["assignments_table", "co_clustering", "count_nonempty", "draw_log_densities",
-           "flag_anomalies", "membership_array", "membership_draws", "predict", "predict_proba",
-           "replicate", "sample", "score_samples"]  # fmt: skip
+           "flag_anomalies", "membership_array", "membership_blocks", "membership_draws",
+           "predict", "predict_proba", "replicate", "sample", "score_samples"]  # fmt: skip
 
 _MAX_DRAWS_BYTES = 1 << 30  # membership_draws refuses results larger than 1 GiB
 
@@ -67,12 +67,25 @@ def draw_log_densities(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
 def membership_array(post: xr.Dataset, X: np.ndarray) -> np.ndarray:
     """``p(z_i = k | x_i, theta_s)`` for every draw, flattened over (chain, draw), in the
     engine's layout (S, K, N): component before point, so no transposed copy is made."""
+    return membership_blocks(post, X, None)[0]
+
+
+def membership_blocks(post: xr.Dataset, X: np.ndarray, block_bytes: int | None) -> list:
+    """:func:`membership_array` as consecutive blocks of draws, each (draws, K, N) and at
+    most about ``block_bytes`` (one block when None). Many small arrays rather than one
+    large one, which numpy would have the kernel back with huge pages: just after
+    sampling, finding them can stall for a few tenths of a second."""
     draws = Draws.from_dataset(post)
     S, K, _ = draws.shape
-    out = np.empty((S, K, X.shape[0]))
+    n = X.shape[0]
+    step = S if block_bytes is None else max(1, block_bytes // max(1, 8 * K * n))
+    out = [np.empty((min(step, S - lo), K, n)) for lo in range(0, S, step)]
     for start, stop, blocks in Stream(draws, X, 4096).chunks():
         for lo, hi, lp, _ in blocks:
-            out[lo:hi, :, start:stop] = lp[:, :K]  # (a background's row left out)
+            for b in range(lo // step, (hi - 1) // step + 1):  # the pieces [lo, hi) meets
+                a, z = max(lo, b * step), min(hi, (b + 1) * step)
+                piece = out[b][a - b * step : z - b * step]
+                piece[:, :, start:stop] = lp[a - lo : z - lo, :K]  # (no background row)
     return out
 
 

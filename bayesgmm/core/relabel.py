@@ -40,16 +40,14 @@ from scipy.optimize import linear_sum_assignment
 from bayesgmm.core.checks import integer
 from bayesgmm.core.data import check_new_data
 from bayesgmm.core.draws import (
-    Draws,
     draw_arrays,
     missing_of,
     training_data,
     training_labels,
     training_weights,
 )
-from bayesgmm.core.engine import Stream
 from bayesgmm.core.families import family
-from bayesgmm.core.predict import draw_log_densities
+from bayesgmm.core.predict import draw_log_densities, membership_blocks
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = [
@@ -257,34 +255,15 @@ def _permute(arr: np.ndarray, perm: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr).reshape(S * K, -1)[rows].reshape(arr.shape)
 
 
-def _membership_blocks(post: xr.Dataset, X: np.ndarray, block_bytes: int = 1 << 21) -> list:
-    """The memberships ``p(z_i = k | x_i, theta_s)`` of every draw (flattened over chain and
-    draw) as consecutive blocks of draws, each (draws, K, N) and at most about
-    ``block_bytes``: many small arrays rather than one large one, which numpy would have
-    the kernel back with huge pages (just after sampling, finding them can stall for a
-    few tenths of a second)."""
-    draws = Draws.from_dataset(post)
-    S, K, _ = draws.shape
-    n = X.shape[0]
-    step = max(1, block_bytes // (8 * K * n))
-    out = [np.empty((min(step, S - lo), K, n)) for lo in range(0, S, step)]
-    for start, stop, blocks in Stream(draws, X, 4096).chunks():
-        for lo, hi, lp, _ in blocks:
-            for b in range(lo // step, (hi - 1) // step + 1):  # the pieces [lo, hi) meets
-                a, z = max(lo, b * step), min(hi, (b + 1) * step)
-                out[b][a - b * step : z - b * step, :, start:stop] = lp[a - lo : z - lo, :K]
-    return out
-
-
 def _stephens(
     P: list[np.ndarray], perm: np.ndarray, max_iter: int, fixed=None
 ) -> tuple[np.ndarray, int, bool]:
     """Stephens (2000): minimise sum_s KL(P_s permuted || Q) over per-draw permutations.
 
     ``P`` the membership probabilities (S, K, N) as consecutive blocks of draws
-    (:func:`_membership_blocks`), ``perm`` (S, K) the starting permutations. The entropy
-    of ``P_s`` does not depend on the permutation, so the cost of sending raw component j
-    to label k is ``-sum_i P_s[j, i] log Q[k, i]``.
+    (:func:`~bayesgmm.core.predict.membership_blocks`), ``perm`` (S, K) the starting
+    permutations. The entropy of ``P_s`` does not depend on the permutation, so the cost
+    of sending raw component j to label k is ``-sum_i P_s[j, i] log Q[k, i]``.
     """
     tiny = np.finfo(float).tiny
     edges = np.cumsum([0, *(len(p) for p in P)])
@@ -420,7 +399,7 @@ def relabel(
             rng = np.random.default_rng(random_seed)
             Xs = Xs[np.sort(rng.choice(Xs.shape[0], max_points, replace=False))]
         n_points = Xs.shape[0]
-        P = _membership_blocks(post, Xs)
+        P = membership_blocks(post, Xs, 1 << 21)  # blocks of 2 MB
         perm, n_iter, converged = _stephens(P, perm, max_iter, fixed)
     perm = perm.reshape(C, S, K)
     n_permuted = (perm != np.arange(K)).any(axis=-1).sum(axis=1)

@@ -227,8 +227,8 @@ def model_functions(model: pm.Model, spec: GMMSpec) -> tuple[ModelFunctions, lis
         shared_values, groups = args
         values = [params[n] for n in value_names]
         results = outputs_fn(*values, *shared_values)
-        weights, parts = _parts(*results[:3])
-        outs = results[3:]
+        weights, parts = _parts(*results[: len(likelihood_inputs)])
+        outs = results[len(likelihood_inputs) :]
         scale = shared_values[where["scale"]]
         if noisy:
             pointwise = _noisy_pointwise(weights, parts, groups, scale)[0]

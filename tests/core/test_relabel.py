@@ -435,14 +435,13 @@ def test_membership_blocks_are_the_memberships_in_pieces(block_bytes, monkeypatc
     the engine's blocks of 3, or one piece) are exactly the engine's memberships."""
     from bayesgmm.core import engine
     from bayesgmm.core.draws import example_posterior
-    from bayesgmm.core.predict import membership_array
-    from bayesgmm.core.relabel import _membership_blocks
+    from bayesgmm.core.predict import membership_array, membership_blocks
 
     post = example_posterior()  # 20 draws, K = 2, D = 2
     X = np.random.default_rng(0).normal(size=(5, 2)) * 2
     want = membership_array(post, X)
     monkeypatch.setattr(engine, "_WORK_ELEMS", 3 * 2 * 2 * 5)  # engine blocks of 3 draws
-    blocks = _membership_blocks(post, X, block_bytes)
+    blocks = membership_blocks(post, X, block_bytes)
     assert all(b.nbytes <= max(block_bytes, 8 * 2 * 5) for b in blocks)
     assert len(blocks) == {1: 20, 8 * 2 * 5 * 7: 3, 1 << 21: 1}[block_bytes]
     np.testing.assert_array_equal(np.concatenate(blocks), want)
