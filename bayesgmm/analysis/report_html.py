@@ -238,8 +238,13 @@ def html_page(
         "(<a href='diagnostics.txt'>diagnostics.txt</a>)</p>",
     ]
     if selection is not None:
+        background = (
+            "<p>Every K with the same background-noise component: K Gaussians plus the "
+            "background.</p>"
+        )
         parts += [
             "<h2>Choice of K (PSIS-LOO)</h2>",
+            *([background] if selection.attrs.get("noise") else []),
             _table_html(selection),
             "<p><a href='selection.csv'>selection.csv</a></p>",
         ]

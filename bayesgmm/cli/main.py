@@ -116,11 +116,6 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 f"weights {spec.data.weights!r} and a list of components: choosing K by "
                 "PSIS-LOO is not available for frequency-weighted data; give one K."
             )
-        elif spec.noise is not False:
-            raise DataError(
-                "a background-noise component and a list of components: comparing Ks with "
-                "a background is not available (yet); give one K."
-            )
         elif data.known is not None:
             raise DataError(
                 f"known components {spec.data.known!r} and a list of components: the known "
@@ -143,6 +138,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 progress=not args.quiet,
                 missing=missing,
                 noise_cov=noise,
+                noise=spec.noise,
             )
             try:
                 best = res.best
@@ -161,6 +157,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             caught_notes.append(
                 f"K compared by PSIS-LOO over {spec.components}: best K={best} (highest elpd "
                 "among fits whose diagnostics did not fail); see selection.csv."
+                + (" Every fit had the same background-noise component." if spec.noise else "")
             )
             caught_notes.append(
                 f"random_seed {master} seeds the comparison (rerunning the spec with it "

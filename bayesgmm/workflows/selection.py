@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 
 from bayesgmm.analysis.bic_plot import family_style, mclust_sign
 from bayesgmm.analysis.diagnostics import diagnose
+from bayesgmm.core.background import check_noise
 from bayesgmm.core.bic import best_bic, sweep_families
 from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
 from bayesgmm.core.data import check_data
@@ -53,7 +54,8 @@ class LOOComparison:
         ``n_high_pareto_k`` (points with Pareto k above ArviZ's threshold
         ``good_k``), ``max_pareto_k``, ``pareto_warning``, ``diagnostics``
         (``"ok"``/``"warn"``/``"fail"``), ``diagnostics_reason``, ``ranked`` and
-        ``seconds`` (wall time of the fit).
+        ``seconds`` (wall time of the fit). ``table.attrs["noise"]``: the fits'
+        background-noise component (False: none; see :func:`loo_compare`).
     fits : dict of int (or of ``(covariance_type, K)``) to BayesianGMM
         The fitted estimators, keyed as the table's index.
     loo : dict of int (or of ``(covariance_type, K)``) to ELPDData
@@ -106,6 +108,7 @@ def loo_compare(
     progress: bool = True,
     missing: str = "error",
     noise_cov=None,
+    noise: bool | float = False,
 ) -> LOOComparison:
     """Fit a Bayesian mixture for each K (and family) and compare them by PSIS-LOO.
 
@@ -149,6 +152,12 @@ def loo_compare(
     noise_cov : array-like, optional
         Known measurement errors of the rows (as :meth:`BayesianGMM.fit` takes them):
         every fit deconvolves them, and each row's log-likelihood is with its own errors.
+    noise : bool or float, default=False
+        A background-noise component in every fit (as :class:`~bayesgmm.BayesianGMM`
+        takes it): True for a uniform density over the data's bounding box (the same box
+        for every K), or its volume. Every fit's pointwise log-likelihood then includes
+        the background, so the Ks compare as K Gaussians plus the same background, as
+        mclust's ``Mclust(..., initialization = list(noise = ...))`` compares them by BIC.
 
     Returns
     -------
@@ -166,6 +175,7 @@ def loo_compare(
 
     X_arr, names = check_data(X, missing=check_missing(missing))
     noise_cov = check_noise_cov(noise_cov, X_arr)
+    check_noise(noise, X_arr)  # a bad value or an empty box: refused before any fit
     ks = check_k_range(k_range, X_arr.shape[0])
     several = not isinstance(covariance_type, str) or covariance_type == "mclust"
     families = sweep_families(covariance_type, X_arr.shape[1]) if several else [covariance_type]
@@ -181,7 +191,7 @@ def loo_compare(
     for i, (ct, K) in enumerate(candidates, start=1):
         t0 = time.perf_counter()
         key: Any = (ct, K) if several else K
-        label = f"{ct}, K={K}" if several else f"K={K}"
+        label = (f"{ct}, K={K}" if several else f"K={K}") + (" + noise" if noise else "")
         where = f"loo_compare [{i}/{len(candidates)}] {label}"
         row: dict[str, Any] = {"covariance_type": ct, "K": K}
         try:
@@ -192,6 +202,7 @@ def loo_compare(
                 sampler={**base_sampler, "random_seed": child_seed(seed, K)},
                 em=em,
                 missing=missing,
+                noise=noise,
             )
             with warnings.catch_warnings():
                 # the estimator's own check is per component, so it flags label
@@ -235,6 +246,7 @@ def loo_compare(
     index = ["covariance_type", "K"] if several else "K"
     table = pd.DataFrame(rows).set_index(index).reindex(columns=columns)
     table["ranked"] = table["diagnostics"].isin(["ok", "warn"]) & table["elpd"].notna()
+    table.attrs["noise"] = noise  # every fit's background (False: none)
     ranked = [key for key in table.index if table.loc[key, "ranked"]]
 
     def name(key) -> str:

@@ -126,6 +126,33 @@ def test_fit_with_a_background_noise_component(tmp_path, capsys):
         ModelSpec.from_dict(_spec(model={"components": 2, "noise": -1}))
 
 
+def test_a_spec_compares_ks_each_with_the_background(tmp_path, capsys):
+    """components = [1, 2] with noise = true: every K's fit has the same background, the
+    table says so, and the chosen fit's far points are the background's."""
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.normal([0.0, 0.0], 1.0, (40, 2)), rng.normal([6.0, 6.0], 1.0, (40, 2)),
+                   rng.uniform(-12.0, 18.0, (8, 2))])  # fmt: skip
+    pd.DataFrame(X, columns=["a", "b"]).to_csv(tmp_path / "noisy.csv", index=False)
+    spec = tmp_path / "noisy.toml"
+    spec.write_text(f'[data]\npath = "{tmp_path / "noisy.csv"}"\n'
+                    "[model]\ncomponents = [1, 2]\nnoise = true\n")  # fmt: skip
+    out = tmp_path / "o"
+    settings = ["--draws", "300", "--tune", "300", *SMALL[4:]]  # enough for a verdict
+    code, stdout, err = _run(["run", spec, "--out", out, "--target-ess", "0", *settings], capsys)
+    assert code in (0, 1), err
+    assert "chosen K = " in stdout
+    table = pd.read_csv(out / "selection.csv", index_col="K")
+    assert list(table.index) == [1, 2] and table["elpd"].notna().all()
+    gmm = load(out / "model")
+    assert gmm.noise is True and "noise_weight" in gmm.posterior
+    page = html.unescape((out / "report.html").read_text())
+    assert "Every K with the same background-noise component" in page
+    assert "Every fit had the same background-noise component." in page
+    assign = pd.read_csv(out / "assignments.csv")
+    far = (np.linalg.norm(X[:, None] - np.array([[0.0, 0.0], [6.0, 6.0]]), axis=-1) > 7).all(1)
+    assert far.sum() >= 3 and (assign["cluster"][far] == -1).all()
+
+
 def test_a_classifier_spec_runs_as_classify(tmp_path, capsys):
     from test_cli import MODELS
 

@@ -48,7 +48,9 @@ class _FakeGMM:
     diagnostics fail and it must not be ranked.
     """
 
-    def __init__(self, n_components, covariance_type, priors, sampler, em, missing="error"):
+    def __init__(
+        self, n_components, covariance_type, priors, sampler, em, missing="error", noise=False
+    ):
         self.K, self.seed = n_components, sampler["random_seed"]
         self.em_ = None
 
@@ -103,6 +105,10 @@ def test_loo_compare_bad_input():
         loo_compare(X[:3], [1, 4])
     with pytest.raises(ConfigError, match="sampler"):
         loo_compare(X, [1], sampler=[("draws", 10)])
+    with pytest.raises(ConfigError, match="noise must be"):
+        loo_compare(X, [1], noise="yes")
+    with pytest.raises(ConfigError, match="must be positive"):
+        loo_compare(X, [1], noise=-2.0)
 
 
 def test_loo_compares_families_and_prefers_the_one_that_describes_the_data(capsys):
@@ -242,3 +248,44 @@ def test_loo_compare_with_measurement_errors_scores_rows_with_their_own_errors()
     loglik = fit.idata_["log_likelihood"]["x"].mean(("chain", "draw")).to_numpy()
     own = fit.score_samples(X, noise_cov=sd**2)
     assert np.corrcoef(loglik, own)[0, 1] > 0.99  # the same rows' densities, with errors
+
+
+def two_clusters_and_scatter(seed: int = 5) -> np.ndarray:
+    """Two unit-variance clusters (60 points each) and 12 points uniform on a wide box."""
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal([0.0, 0.0], 1.0, (60, 2)), rng.normal([6.0, 6.0], 1.0, (60, 2)),
+                      rng.uniform(-12.0, 18.0, (12, 2))])  # fmt: skip
+
+
+def far_from(X: np.ndarray, centers, sds: float) -> np.ndarray:
+    """Rows more than ``sds`` unit sds from every center."""
+    dist = np.linalg.norm(X[:, None, :] - np.asarray(centers)[None], axis=-1)
+    return (dist > sds).all(axis=1)
+
+
+@pytest.mark.slow
+def test_loo_compare_with_a_background_is_not_led_by_scattered_points():
+    """Without a background, 12 scattered points need a third Gaussian and PSIS-LOO
+    prefers K = 3 by far; with the same background in every fit, K = 2 is preferred and a
+    third Gaussian is no better. A far point's pointwise log-likelihood is the
+    background's, log(noise_weight / V)."""
+    X = two_clusters_and_scatter()
+    plain = loo_compare(X, [2, 3], sampler=FAST_SAMPLER, random_seed=1, progress=False)
+    t = plain.table
+    assert t.attrs["noise"] is False
+    assert t.loc[3, "elpd"] > t.loc[2, "elpd"] + 4 * t.loc[2, "dse"]
+    res = loo_compare(X, [1, 2, 3], sampler=FAST_SAMPLER, random_seed=1, noise=True,
+                      progress=False)  # fmt: skip
+    t = res.table
+    assert t.attrs["noise"] is True
+    assert res.best == 2 or t.loc[3, "elpd"] - t.loc[2, "elpd"] < 2 * t.loc[3, "dse"]
+    assert t.loc[2, "elpd"] > t.loc[1, "elpd"] + 4 * t.loc[1, "dse"]
+    for fit in res.fits.values():
+        assert fit.noise is True and "noise_weight" in fit.posterior
+    fit = res.fits[2]
+    far = far_from(X, [[0.0, 0.0], [6.0, 6.0]], 7.0)
+    assert far.sum() >= 4
+    volume = np.prod(X.max(axis=0) - X.min(axis=0))
+    loglik = fit.idata_["log_likelihood"]["x"].to_numpy()[..., far]
+    background = np.log(fit.posterior["noise_weight"].to_numpy()) - np.log(volume)
+    np.testing.assert_allclose(loglik.mean((0, 1)), background.mean(), atol=0.02)
