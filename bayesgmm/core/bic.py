@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from bayesgmm.core.background import check_noise
 from bayesgmm.core.checks import check_k_range, check_seed, child_seed, integer, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.em import fit_em
@@ -199,7 +200,7 @@ def _inits(ct: str) -> tuple[str, ...]:
     return _INITS[:1] if family(ct).mclust[1:] in ("II", "") else _INITS
 
 
-def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol):
+def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False):
     """Best of ``n_init`` starts: ``_SHORT_ITER`` EM iterations each, then the best few
     continued to convergence (Biernacki, Celeux & Govaert 2003's short-EM strategy); the
     best non-degenerate converged fit is kept. Returns ``(fit, reason, notes, n_best)``."""
@@ -211,12 +212,12 @@ def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol):
             return fit_em(
                 X, K, covariance_type=ct, prior=prior, n_init=1, max_iter=max_iter,
                 init=inits[i % len(inits)], random_seed=child_seed(seed, _key(ct), K, i),
-                feature_names=names,
+                feature_names=names, noise=noise,
             )  # fmt: skip
         except DegenerateFitError:
             return None
 
-    if K == 1:  # a single component: EM is closed-form, every start is the same
+    if K == 1:  # a single component: every start is the same (closed-form without noise)
         order = [0]
     else:
         with warnings.catch_warnings():
@@ -257,6 +258,7 @@ def bic_table(
     var_rtol: float = _VAR_RTOL,
     convention: str = "mclust",
     progress: bool = False,
+    noise: bool | float = False,
 ) -> pd.DataFrame:
     """BIC and ICL of the EM fit for every K and covariance family (a fast pre-screen).
 
@@ -290,6 +292,14 @@ def bic_table(
         :func:`best_bic` and the BIC plot read).
     progress : bool, default=False
         Print one line per fit.
+    noise : bool or float, default=False
+        A background-noise component in every fit (as :func:`~bayesgmm.fit_em` takes
+        it: True for a uniform density over the data's bounding box, or its volume), as
+        mclust's ``mclustBIC(X, initialization = list(noise = ...), Vinv = 1 / V)``:
+        the log-likelihood includes the background, ``n_parameters`` counts its weight
+        (one more than without) and the ICL's classification includes it. Each start
+        gives the background a weight of 0.1 (mclust starts from a guessed set of noise
+        points instead). Recorded in ``table.attrs["noise"]``.
 
     Returns
     -------
@@ -330,6 +340,7 @@ def bic_table(
     ('tied', 'EEE', 3, -2314.3)
     """
     X, names = check_data(X)
+    check_noise(noise, X)  # a bad value or an empty box: refused before any fit
     ks = check_k_range(k_range)
     cts = sweep_families(covariance_types, X.shape[1])
     if prior not in (None, "default"):
@@ -348,7 +359,7 @@ def bic_table(
             row["n_starts"] = 1 if K == 1 else n_init
             try:
                 fit, reason, notes, n_best = _search(
-                    X, K, ct, prior, n_init, seed, names, h, var_rtol
+                    X, K, ct, prior, n_init, seed, names, h, var_rtol, noise
                 )
             except DegenerateFitError as exc:
                 row.update(status="degenerate", reason=str(exc).split(". ")[0])
@@ -375,6 +386,7 @@ def bic_table(
     table = pd.DataFrame(rows).reindex(columns=_COLUMNS)
     table["reason"] = table["reason"].fillna("")
     table.attrs["convention"] = convention
+    table.attrs["noise"] = noise  # every fit's background (False: none)
     return table
 
 

@@ -190,11 +190,12 @@ class EMResult:
         return best if self.noise_weight is None else np.where(best == self.n_components, -1, best)
 
     def n_parameters(self) -> int:
-        """Free parameters: K - 1 weights (K with a background component), K D means and
-        the family's covariance terms."""
+        """Free parameters: K - 1 weights, K D means and the family's covariance terms;
+        with a background-noise component two more, its weight and its volume, as mclust
+        counts them (``nMclustParams(..., noise = TRUE)``: the volume is the data's)."""
         K, D = self.n_components, self.n_features
-        n_weights = K - (self.noise_weight is None)
-        return n_weights + K * D + family(self.covariance_type).n_parameters(K, D)
+        background = 0 if self.noise_weight is None else 2
+        return K - 1 + background + K * D + family(self.covariance_type).n_parameters(K, D)
 
     def _loglik_n(self, X: ArrayLike | None) -> tuple[float, float]:
         if X is None:
