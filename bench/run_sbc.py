@@ -8,11 +8,15 @@ data simulated from the prior (``bayesgmm.workflows.sbc.SBC_PRIORS``):
 ``2d-VEV``, ``2d-EVE``, ``2d-VVE``, ...
         K=2, D=2, one of mclust's families (``2d-`` and any name bayesgmm knows): the
         true parameters drawn from the model's own prior (a uniform rotation, ...)
+``1d-noise``
+        K=2, D=1 and a background-noise component of volume 30 (uniform on [-15, 15];
+        the means' prior is Normal(0, 3)): ``noise_weight`` ranked too
 
 Run::
 
     python bench/run_sbc.py --model both --sims 200 --out out/sbc
     python bench/run_sbc.py --model 2d-VEV --sims 200 --draws 500 --out out/sbc
+    python bench/run_sbc.py --model 1d-noise --sims 200 --draws 500 --out out/sbc
 
 Writes ``<out>/<model>_ranks.csv``, ``_fits.csv``, ``_uniformity.csv`` and
 ``_ranks.png``, and prints the per-quantity χ² p-values as Markdown. The two models run
@@ -28,12 +32,13 @@ import time
 from pathlib import Path
 
 MODELS = {"1d": {"n_features": 1}, "2d": {"n_features": 2}}
+EXTRA = {"1d-noise": {"n_features": 1, "noise": 30.0}}
 
 
 def _model(name: str) -> dict:
     """``1d``, ``2d`` or ``2d-<family>``: run_sbc's model arguments."""
-    if name in MODELS:
-        return MODELS[name]
+    if name in MODELS or name in EXTRA:
+        return {**MODELS, **EXTRA}[name]
     return {"n_features": 2, "covariance_type": name.removeprefix("2d-")}
 
 

@@ -126,6 +126,7 @@ def test_fit_with_a_background_noise_component(tmp_path, capsys):
         ModelSpec.from_dict(_spec(model={"components": 2, "noise": -1}))
 
 
+@pytest.mark.slow
 def test_a_spec_compares_ks_each_with_the_background(tmp_path, capsys):
     """components = [1, 2] with noise = true: every K's fit has the same background, the
     table says so, and the chosen fit's far points are the background's."""
@@ -151,6 +152,25 @@ def test_a_spec_compares_ks_each_with_the_background(tmp_path, capsys):
     assign = pd.read_csv(out / "assignments.csv")
     far = (np.linalg.norm(X[:, None] - np.array([[0.0, 0.0], [6.0, 6.0]]), axis=-1) > 7).all(1)
     assert far.sum() >= 3 and (assign["cluster"][far] == -1).all()
+
+
+def test_a_spec_passes_its_background_to_the_comparison(tmp_path, capsys, monkeypatch):
+    """The sweep's arguments, without fitting (the fits: the slow test above)."""
+    import bayesgmm.workflows.selection as selection
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(selection, "loo_compare", fake)
+    spec = tmp_path / "noisy.toml"
+    spec.write_text('[data]\npath = "bundled:faithful"\n'
+                    "[model]\ncomponents = [1, 2]\nnoise = 900.0\n")  # fmt: skip
+    code, _, err = _run(["run", spec, "--out", tmp_path / "o", *SMALL], capsys)
+    assert code == 2 and "stop here" in err
+    assert seen["noise"] == 900.0
 
 
 def test_a_classifier_spec_runs_as_classify(tmp_path, capsys):

@@ -8,13 +8,13 @@ from scipy import stats
 from bayesgmm import ConfigError, Prior
 from bayesgmm.workflows.sbc import (
     SBC_PRIORS,
-    _lkj,
     draw_prior,
     invariant_quantities,
     rank_uniformity,
     run_sbc,
     simulate,
 )
+from bayesgmm.workflows.sbc_prior import _lkj
 
 
 @pytest.mark.parametrize(("D", "eta"), [(2, 2.0), (3, 2.0), (4, 0.7)])
@@ -105,6 +105,42 @@ def test_sbc_priors_are_proper_and_fixed():
 
 # Issue 9: >= 200 simulations per model; each fit is bayesgmm's whole pipeline (EM start,
 # NUTS, relabelling). Same settings and seed as `python bench/run_sbc.py --model both`.
+def test_prior_and_data_with_a_background():
+    """noise = V: the draws without the background are unchanged (it is drawn last),
+    ``noise_weight ~ Beta(mean(a), sum(a))``, and its share of the points is uniform on a
+    box of volume V centred on the means' prior mean."""
+    plain = draw_prior(2, 2, rng=np.random.default_rng(3))
+    theta = draw_prior(2, 2, rng=np.random.default_rng(3), noise=400.0)
+    for name, value in plain.items():
+        np.testing.assert_array_equal(theta[name], value)
+    np.testing.assert_allclose(theta["box"], [[-10.0, -10.0], [10.0, 10.0]])
+    rng = np.random.default_rng(4)
+    w0 = np.array([draw_prior(2, 1, rng=rng, noise=30.0)["noise_weight"] for _ in range(3000)])
+    assert stats.kstest(w0, stats.beta(2.0, 4.0).cdf).pvalue > 0.001  # a = (2, 2)
+    far = {**theta, "means": np.array([[100.0, 100.0], [200.0, 200.0]]), "noise_weight": 0.25}
+    X = simulate(far, 20000, np.random.default_rng(5))
+    noise = X[:, 0] < 50  # the Gaussians are far from the box
+    assert abs(noise.mean() - 0.25) < 0.015
+    assert X[noise].min() >= -10.0 and X[noise].max() <= 10.0
+    assert stats.kstest(X[noise, 1], stats.uniform(-10, 20).cdf).pvalue > 0.001
+    with pytest.raises(ConfigError, match="positive volume"):
+        run_sbc(1, noise=True)
+
+
+# A background-noise component of volume 30 (the box [-15, 15]; means ~ Normal(0, 3)):
+# the Gaussians' shares, means, sds and the background's weight, 100 simulations of 100
+# points, K = 2, one feature.
+@pytest.mark.slow
+def test_sbc_ranks_are_uniform_with_a_background(tmp_path):
+    res = run_sbc(100, noise=30.0, draws=500, tune=500, chains=2, random_seed=2026)
+    assert (res.fits["status"] == "ok").all(), res.fits[res.fits["status"] != "ok"]
+    assert len(res.ranks) == 100 and "noise_weight" in res.ranks
+    assert res.settings["noise"] == 30.0
+    uni = res.uniformity(bins=10)
+    res.plot().savefig(tmp_path / "ranks.png")
+    assert uni["p_adjusted"].min() >= 0.01, uni.sort_values("p_value")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("n_features", [1, 2], ids=["1d_K2", "2d_K2_full"])
 def test_sbc_ranks_are_uniform(n_features, tmp_path):

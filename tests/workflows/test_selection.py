@@ -51,7 +51,7 @@ class _FakeGMM:
     def __init__(
         self, n_components, covariance_type, priors, sampler, em, missing="error", noise=False
     ):
-        self.K, self.seed = n_components, sampler["random_seed"]
+        self.K, self.seed, self.noise = n_components, sampler["random_seed"], noise
         self.em_ = None
 
     def fit(self, X, feature_names=None):
@@ -95,6 +95,16 @@ def test_loo_compare_ranks_only_fits_that_pass(monkeypatch, capsys):
     other = loo_compare(X, [1, 2, 3, 4, 5], random_seed=4, progress=False)
     assert not np.allclose(other.table["elpd"], t["elpd"])
     assert capsys.readouterr().out == ""
+
+
+def test_loo_compare_gives_every_fit_the_background(monkeypatch):
+    monkeypatch.setattr(bayesgmm.estimator.estimator, "BayesianGMM", _FakeGMM)
+    X = three_clusters(seed=8)
+    res = loo_compare(X, [1, 2, 3], random_seed=3, noise=True, progress=False)
+    assert [fit.noise for fit in res.fits.values()] == [True, True, True]
+    assert res.table.attrs["noise"] is True
+    plain = loo_compare(X, [2], random_seed=3, progress=False)
+    assert plain.fits[2].noise is False and plain.table.attrs["noise"] is False
 
 
 def test_loo_compare_bad_input():
