@@ -115,6 +115,8 @@ def plot_bic(
     ax.legend(title="model", ncol=2, fontsize="small", loc="lower right")
     if title is None:
         title = criterion.upper() + (f": best {best[2]}, K = {best[1]}" if best else "")
+        if table.attrs.get("noise"):
+            title += ", each K with a background-noise component"
         if n_gaps:
             title += f" ({n_gaps} degenerate or failed fits not shown)"
     ax.set_title(title, fontsize="medium")
