@@ -65,6 +65,11 @@ def test_one_line_per_family_in_mclusts_sign(convention):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["EEE", "VVV"]
     assert "EEE, K = 2" in ax.get_title() and "1 degenerate" in ax.get_title()
     assert "higher is better" in ax.get_ylabel()
+    assert "background" not in ax.get_title()
+    noisy = table(convention)
+    noisy.attrs["noise"] = True  # bic_table(..., noise=True)
+    title = plot_bic(noisy).axes[0].get_title()
+    assert "each K with a background-noise component" in title
 
 
 def test_icl_into_given_axes():
