@@ -8,9 +8,10 @@ data simulated from the prior (``bayesgmm.workflows.sbc.SBC_PRIORS``):
 ``2d-VEV``, ``2d-EVE``, ``2d-VVE``, ...
         K=2, D=2, one of mclust's families (``2d-`` and any name bayesgmm knows): the
         true parameters drawn from the model's own prior (a uniform rotation, ...)
-``1d-noise``
-        K=2, D=1 and a background-noise component of volume 30 (uniform on [-15, 15];
-        the means' prior is Normal(0, 3)): ``noise_weight`` ranked too
+``1d-noise``, ``2d-noise``
+        K=2, D=1 or D=2 (full), and a background-noise component of volume 30 or 900
+        (uniform on [-15, 15] or its square; the means' prior is Normal(0, 3)):
+        ``noise_weight`` ranked too
 
 Run::
 
@@ -32,7 +33,10 @@ import time
 from pathlib import Path
 
 MODELS = {"1d": {"n_features": 1}, "2d": {"n_features": 2}}
-EXTRA = {"1d-noise": {"n_features": 1, "noise": 30.0}}
+EXTRA = {
+    "1d-noise": {"n_features": 1, "noise": 30.0},
+    "2d-noise": {"n_features": 2, "noise": 900.0},
+}
 
 
 def _model(name: str) -> dict:
