@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayesgmm.core.background import check_noise
 from bayesgmm.core.checks import child_sequence
 from bayesgmm.core.families import family
 from bayesgmm.core.priors import Prior
@@ -258,8 +259,10 @@ def run_sbc(
     SBCResult
     """
     priors, _ = sbc_priors(priors, n_components, n_features, covariance_type)
-    if noise is not None and (isinstance(noise, bool) or not float(noise) > 0):
-        raise ConfigError(f"noise must be None or a positive volume for SBC; got {noise!r}.")
+    if noise is not None:
+        if isinstance(noise, bool):
+            raise ConfigError(f"noise must be None or a positive volume for SBC; got {noise!r}.")
+        check_noise(noise, np.empty((0, n_features)))  # a volume: no data are read
     if draws * chains < n_ranks:
         raise ConfigError(f"draws * chains = {draws * chains} < n_ranks = {n_ranks}.")
     fam = family(covariance_type)

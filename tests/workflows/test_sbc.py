@@ -125,6 +125,10 @@ def test_prior_and_data_with_a_background():
     assert stats.kstest(X[noise, 1], stats.uniform(-10, 20).cdf).pvalue > 0.001
     with pytest.raises(ConfigError, match="positive volume"):
         run_sbc(1, noise=True)
+    with pytest.raises(ConfigError, match="positive volume"):
+        run_sbc(1, noise="yes")
+    with pytest.raises(ConfigError, match="must be positive"):
+        run_sbc(1, noise=float("inf"))
 
 
 # A background-noise component of volume 30 (the box [-15, 15]; means ~ Normal(0, 3)):
