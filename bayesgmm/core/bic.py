@@ -297,7 +297,8 @@ def bic_table(
         it: True for a uniform density over the data's bounding box, or its volume), as
         mclust's ``mclustBIC(X, initialization = list(noise = ...), Vinv = 1 / V)``:
         the log-likelihood includes the background, ``n_parameters`` counts its weight
-        (one more than without) and the ICL's classification includes it. Each start
+        and its volume (two more than without, as mclust counts them) and the ICL's
+        classification includes it. Each start
         gives the background a weight of 0.1 (mclust starts from a guessed set of noise
         points instead). Recorded in ``table.attrs["noise"]``.
 
