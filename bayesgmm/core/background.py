@@ -21,9 +21,10 @@ import numpy as np
 
 from bayesgmm.exceptions import ConfigError, DataError
 
-__all__ = ["NOISE_START", "bounding_volume", "check_noise"]
+__all__ = ["NOISE_START", "bounding_volume", "check_noise", "check_noise_init", "guess_noise"]
 
-#: The background's weight at the start of EM (mclust starts from a guessed noise set).
+#: The background's weight at the start of EM, unless the points it starts with are
+#: guessed (``noise_init``, as mclust's ``initialization$noise``).
 NOISE_START = 0.1
 
 
@@ -36,6 +37,37 @@ def bounding_volume(X: np.ndarray) -> float:
     6.0
     """
     return float(np.prod(np.nanmax(X, axis=0) - np.nanmin(X, axis=0)))
+
+
+def guess_noise(
+    X: np.ndarray, labels: np.ndarray | None = None, fraction: float = NOISE_START, k: int = 10
+) -> np.ndarray | None:
+    """A guess of which points are noise, for EM's starts: the ``fraction`` of the points
+    farthest from their ``k``-th nearest neighbour (distances in units of the columns' sds;
+    scipy's ``cKDTree``), a simple form of Byers & Raftery's (1998) nearest-neighbour
+    cleaning. Points with known labels (``labels >= 0``) are never guessed. None when
+    there are too few points to guess from.
+
+    Examples
+    --------
+    >>> grid = [[a, b] for a in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
+    >>> guess_noise(np.array([*grid, [9.0, 9.0]]), k=3).nonzero()[0].tolist()
+    [9]
+    """
+    from scipy.spatial import cKDTree
+
+    n = X.shape[0]
+    n_flag = max(1, round(fraction * n))
+    if n <= k + n_flag:
+        return None
+    sd = X.std(axis=0)
+    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    far = cKDTree(Z).query(Z, k=[k + 1])[0][:, 0]  # the point itself is its nearest
+    if labels is not None:
+        far[labels >= 0] = -np.inf
+    flagged = np.zeros(n, dtype=bool)
+    flagged[np.argsort(-far, kind="stable")[:n_flag]] = True
+    return flagged & np.isfinite(far)
 
 
 def check_noise(noise, X: np.ndarray) -> float | None:
@@ -70,3 +102,55 @@ def check_noise(noise, X: np.ndarray) -> float | None:
     if not (noise > 0 and math.isfinite(noise)):
         raise ConfigError(f"noise (the background's volume) must be positive; got {noise!r}.")
     return -math.log(float(noise))
+
+
+def check_noise_init(
+    noise_init, n: int, n_components: int, background: float | None, labels=None
+) -> np.ndarray | None:
+    """The points guessed to be background noise at EM's start, as a bool array (n,).
+
+    ``noise_init`` is None or one True/False (or 1/0) per point, as mclust's
+    ``initialization = list(noise = ...)``; it needs a background (``background`` not
+    None, from :func:`check_noise`), at least one point flagged, ``n_components`` points
+    left for the Gaussians, and no flagged point with a known label (``labels``).
+
+    Examples
+    --------
+    >>> check_noise_init([0, 1, 0, 0], 4, 2, background=-2.3).tolist()
+    [False, True, False, False]
+    >>> check_noise_init(None, 4, 2, background=None) is None
+    True
+    """
+    if noise_init is None:
+        return None
+    if background is None:
+        raise ConfigError(
+            "noise_init guesses which points start in the background-noise component, "
+            "so it needs one: pass noise=True (or its volume) as well."
+        )
+    values = np.asarray(noise_init)
+    if values.shape != (n,):
+        raise DataError(f"noise_init must have one value per point, ({n},); got {values.shape}.")
+    if values.dtype != bool:
+        if values.dtype.kind not in "iuf" or not np.isin(values, (0, 1)).all():
+            raise DataError(
+                "noise_init must be True/False (or 1/0) per point: True for a point guessed "
+                "to be noise."
+            )
+        values = values.astype(bool)
+    if not values.any():
+        raise DataError(
+            "noise_init flags no point as noise; leave it out to start the background at "
+            f"weight {NOISE_START}."
+        )
+    if (~values).sum() < n_components:
+        raise DataError(
+            f"noise_init leaves {int((~values).sum())} points for {n_components} Gaussian "
+            "components; flag fewer points as noise."
+        )
+    if labels is not None and (np.asarray(labels)[values] >= 0).any():
+        raise ConfigError(
+            "noise_init flags points that have known labels (y); a labelled point belongs "
+            "to its component, not to the background."
+        )
+    return values

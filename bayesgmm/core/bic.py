@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from bayesgmm.core.background import check_noise
+from bayesgmm.core.background import check_noise, check_noise_init
 from bayesgmm.core.checks import check_k_range, check_seed, child_seed, integer, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.em import fit_em
@@ -200,7 +200,7 @@ def _inits(ct: str) -> tuple[str, ...]:
     return _INITS[:1] if family(ct).mclust[1:] in ("II", "") else _INITS
 
 
-def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False):
+def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False, noise_init=None):
     """Best of ``n_init`` starts: ``_SHORT_ITER`` EM iterations each, then the best few
     continued to convergence (Biernacki, Celeux & Govaert 2003's short-EM strategy); the
     best non-degenerate converged fit is kept. Returns ``(fit, reason, notes, n_best)``."""
@@ -212,7 +212,7 @@ def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False):
             return fit_em(
                 X, K, covariance_type=ct, prior=prior, n_init=1, max_iter=max_iter,
                 init=inits[i % len(inits)], random_seed=child_seed(seed, _key(ct), K, i),
-                feature_names=names, noise=noise,
+                feature_names=names, noise=noise, noise_init=noise_init,
             )  # fmt: skip
         except DegenerateFitError:
             return None
@@ -259,6 +259,7 @@ def bic_table(
     convention: str = "mclust",
     progress: bool = False,
     noise: bool | float = False,
+    noise_init: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """BIC and ICL of the EM fit for every K and covariance family (a fast pre-screen).
 
@@ -298,9 +299,13 @@ def bic_table(
         mclust's ``mclustBIC(X, initialization = list(noise = ...), Vinv = 1 / V)``:
         the log-likelihood includes the background, ``n_parameters`` counts its weight
         and its volume (two more than without, as mclust counts them) and the ICL's
-        classification includes it. Each start
-        gives the background a weight of 0.1 (mclust starts from a guessed set of noise
-        points instead). Recorded in ``table.attrs["noise"]``.
+        classification includes it. Each start gives the background a weight of 0.1
+        and seeds the Gaussians from all points, unless ``noise_init`` is given.
+        Recorded in ``table.attrs["noise"]``.
+    noise_init : array-like of bool, shape (n_samples,), optional
+        With ``noise``: the points guessed to be noise (mclust's ``initialization =
+        list(noise = ...)``), where every start of every fit begins (see
+        :func:`~bayesgmm.fit_em`).
 
     Returns
     -------
@@ -341,8 +346,9 @@ def bic_table(
     ('tied', 'EEE', 3, -2314.3)
     """
     X, names = check_data(X)
-    check_noise(noise, X)  # a bad value or an empty box: refused before any fit
+    background = check_noise(noise, X)  # a bad value or an empty box: refused before any fit
     ks = check_k_range(k_range)
+    noise_init = check_noise_init(noise_init, X.shape[0], max(ks), background)
     cts = sweep_families(covariance_types, X.shape[1])
     if prior not in (None, "default"):
         raise ConfigError(f"prior must be None (maximum likelihood) or 'default'; got {prior!r}.")
@@ -360,7 +366,7 @@ def bic_table(
             row["n_starts"] = 1 if K == 1 else n_init
             try:
                 fit, reason, notes, n_best = _search(
-                    X, K, ct, prior, n_init, seed, names, h, var_rtol, noise
+                    X, K, ct, prior, n_init, seed, names, h, var_rtol, noise, noise_init
                 )
             except DegenerateFitError as exc:
                 row.update(status="degenerate", reason=str(exc).split(". ")[0])

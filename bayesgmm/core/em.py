@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bayesgmm.core.background import check_noise
+from bayesgmm.core.background import check_noise, check_noise_init
 from bayesgmm.core.checks import Constraint, check_settings, choice, integer, real
 from bayesgmm.core.data import check_data, check_sample_weight
 from bayesgmm.core.em_init import INIT_METHODS, check_start
@@ -87,6 +87,7 @@ def fit_em(
     noise_cov: ArrayLike | None = None,
     labels: ArrayLike | None = None,
     noise: bool | float = False,
+    noise_init: ArrayLike | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM: MAP under a prior, or maximum likelihood.
 
@@ -167,6 +168,12 @@ def fit_em(
         Gaussians' and sum to ``1 - noise_weight``), and :meth:`EMResult.predict_proba`
         gets its membership as a last column (``predict`` says -1 for it). Not combined
         with missing values or measurement errors yet.
+    noise_init : array-like of bool, shape (n_samples,), optional
+        With ``noise``: the points guessed to be noise at the start (mclust's
+        ``initialization = list(noise = ...)``). Every start then puts them in the
+        background, at their share of the weight, and seeds the Gaussians from the other
+        points; by default the background starts at weight 0.1 and the Gaussians are
+        seeded from every point.
 
     Returns
     -------
@@ -216,11 +223,12 @@ def fit_em(
     noise_cov = check_noise_cov(noise_cov, X)
     labels = check_labels(labels, X.shape[0], n_components)
     background = check_noise(noise, X)
+    noise_init = check_noise_init(noise_init, X.shape[0], n_components, background, labels)
     return fit_em_checked(
         X, names, n_components, family(covariance_type), prior, init=init, n_init=n_init,
         tol=tol, max_iter=max_iter, reg_covar=reg_covar, rng=rng, means_init=means_init,
         weights_init=weights_init, sample_weight=sample_weight, missing=missing,
-        noise_cov=noise_cov, labels=labels, background=background,
+        noise_cov=noise_cov, labels=labels, background=background, noise_init=noise_init,
     )  # fmt: skip
 
 
@@ -248,11 +256,13 @@ def fit_em_checked(
     noise_cov: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     background: float | None = None,
+    noise_init: np.ndarray | None = None,
     **settings: Any,
 ) -> EMResult:
     """:func:`fit_em` on data and settings that are already validated (as
     :class:`~bayesgmm.BayesianGMM` has them), so that nothing is checked twice.
     ``missing=None``: ``"marginalize"`` when ``X`` has NaN, else ``"error"``.
+    ``noise_init``: as :func:`~bayesgmm.core.background.check_noise_init` returns it.
 
     ``settings`` (``init``, ``n_init``, ``tol``, ``max_iter``, ``reg_covar``) default to
     :func:`fit_em`'s own defaults.
@@ -279,7 +289,7 @@ def fit_em_checked(
         )
     if background is not None:
         em = EMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, labels,
-                   background)  # fmt: skip
+                   background, noise_init)  # fmt: skip
     elif noise_cov is not None:
         em = NoiseEMRun(X, n_components, fam, prior, float(reg_covar), sample_weight, noise_cov,
                         labels)  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesgmm.core.background import NOISE_START
+from bayesgmm.core.background import NOISE_START, guess_noise
 from bayesgmm.core.em_init import kmeans_pp_resp
 from bayesgmm.core.em_prior import EMPrior, PriorTerms
 from bayesgmm.core.engine import Kernel, design, mixture_pass
@@ -54,7 +54,12 @@ class EMRun:
     None: known components (-1: unknown; :mod:`bayesgmm.core.labels`), whose points'
     memberships are fixed in every E-step. ``background``: ``log(1 / V)`` of a uniform
     background-noise component (:mod:`bayesgmm.core.background`), or None; with it the
-    state's weights have K + 1 entries, the background's last.
+    state's weights have K + 1 entries, the background's last. ``noise_init`` (n,) bool or
+    None: the points the user guesses to be noise (mclust's ``initialization$noise``);
+    every start then begins with them in the background, at their share of the weight,
+    and seeds the Gaussians from the other points. Without it, the second, fourth, ...
+    starts do so with :func:`~bayesgmm.core.background.guess_noise`'s guess, and the
+    others seed the Gaussians from all points, the background at weight ``NOISE_START``.
     """
 
     def __init__(
@@ -67,11 +72,14 @@ class EMRun:
         sample_weight: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         background: float | None = None,
+        noise_init: np.ndarray | None = None,
     ):
         D = X.shape[1]
         self.w, self.labels, self.background = sample_weight, labels, background
         self.background_count = 0.0  # the background's N_0 at the last E-step
         n = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+        self.noise_init, self._guess, self.n_starts = noise_init, None, 0
+        self.noise_start = NOISE_START  # the background's weight at the start
         self.n, self.D, self.K, self.fam, self.reg_covar = n, D, K, fam, reg_covar
         self.center, var = column_moments(X, sample_weight, ddof=1)
         self.X = X - self.center  # centring keeps sum r x x^T - N mu mu^T well conditioned
@@ -106,15 +114,21 @@ class EMRun:
         bg = None if self.background is None else log_w[K] + self.background
         log_norm, resp = mixture_pass(self.ZT, kernel, self.resp, self.labels, bg)
         loglik = float(log_norm.sum() if self.w is None else log_norm @ self.w)
-        stats = self.stats(resp[:K])
-        if bg is not None:
-            self.background_count = float(resp[K].sum() if self.w is None else resp[K] @ self.w)
+        return loglik, self._stats_beside(resp[:K], None if bg is None else resp[K]), log_norm
+
+    def _stats_beside(self, resp: np.ndarray, noise: np.ndarray | None) -> tuple:
+        """The Gaussians' statistics from their memberships ``resp`` (K, n), beside the
+        background's ``noise`` (n,) when there is one (its weighted sum kept as
+        ``background_count``)."""
+        stats = self.stats(resp)
+        if noise is not None:
+            self.background_count = float(noise.sum() if self.w is None else noise @ self.w)
             if not self.fam.per_component:
                 # the shared families' scatter starts from sum_i x_i x_i^T, which assumes
                 # the memberships of the Gaussians sum to 1: here they sum to 1 - r_i0
-                g = 1.0 - resp[K] if self.w is None else (1.0 - resp[K]) * self.w
+                g = 1.0 - noise if self.w is None else (1.0 - noise) * self.w
                 stats = (*stats, (self.X * g[:, None]).T @ self.X)
-        return loglik, stats, log_norm
+        return stats
 
     def objective(self, loglik: float, st: _State) -> float:
         if self.prior is None:
@@ -202,29 +216,25 @@ class EMRun:
 
     def _with_background(self, weights: np.ndarray) -> np.ndarray:
         """The Gaussians' starting weights (K,), with the background's appended when
-        there is one (``NOISE_START``, the others scaled to make room)."""
+        there is one (``noise_start``, the others scaled to make room)."""
         if self.background is None:
             return weights
-        return np.append(weights * (1.0 - NOISE_START), NOISE_START)
+        return np.append(weights * (1.0 - self.noise_start), self.noise_start)
 
     def initial_state(self, rng, init, means_init, weights_init) -> _State:
         if means_init is not None:
+            if self.noise_init is not None:  # the background starts at its share
+                self._start_guess()
             K = self.K
             weights = np.full(K, 1.0 / K) if weights_init is None else weights_init.copy()
             state, _ = self.build(self._with_background(weights), means_init - self.center,
                                   self.default_cov.copy())  # fmt: skip
             return state
-        resp = None  # k-means++-scaled: distances in units of column sds
-        if init.startswith("k-means++"):
-            sd = np.sqrt(column_moments(self.X, self.w)[1])
-            X = self.X / sd if init == "k-means++-scaled" else self.X
-            resp = kmeans_pp_resp(X, self.K, rng, self.w)
-        if resp is None:
-            r = rng.random((self.X.shape[0], self.K))
-            r /= r.sum(axis=1, keepdims=True)
-            resp = np.ascontiguousarray(r.T)
-        resp = start_memberships(resp, self.labels)
-        weights, means, cov, singular, dead = self.m_step(None, self.stats(resp))
+        guess = self._start_guess()
+        resp = self._start_memberships(rng, init, guess)
+        noise = None if guess is None else guess.astype(float)
+        stats = self._stats_beside(resp, noise)
+        weights, means, cov, singular, dead = self.m_step(None, stats)
         # a singular start (e.g. a seed alone in its cell) gets the data-scaled covariance
         if self.fam.per_component:
             cov[singular] = self.default_cov[singular]
@@ -233,12 +243,50 @@ class EMRun:
         if dead.any():
             self.reseed(weights, means, cov, np.zeros_like(singular), dead, None)
         if weights_init is not None:
-            weights = weights_init.copy()
-        weights = self._with_background(weights[: self.K])
+            weights = self._with_background(weights_init.copy())
+        elif noise is None:  # the background at NOISE_START (when there is one)
+            weights = self._with_background(weights[: self.K])
         state, _ = self.build(weights, means, cov)
         if state is None:
             state, _ = self.build(weights, means, self.default_cov.copy())
         return state
+
+    def _start_guess(self) -> np.ndarray | None:
+        """The points this start puts in the background (see the class docstring), or
+        None; sets ``noise_start``, the background's starting weight."""
+        self.n_starts += 1
+        guess = self.noise_init
+        if self.background is not None and guess is None and self.n_starts % 2 == 0:
+            if self._guess is None:
+                self._guess = guess_noise(self.X, self.labels)
+                if self._guess is None or (~self._guess).sum() < self.K:
+                    self._guess = np.zeros(self.X.shape[0], dtype=bool)  # none: no guess
+            guess = self._guess if self._guess.any() else None
+        if guess is None:
+            self.noise_start = NOISE_START
+        else:
+            flagged = guess.sum() if self.w is None else self.w @ guess
+            self.noise_start = float(flagged) / self.n
+        return guess
+
+    def _start_memberships(self, rng, init: str, guess: np.ndarray | None) -> np.ndarray:
+        """The Gaussians' starting memberships (K, n): k-means++ (scaled: distances in
+        units of column sds) or random, over the points not guessed as noise (theirs 0)."""
+        keep = None if guess is None else ~guess
+        X = self.X if keep is None else self.X[keep]
+        w = self.w if keep is None or self.w is None else self.w[keep]
+        if init.startswith("k-means++"):
+            sd = np.sqrt(column_moments(X, w)[1])
+            resp = kmeans_pp_resp(X / sd if init == "k-means++-scaled" else X, self.K, rng, w)
+        else:
+            r = rng.random((X.shape[0], self.K))
+            r /= r.sum(axis=1, keepdims=True)
+            resp = np.ascontiguousarray(r.T)
+        if keep is not None:
+            full = np.zeros((self.K, self.X.shape[0]))
+            full[:, keep] = resp
+            resp = full
+        return start_memberships(resp, self.labels)
 
     def run(self, rng, init, means_init, weights_init, tol, max_iter) -> dict[str, Any]:
         state = self.initial_state(rng, init, means_init, weights_init)

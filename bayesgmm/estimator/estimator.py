@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesgmm.core import predict as _predict
-from bayesgmm.core.background import check_noise
+from bayesgmm.core.background import check_noise, check_noise_init
 from bayesgmm.core.config import ADVIConfig, SamplerConfig
 from bayesgmm.core.data import check_new_data, check_sample_weight
 from bayesgmm.core.draws import (
@@ -183,6 +183,7 @@ class BayesianGMM(Params, FigureMethods):
         sample_weight=None,
         noise_cov=None,
         feature_names: Sequence[str] | None = None,
+        noise_init=None,
     ) -> BayesianGMM:
         """Fit the posterior: EM MAP start, then NUTS (or, approximately, ADVI) from it.
 
@@ -208,6 +209,9 @@ class BayesianGMM(Params, FigureMethods):
             the true values, ``p(x_i) = sum_k w_k N(x_i | mu_k, Sigma_k + S_i)`` (extreme
             deconvolution, :mod:`bayesgmm.core.noise`), and so are predictions and draws.
         feature_names : sequence of str, optional
+        noise_init : array-like of bool, shape (n_samples,), optional
+            With ``noise``: the points guessed to be noise, where every EM start begins
+            (mclust's ``initialization = list(noise = ...)``; see :func:`~bayesgmm.fit_em`).
 
         Returns
         -------
@@ -221,9 +225,10 @@ class BayesianGMM(Params, FigureMethods):
         noise = check_noise_cov(noise_cov, X)
         labels = check_labels(y, X.shape[0], spec.n_components)
         background = check_noise(self.noise, X)
+        guess = check_noise_init(noise_init, X.shape[0], spec.n_components, background, labels)
         state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
-                                 self.priors, self.missing, noise, labels,
-                                 background)  # fmt: skip
+                                 self.priors, self.missing, noise, labels, background,
+                                 guess)  # fmt: skip
         self._set_state(state, model=model)
         self._warn_on_sampling_trouble()
         return self

@@ -161,12 +161,13 @@ def enough_draws(reference, X: np.ndarray, target_ess: int) -> Callable[[xr.Data
 
 def fit_state(
     X, sample_weight, spec, sampler, em_kwargs, advi, relabel_method, priors, missing="error",
-    noise_cov=None, labels=None, background=None,
+    noise_cov=None, labels=None, background=None, noise_init=None,
 ):  # fmt: skip
     """:meth:`BayesianGMM.fit <bayesgmm.BayesianGMM.fit>`'s pipeline on validated data:
     the EM start, the model, NUTS (or ADVI), relabelling and modes. Returns the
     :class:`~bayesgmm.estimator.state.FitState` and the ``pm.Model``. ``background``:
-    ``log(1 / V)`` of a background-noise component (:mod:`bayesgmm.core.background`)."""
+    ``log(1 / V)`` of a background-noise component (:mod:`bayesgmm.core.background`);
+    ``noise_init``: the points EM's starts put in it (``check_noise_init``)."""
     from bayesgmm.core.em import _rng, fit_em_checked
     from bayesgmm.estimator.advice import collapse_remedies, warn_if_overparameterised
     from bayesgmm.estimator.state import FitState
@@ -196,7 +197,7 @@ def fit_state(
                             spec.priors.to_em_prior(spec.covariance_type), rng=_rng(seed),
                             sample_weight=sample_weight, missing=missing,
                             noise_cov=noise_cov, labels=labels, background=background,
-                            **em_kwargs)  # fmt: skip
+                            noise_init=noise_init, **em_kwargs)  # fmt: skip
     except DegenerateFitError as exc:
         raise DegenerateFitError(
             f"{exc.reason} {collapse_remedies(spec.n_components, priors)}", reason=exc.reason

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 
 from bayesgmm.analysis.bic_plot import family_style, mclust_sign
 from bayesgmm.analysis.diagnostics import diagnose
-from bayesgmm.core.background import check_noise
+from bayesgmm.core.background import check_noise, check_noise_init
 from bayesgmm.core.bic import best_bic, sweep_families
 from bayesgmm.core.checks import check_k_range, check_mapping, check_seed, child_seed, say
 from bayesgmm.core.data import check_data
@@ -109,6 +109,7 @@ def loo_compare(
     missing: str = "error",
     noise_cov=None,
     noise: bool | float = False,
+    noise_init: ArrayLike | None = None,
 ) -> LOOComparison:
     """Fit a Bayesian mixture for each K (and family) and compare them by PSIS-LOO.
 
@@ -158,6 +159,9 @@ def loo_compare(
         for every K), or its volume. Every fit's pointwise log-likelihood then includes
         the background, so the Ks compare as K Gaussians plus the same background, as
         mclust's ``Mclust(..., initialization = list(noise = ...))`` compares them by BIC.
+    noise_init : array-like of bool, shape (n_samples,), optional
+        With ``noise``: the points guessed to be noise, where every fit's EM starts
+        begin (as :meth:`BayesianGMM.fit <bayesgmm.BayesianGMM.fit>` takes it).
 
     Returns
     -------
@@ -175,8 +179,9 @@ def loo_compare(
 
     X_arr, names = check_data(X, missing=check_missing(missing))
     noise_cov = check_noise_cov(noise_cov, X_arr)
-    check_noise(noise, X_arr)  # a bad value or an empty box: refused before any fit
+    background = check_noise(noise, X_arr)  # a bad value or an empty box: refused up front
     ks = check_k_range(k_range, X_arr.shape[0])
+    noise_init = check_noise_init(noise_init, X_arr.shape[0], max(ks), background)
     several = not isinstance(covariance_type, str) or covariance_type == "mclust"
     families = sweep_families(covariance_type, X_arr.shape[1]) if several else [covariance_type]
     for name in families:
@@ -208,7 +213,9 @@ def loo_compare(
                 # the estimator's own check is per component, so it flags label
                 # switching; the label-invariant verdict below replaces it
                 warnings.simplefilter("ignore", SamplingWarning)
-                extra = {} if noise_cov is None else {"noise_cov": noise_cov}
+                extra = {name: value for name, value in
+                         (("noise_cov", noise_cov), ("noise_init", noise_init))
+                         if value is not None}  # fmt: skip
                 gmm.fit(X_arr, feature_names=names, **extra)
                 loo = azs.loo(gmm.idata_, var_name="x")
         except (DegenerateFitError, DataError) as exc:

@@ -95,3 +95,26 @@ def test_the_background_is_refused_where_it_is_not_available():
     gmm = BayesianGMM(2)
     with pytest.raises(ConfigError, match="must be positive"):
         gmm.set_params(noise=-1.0).fit(X)
+
+
+def test_a_noise_guess_reaches_the_em_start(monkeypatch):
+    """``fit(X, noise_init=...)`` checks the guess and hands it to EM, whose starts use
+    it (tests/core/test_em_noise_start.py); without a background it is refused."""
+    X, outliers, _ = faithful_with_outliers(12)
+    noisy = np.vstack([X, outliers])
+    guess = np.r_[np.zeros(len(X), bool), np.ones(len(outliers), bool)]
+    with pytest.raises(ConfigError, match="needs one"):
+        BayesianGMM(2).fit(noisy, noise_init=guess)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def em_spy(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr("bayesgmm.core.em.fit_em_checked", em_spy)
+    with pytest.raises(Stop):
+        BayesianGMM(2, noise=True).fit(noisy, noise_init=guess.astype(int))
+    assert seen["noise_init"].dtype == bool and (seen["noise_init"] == guess).all()

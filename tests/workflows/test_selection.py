@@ -54,7 +54,8 @@ class _FakeGMM:
         self.K, self.seed, self.noise = n_components, sampler["random_seed"], noise
         self.em_ = None
 
-    def fit(self, X, feature_names=None):
+    def fit(self, X, feature_names=None, noise_init=None):
+        self.noise_init = noise_init
         rng = np.random.default_rng(self.seed)
         x = X[:, 0]
         n_chain, n_draw = 2, 250
@@ -105,6 +106,14 @@ def test_loo_compare_gives_every_fit_the_background(monkeypatch):
     assert res.table.attrs["noise"] is True
     plain = loo_compare(X, [2], random_seed=3, progress=False)
     assert plain.fits[2].noise is False and plain.table.attrs["noise"] is False
+    assert plain.fits[2].noise_init is None
+    guess = np.zeros(len(X), dtype=bool)
+    guess[:5] = True
+    guessed = loo_compare(X, [1, 2], random_seed=3, noise=True, noise_init=guess.astype(int),
+                          progress=False)  # fmt: skip
+    assert all((fit.noise_init == guess).all() for fit in guessed.fits.values())
+    with pytest.raises(ConfigError, match="needs one"):  # refused before any fit
+        loo_compare(X, [1, 2], noise_init=guess, progress=False)
 
 
 def test_loo_compare_bad_input():
