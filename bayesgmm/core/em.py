@@ -172,8 +172,9 @@ def fit_em(
         With ``noise``: the points guessed to be noise at the start (mclust's
         ``initialization = list(noise = ...)``). Every start then puts them in the
         background, at their share of the weight, and seeds the Gaussians from the other
-        points; by default the background starts at weight 0.1 and the Gaussians are
-        seeded from every point.
+        points. By default the starts take turns: seeded by ``init`` from every point
+        (the background at weight 0.1); from the points left by
+        :func:`~bayesgmm.core.background.guess_noise`; from random memberships.
 
     Returns
     -------

@@ -57,9 +57,12 @@ class EMRun:
     state's weights have K + 1 entries, the background's last. ``noise_init`` (n,) bool or
     None: the points the user guesses to be noise (mclust's ``initialization$noise``);
     every start then begins with them in the background, at their share of the weight,
-    and seeds the Gaussians from the other points. Without it, the second, fourth, ...
-    starts do so with :func:`~bayesgmm.core.background.guess_noise`'s guess, and the
-    others seed the Gaussians from all points, the background at weight ``NOISE_START``.
+    and seeds the Gaussians from the other points. Without it, the starts take turns: the
+    first (fourth, ...) seeds the Gaussians from all points by ``init``, the second does
+    so from the points :func:`~bayesgmm.core.background.guess_noise` does not guess as
+    noise, and the third from random memberships of all points; the background starts
+    at weight ``NOISE_START`` or the guess's share. (Each finds fits the others miss;
+    ``bench/bench_noise_starts.py``.)
     """
 
     def __init__(
@@ -231,6 +234,8 @@ class EMRun:
                                   self.default_cov.copy())  # fmt: skip
             return state
         guess = self._start_guess()
+        if self.background is not None and self.noise_init is None and self.n_starts % 3 == 0:
+            init = "random"  # see the class docstring
         resp = self._start_memberships(rng, init, guess)
         noise = None if guess is None else guess.astype(float)
         stats = self._stats_beside(resp, noise)
@@ -256,7 +261,7 @@ class EMRun:
         None; sets ``noise_start``, the background's starting weight."""
         self.n_starts += 1
         guess = self.noise_init
-        if self.background is not None and guess is None and self.n_starts % 2 == 0:
+        if self.background is not None and guess is None and self.n_starts % 3 == 2:
             if self._guess is None:
                 self._guess = guess_noise(self.X, self.labels)
                 if self._guess is None or (~self._guess).sum() < self.K:
