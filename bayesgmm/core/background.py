@@ -46,7 +46,8 @@ def guess_noise(
     farthest from their ``k``-th nearest neighbour (distances in units of the columns' sds;
     scipy's ``cKDTree``), a simple form of Byers & Raftery's (1998) nearest-neighbour
     cleaning. Points with known labels (``labels >= 0``) are never guessed. None when
-    there are too few points to guess from.
+    there are too few points to guess from. Frequency weights are not used: a row counts
+    once among the neighbours.
 
     Examples
     --------
