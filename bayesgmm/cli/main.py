@@ -109,7 +109,8 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             gmm = BayesianGMM(
                 K, spec.covariance, priors=spec.priors or None, sampler=cfg,
                 em=spec.em or None, missing=missing, noise=spec.noise,
-            ).fit(data.X, data.known, sample_weight=data.weights, noise_cov=noise)  # fmt: skip
+            ).fit(data.X, data.known, sample_weight=data.weights, noise_cov=noise,
+                  noise_init=data.noise_init)  # fmt: skip
             selection = None
         elif data.weights is not None:
             raise DataError(
@@ -139,6 +140,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
                 missing=missing,
                 noise_cov=noise,
                 noise=spec.noise,
+                noise_init=data.noise_init,
             )
             try:
                 best = res.best
@@ -227,6 +229,13 @@ def _report(
 def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesgmm.cli.specs import DataSpec, ModelSpec
 
+    if args.noise_init and not args.noise:
+        from bayesgmm.exceptions import ConfigError
+
+        raise ConfigError(
+            f"--noise-init {args.noise_init} guesses the points a background-noise component "
+            "starts from; add --noise for one."
+        )
     columns = None
     if args.columns:
         columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
@@ -238,6 +247,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             missing=args.missing,
             weights=args.weights,
             known=args.known,
+            noise_init=args.noise_init,
             errors=[c.strip() for c in args.errors.split(",") if c.strip()]
             if args.errors
             else None,

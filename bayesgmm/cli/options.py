@@ -163,6 +163,13 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "keep their components, the others are inferred (semi-supervised; not fitted)",
     )
     p.add_argument(
+        "--noise-init",
+        metavar="COLUMN",
+        default=None,
+        help="with --noise: a column of true/false (1/0) guessing the noise points, where "
+        "EM starts (mclust's initialization noise; not fitted)",
+    )
+    p.add_argument(
         "--noise",
         action="store_true",
         help="add a background-noise component, uniform on the data's bounding box: "

@@ -19,6 +19,8 @@ A spec names the data, the model and the sampler settings::
                                            # i counts as w_i copies), not fitted
     errors = ["sd_e", "sd_w"]              # optional: columns of the fitted columns'
                                            # standard errors (measurement errors, deconvolved)
+    noise_init = "outlier"                 # optional, with noise: a column of true/false
+                                           # (1/0) guessing the noise points EM starts from
 
     [model]
     components = 2                         # one K, or a list of K to compare by PSIS-LOO
@@ -114,6 +116,7 @@ SCHEMA: dict[str, dict[str, Constraint]] = {
             lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(c, str) for c in v),
             "a list of columns of standard errors, one per fitted column",
         ),
+        "noise_init": _TEXT.says("the name of a column of true/false noise guesses (a string)"),
     },
     "model": {
         "components": Constraint(
@@ -154,6 +157,7 @@ class DataSpec:
     weights: str | None = None
     known: str | None = None  # a column of known components (semi-supervised fit)
     errors: list[str] | None = None  # columns of the fitted columns' standard errors
+    noise_init: str | None = None  # a column guessing the background's points (EM's start)
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
 
@@ -210,6 +214,7 @@ class ModelSpec:
                 weights=data.get("weights"),
                 known=data.get("known"),
                 errors=list(data["errors"]) if "errors" in data else None,
+                noise_init=data.get("noise_init"),
                 base_dir=base_dir if base_dir is not None else Path.cwd(),
             ),
             components=[components] if is_int(components) else list(components),
@@ -265,10 +270,22 @@ def _schema_errors(d: Any) -> list[str]:
                 f"'data.known' = {data['known']!r} is also in data.columns; the column of "
                 "known components is not fitted: remove it from columns"
             )
+        if data.get("noise_init") in data["columns"]:
+            errors.append(
+                f"'data.noise_init' = {data['noise_init']!r} is also in data.columns; the "
+                "column of noise guesses is not fitted: remove it from columns"
+            )
         if data.get("weights") in data["columns"]:
             errors.append(
                 f"'data.weights' = {data['weights']!r} is also in data.columns; the weight "
                 "column weights the rows, it is not fitted: remove it from columns"
+            )
+    model = d.get("model", {})
+    if isinstance(data, Mapping) and data.get("noise_init") is not None:
+        if not (isinstance(model, Mapping) and model.get("noise", False) is not False):
+            errors.append(
+                "'data.noise_init' guesses the points a background-noise component starts "
+                "from; it needs one: set noise = true (or its volume) in [model] (--noise)"
             )
     if "classifier" in d and "model" in d:
         errors.append("a spec has [model] (a clustering) or [classifier] (a classifier of a "

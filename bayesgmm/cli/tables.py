@@ -42,6 +42,8 @@ class LoadedData:
         The spec's frequency weights (``[data] weights``) for the rows of ``X``, or None.
     errors : DataFrame, optional
         The standard errors of ``X``'s columns (``[data] errors``), same rows, or None.
+    noise_init : ndarray of bool, optional
+        The noise guesses of the rows of ``X`` (``[data] noise_init``), or None.
     """
 
     X: pd.DataFrame
@@ -52,6 +54,7 @@ class LoadedData:
     weights: pd.Series | None = None
     known: np.ndarray | None = None  # known components of the rows of X (-1: unknown)
     errors: pd.DataFrame | None = None
+    noise_init: np.ndarray | None = None
 
 
 def _read_table(spec: DataSpec) -> pd.DataFrame:
@@ -200,6 +203,11 @@ def read_data(spec: DataSpec) -> LoadedData:
             f"weight column {spec.weights!r} (weights in [data]; --weights) is not a numeric "
             f"column of {spec.source}; {available}"
         )
+    if spec.noise_init is not None and spec.noise_init not in df.columns:
+        raise DataError(
+            f"column of noise guesses {spec.noise_init!r} (noise_init in [data]; --noise-init) "
+            f"not in {spec.source}; available columns: {[str(c) for c in df.columns]}"
+        )
     if spec.known is not None and spec.known not in df.columns:
         raise DataError(
             f"column of known components {spec.known!r} (known in [data]; --known) not in "
@@ -211,7 +219,7 @@ def read_data(spec: DataSpec) -> LoadedData:
                         f"columns of {spec.source}; {available}")  # fmt: skip
     if spec.columns is None:
         columns = [c for c in df.columns
-                   if c not in (spec.labels, spec.weights, spec.known,
+                   if c not in (spec.labels, spec.weights, spec.known, spec.noise_init,
                                 *(spec.errors or []))]  # fmt: skip
     else:
         columns = list(spec.columns)
@@ -250,8 +258,33 @@ def read_data(spec: DataSpec) -> LoadedData:
         )
     errors = None if spec.errors is None else _error_columns(df, X, spec, notes)
     known = None if spec.known is None else _known_column(df, X, spec, notes)
+    guess = None if spec.noise_init is None else _noise_init_column(df, X, spec, notes)
     return LoadedData(X=X, n_rows=n_rows, dropped=dropped, notes=notes, labels=labels,
-                      weights=weights, errors=errors, known=known)  # fmt: skip
+                      weights=weights, errors=errors, known=known,
+                      noise_init=guess)  # fmt: skip
+
+
+_TRUE, _FALSE = {"true", "t", "yes", "1", "1.0"}, {"false", "f", "no", "0", "0.0", "nan", ""}
+
+
+def _noise_init_column(df: pd.DataFrame, X: pd.DataFrame, spec: DataSpec, notes: list[str]):
+    """The noise guesses of the fitted rows (``[data] noise_init``): true/false, yes/no
+    or 1/0 (any case), an empty cell false."""
+    cells = df.loc[X.index, spec.noise_init]
+    text = cells.astype(str).str.strip().str.lower().where(cells.notna(), "")
+    bad = ~text.isin(_TRUE | _FALSE)
+    if bad.any():
+        row = bad.index[bad.to_numpy()][0]
+        raise DataError(
+            f"column of noise guesses {spec.noise_init!r} must hold true/false (or 1/0, "
+            f"empty for false); row {row} is {df.loc[row, spec.noise_init]!r}."
+        )
+    guess = text.isin(_TRUE).to_numpy()
+    notes.append(
+        f"noise_init: column {spec.noise_init!r} guesses {int(guess.sum())} of {len(guess)} "
+        "rows as background noise, where EM starts; not fitted."
+    )
+    return guess
 
 
 def _known_column(df: pd.DataFrame, X: pd.DataFrame, spec: DataSpec, notes: list[str]):

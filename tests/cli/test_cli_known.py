@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from test_cli import SMALL, _run, _spec
 
-from bayesgmm.cli.specs import ModelSpec
+import bayesgmm.core.em
+from bayesgmm.cli.specs import DataSpec, ModelSpec
+from bayesgmm.cli.tables import read_data
 from bayesgmm.estimator.estimator import load
 from bayesgmm.exceptions import ConfigError, DataError
 
@@ -101,21 +103,34 @@ def test_classify_writes_cross_validation_predictions_and_the_classifier(tmp_pat
     assert (tmp_path / "d" / "predictions.csv").read_text() == "mine"
 
 
-def test_fit_with_a_background_noise_component(tmp_path, capsys):
+def test_fit_with_a_background_noise_component(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(5)
     X = np.vstack([rng.normal([0.0, 0.0], 1.0, (40, 2)), rng.normal([6.0, 6.0], 1.0, (40, 2)),
                    rng.uniform(-12.0, 18.0, (8, 2))])  # fmt: skip
-    pd.DataFrame(X, columns=["a", "b"]).to_csv(tmp_path / "noisy.csv", index=False)
+    guess = np.r_[np.zeros(80, bool), np.ones(8, bool)]
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    frame.assign(outlier=np.where(guess, "yes", "")).to_csv(tmp_path / "noisy.csv", index=False)
     out = tmp_path / "n"
-    argv = ["fit", tmp_path / "noisy.csv", "-k", "2", "--noise", "--out", out,
-            "--target-ess", "0", *SMALL]  # fmt: skip
+    seen = []
+    em = bayesgmm.core.em.fit_em_checked
+
+    def em_spy(*args, **kwargs):
+        seen.append(kwargs["noise_init"])
+        return em(*args, **kwargs)
+
+    monkeypatch.setattr(bayesgmm.core.em, "fit_em_checked", em_spy)
+    argv = ["fit", tmp_path / "noisy.csv", "-k", "2", "--noise", "--noise-init", "outlier",
+            "--out", out, "--target-ess", "0", *SMALL]  # fmt: skip
     code, _, _ = _run(argv, capsys)
     assert code in (0, 1)
+    assert len(seen) == 1 and (seen[0] == guess).all()  # EM started from the column's guess
     gmm = load(out / "model")
     assert gmm.noise is True and "noise_weight" in gmm.posterior
+    assert gmm.feature_names_in_ == ["a", "b"]  # the guesses are not fitted
     assign = pd.read_csv(out / "assignments.csv")
     assert "prob_noise" in assign.columns and (assign["cluster"] == -1).sum() >= 4
     page = html.unescape((out / "report.html").read_text())
+    assert "noise_init: column 'outlier' guesses 8 of 88 rows" in page
     volume = np.prod(X.max(axis=0) - X.min(axis=0))  # the bounding box's
     assert f"Background noise: a uniform component of density 1/V, V = {volume:.4g}" in page
     assert "Not drawn" not in page
@@ -196,3 +211,33 @@ def test_a_classifier_spec_runs_as_classify(tmp_path, capsys):
         ModelSpec.from_dict(_spec(classifier={"class": "kind"}))
     with pytest.raises(ConfigError, match=r"'classifier.folds' = 1"):
         ModelSpec.from_dict({"data": {"path": "x.csv"}, "classifier": {"class": "k", "folds": 1}})
+
+
+def test_a_column_of_noise_guesses_is_read_and_checked(tmp_path, capsys):
+    df = pd.DataFrame({"a": [0.0, 1.0, 2.0, 9.0], "b": [0.0, 1.0, 0.5, 9.0],
+                       "g": ["false", "", "No", "TRUE"], "n": [0, 0, None, 1],
+                       "bad": ["no", "maybe", "no", "yes"]})  # fmt: skip
+    path = tmp_path / "g.csv"
+    df.to_csv(path, index=False)
+    for column in ("g", "n"):
+        data = read_data(DataSpec(path=str(path), columns=["a", "b"], noise_init=column))
+        assert data.noise_init.tolist() == [False, False, False, True]
+        assert any(note.startswith(f"noise_init: column {column!r}") for note in data.notes)
+    with pytest.raises(DataError, match="row 1 is 'maybe'"):
+        read_data(DataSpec(path=str(path), columns=["a", "b"], noise_init="bad"))
+    with pytest.raises(DataError, match=r"'nope'.*not in"):
+        read_data(DataSpec(path=str(path), columns=["a", "b"], noise_init="nope"))
+    # a spec: the column needs a background, and is not one of the fitted columns
+    data = {"path": str(path), "columns": ["a", "b"], "noise_init": "g"}
+    with pytest.raises(ConfigError, match="needs one"):
+        ModelSpec.from_dict({"data": data, "model": {"components": 1}})
+    with pytest.raises(ConfigError, match=r"also in data\.columns"):
+        ModelSpec.from_dict({"data": {**data, "columns": ["a", "g"]},
+                             "model": {"components": 1, "noise": True}})  # fmt: skip
+    spec = ModelSpec.from_dict({"data": data, "model": {"components": 1, "noise": True}})
+    assert spec.data.noise_init == "g"
+    # the command line: --noise-init without --noise is refused before reading anything
+    code, _, err = _run(["fit", path, "-k", "1", "--noise-init", "g", "--out",
+                         tmp_path / "o"], capsys)  # fmt: skip
+    assert code == 2 and "add --noise" in err
+    assert not (tmp_path / "o").exists()
