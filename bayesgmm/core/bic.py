@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from bayesgmm.core.background import check_noise, check_noise_init
+from bayesgmm.core.background import check_noise, check_noise_init, guess_noise
 from bayesgmm.core.checks import check_k_range, check_seed, child_seed, integer, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.em import fit_em
@@ -206,13 +206,20 @@ def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False, nois
     best non-degenerate converged fit is kept. Returns ``(fit, reason, notes, n_best)``."""
 
     inits = _inits(ct)
+    turns = noise is not False and noise is not None and noise_init is None and K > 1
+    guess = guess_noise(X) if turns else None
 
     def run(i: int, max_iter: int) -> EMResult | None:
+        init, start = inits[i % len(inits)], noise_init
+        if turns and i % 3 == 1 and guess is not None:
+            start = guess
+        elif turns and i % 3 == 2:
+            init = "random"
         try:
             return fit_em(
                 X, K, covariance_type=ct, prior=prior, n_init=1, max_iter=max_iter,
-                init=inits[i % len(inits)], random_seed=child_seed(seed, _key(ct), K, i),
-                feature_names=names, noise=noise, noise_init=noise_init,
+                init=init, random_seed=child_seed(seed, _key(ct), K, i),
+                feature_names=names, noise=noise, noise_init=start,
             )  # fmt: skip
         except DegenerateFitError:
             return None
@@ -272,6 +279,10 @@ def bic_table(
     ----------
     X : array-like of shape (n_samples, n_features)
     k_range : iterable of int, default=range(1, 6)
+        Numbers of Gaussian components. With ``noise``, 0 may be among them: the
+        background alone (every point noise), as mclust's ``G = 0``, whose row is the
+        same for every family: ``log_likelihood = n log(1 / V)``, one parameter (the
+        volume, as mclust's ``2 n log(1 / V) - log n`` counts it) and ICL = BIC.
     covariance_types : sequence of str or 'mclust', default=COVARIANCE_TYPES
         Any family names of :mod:`bayesgmm.core.families` (scikit-learn's full, tied,
         diag, spherical or mclust's EII ... VVV, E, V); ``'mclust'`` is all fourteen of
@@ -299,9 +310,11 @@ def bic_table(
         mclust's ``mclustBIC(X, initialization = list(noise = ...), Vinv = 1 / V)``:
         the log-likelihood includes the background, ``n_parameters`` counts its weight
         and its volume (two more than without, as mclust counts them) and the ICL's
-        classification includes it. Each start gives the background a weight of 0.1
-        and seeds the Gaussians from all points, unless ``noise_init`` is given.
-        Recorded in ``table.attrs["noise"]``.
+        classification includes it. The starts take turns as :func:`~bayesgmm.fit_em`'s
+        do with a background: seeded from all points (the background at weight 0.1),
+        from the points :func:`~bayesgmm.core.background.guess_noise` leaves, and from
+        random memberships; with ``noise_init``, every start from it. Recorded in
+        ``table.attrs["noise"]``.
     noise_init : array-like of bool, shape (n_samples,), optional
         With ``noise``: the points guessed to be noise (mclust's ``initialization =
         list(noise = ...)``), where every start of every fit begins (see
@@ -347,7 +360,7 @@ def bic_table(
     """
     X, names = check_data(X)
     background = check_noise(noise, X)  # a bad value or an empty box: refused before any fit
-    ks = check_k_range(k_range)
+    ks = _k_range(k_range, background)
     noise_init = check_noise_init(noise_init, X.shape[0], max(ks), background)
     cts = sweep_families(covariance_types, X.shape[1])
     if prior not in (None, "default"):
@@ -364,26 +377,29 @@ def bic_table(
         for K in ks:
             row: dict[str, Any] = {"covariance_type": ct, "mclust": family(ct).mclust, "K": K}
             row["n_starts"] = 1 if K == 1 else n_init
-            try:
-                fit, reason, notes, n_best = _search(
-                    X, K, ct, prior, n_init, seed, names, h, var_rtol, noise, noise_init
-                )
-            except DegenerateFitError as exc:
-                row.update(status="degenerate", reason=str(exc).split(". ")[0])
-            except DataError as exc:
-                row.update(status="failed", reason=str(exc))
+            if K == 0:  # the background alone: nothing to fit
+                row.update(_background_only(X.shape[0], background, sign))
             else:
-                row.update(
-                    log_likelihood=fit.log_likelihood,
-                    n_parameters=fit.n_parameters(),
-                    bic=sign * fit.bic() if reason is None else math.nan,
-                    icl=sign * fit.icl() if reason is None else math.nan,
-                    n_reseeds=fit.n_reseeds,
-                    converged=fit.converged,
-                    n_best=n_best,
-                    status="ok" if reason is None else "degenerate",
-                    reason=reason or "; ".join(notes),
-                )
+                try:
+                    fit, reason, notes, n_best = _search(
+                        X, K, ct, prior, n_init, seed, names, h, var_rtol, noise, noise_init
+                    )
+                except DegenerateFitError as exc:
+                    row.update(status="degenerate", reason=str(exc).split(". ")[0])
+                except DataError as exc:
+                    row.update(status="failed", reason=str(exc))
+                else:
+                    row.update(
+                        log_likelihood=fit.log_likelihood,
+                        n_parameters=fit.n_parameters(),
+                        bic=sign * fit.bic() if reason is None else math.nan,
+                        icl=sign * fit.icl() if reason is None else math.nan,
+                        n_reseeds=fit.n_reseeds,
+                        converged=fit.converged,
+                        n_best=n_best,
+                        status="ok" if reason is None else "degenerate",
+                        reason=reason or "; ".join(notes),
+                    )
             rows.append(row)
             say(
                 progress,
@@ -395,6 +411,38 @@ def bic_table(
     table.attrs["convention"] = convention
     table.attrs["noise"] = noise  # every fit's background (False: none)
     return table
+
+
+def _k_range(k_range, background: float | None) -> list[int]:
+    """:func:`check_k_range`'s Ks, with 0 (the background alone) allowed beside them when
+    there is a background."""
+    try:
+        ks = list(k_range)
+    except TypeError:
+        return check_k_range(k_range)  # its message
+
+    def is_zero(k) -> bool:
+        return isinstance(k, int | np.integer) and not isinstance(k, bool) and k == 0
+
+    rest = [k for k in ks if not is_zero(k)]
+    if len(rest) == len(ks):
+        return check_k_range(ks)
+    if background is None:
+        raise ConfigError(
+            "K = 0 in k_range is the background-noise component alone (mclust's G = 0); it "
+            "needs one: pass noise=True (or its volume)."
+        )
+    if len(rest) < len(ks) - 1:
+        raise ConfigError(f"k_range has repeated values: {ks!r}.")
+    return [0, *check_k_range(rest)] if rest else [0]
+
+
+def _background_only(n: int, background: float, sign: float) -> dict[str, Any]:
+    """The row of K = 0, every point the background's (mclust's G = 0)."""
+    loglik = n * background
+    bic = sign * (2.0 * loglik - math.log(n))
+    return dict(log_likelihood=loglik, n_parameters=1, bic=bic, icl=bic, n_reseeds=0,
+                converged=True, n_starts=0, n_best=1, status="ok", reason="")  # fmt: skip
 
 
 def best_bic(table: pd.DataFrame, criterion: str = "bic") -> pd.Series:

@@ -212,7 +212,7 @@ def test_the_kept_fit_is_the_best_non_degenerate_start():
     ("kwargs", "match"),
     [
         ({"k_range": []}, "non-empty"),
-        ({"k_range": [0, 1]}, "invalid"),
+        ({"k_range": [0, 1]}, "background-noise component alone"),  # K = 0 needs noise
         ({"k_range": [2, 2]}, "repeated"),
         ({"k_range": 3}, "iterable"),
         ({"covariance_types": ["ful"]}, "family names the table knows"),
