@@ -21,7 +21,10 @@ import numpy as np
 
 from bayesgmm.exceptions import ConfigError, DataError
 
-__all__ = ["NOISE_START", "bounding_volume", "check_noise", "check_noise_init", "guess_noise"]
+__all__ = [
+    "NOISE_START", "bounding_volume", "check_noise", "check_noise_init", "guess_noise",
+    "noise_turn",
+]  # fmt: skip
 
 #: The background's weight at the start of EM, unless the points it starts with are
 #: guessed (``noise_init``, as mclust's ``initialization$noise``).
@@ -37,6 +40,24 @@ def bounding_volume(X: np.ndarray) -> float:
     6.0
     """
     return float(np.prod(np.nanmax(X, axis=0) - np.nanmin(X, axis=0)))
+
+
+#: With a background and no guess of the user's, EM's starts take these turns (start 0,
+#: 1, 2, 3, ...): seeded by ``init`` from all points; from the points
+#: :func:`guess_noise` leaves; from random memberships. Each finds fits the others miss
+#: (``bench/bench_noise_starts.py``).
+NOISE_TURNS = ("all", "guess", "random")
+
+
+def noise_turn(start: int) -> str:
+    """How start ``start`` (0, 1, ...) of a fit with a background begins (``NOISE_TURNS``).
+
+    Examples
+    --------
+    >>> [noise_turn(i) for i in range(4)]
+    ['all', 'guess', 'random', 'all']
+    """
+    return NOISE_TURNS[start % len(NOISE_TURNS)]
 
 
 def guess_noise(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from bayesgmm.core.background import check_noise, check_noise_init, guess_noise
+from bayesgmm.core.background import check_noise, check_noise_init, guess_noise, noise_turn
 from bayesgmm.core.checks import check_k_range, check_seed, child_seed, integer, say
 from bayesgmm.core.data import check_data
 from bayesgmm.core.em import fit_em
@@ -200,20 +200,23 @@ def _inits(ct: str) -> tuple[str, ...]:
     return _INITS[:1] if family(ct).mclust[1:] in ("II", "") else _INITS
 
 
-def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False, noise_init=None):
+def _search(X, K, ct, prior, n_init, seed, names, h, var_rtol, noise=False, noise_init=None,
+            guess=None):  # fmt: skip
     """Best of ``n_init`` starts: ``_SHORT_ITER`` EM iterations each, then the best few
     continued to convergence (Biernacki, Celeux & Govaert 2003's short-EM strategy); the
-    best non-degenerate converged fit is kept. Returns ``(fit, reason, notes, n_best)``."""
+    best non-degenerate converged fit is kept. Returns ``(fit, reason, notes, n_best)``.
+    With a background and no ``noise_init``, start ``i`` takes ``noise_turn(i)``, from
+    ``guess`` (:func:`~bayesgmm.core.background.guess_noise`'s) on its turn, as the starts
+    of one :func:`~bayesgmm.fit_em` do."""
 
     inits = _inits(ct)
-    turns = noise is not False and noise is not None and noise_init is None and K > 1
-    guess = guess_noise(X) if turns else None
+    turns = noise is not False and noise is not None and noise_init is None
 
     def run(i: int, max_iter: int) -> EMResult | None:
-        init, start = inits[i % len(inits)], noise_init
-        if turns and i % 3 == 1 and guess is not None:
-            start = guess
-        elif turns and i % 3 == 2:
+        init, start, turn = inits[i % len(inits)], noise_init, noise_turn(i)
+        if turns and turn == "guess" and guess is not None and (~guess).sum() >= K:
+            start = guess  # (as fit_em's own turns, no guess that leaves too few points)
+        elif turns and turn == "random":
             init = "random"
         try:
             return fit_em(
@@ -360,8 +363,12 @@ def bic_table(
     """
     X, names = check_data(X)
     background = check_noise(noise, X)  # a bad value or an empty box: refused before any fit
-    ks = _k_range(k_range, background)
+    with_zero = background is not None  # K = 0: the background alone (mclust's G = 0)
+    ks = check_k_range(k_range, lowest=0 if with_zero else 1,
+                       hint="" if with_zero else _ZERO_NEEDS_NOISE)  # fmt: skip
     noise_init = check_noise_init(noise_init, X.shape[0], max(ks), background)
+    # the starts' guess of the noise points, the same for every family and K
+    guess = guess_noise(X) if background is not None and noise_init is None else None
     cts = sweep_families(covariance_types, X.shape[1])
     if prior not in (None, "default"):
         raise ConfigError(f"prior must be None (maximum likelihood) or 'default'; got {prior!r}.")
@@ -382,8 +389,9 @@ def bic_table(
             else:
                 try:
                     fit, reason, notes, n_best = _search(
-                        X, K, ct, prior, n_init, seed, names, h, var_rtol, noise, noise_init
-                    )
+                        X, K, ct, prior, n_init, seed, names, h, var_rtol, noise, noise_init,
+                        guess,
+                    )  # fmt: skip
                 except DegenerateFitError as exc:
                     row.update(status="degenerate", reason=str(exc).split(". ")[0])
                 except DataError as exc:
@@ -413,28 +421,10 @@ def bic_table(
     return table
 
 
-def _k_range(k_range, background: float | None) -> list[int]:
-    """:func:`check_k_range`'s Ks, with 0 (the background alone) allowed beside them when
-    there is a background."""
-    try:
-        ks = list(k_range)
-    except TypeError:
-        return check_k_range(k_range)  # its message
-
-    def is_zero(k) -> bool:
-        return isinstance(k, int | np.integer) and not isinstance(k, bool) and k == 0
-
-    rest = [k for k in ks if not is_zero(k)]
-    if len(rest) == len(ks):
-        return check_k_range(ks)
-    if background is None:
-        raise ConfigError(
-            "K = 0 in k_range is the background-noise component alone (mclust's G = 0); it "
-            "needs one: pass noise=True (or its volume)."
-        )
-    if len(rest) < len(ks) - 1:
-        raise ConfigError(f"k_range has repeated values: {ks!r}.")
-    return [0, *check_k_range(rest)] if rest else [0]
+_ZERO_NEEDS_NOISE = (
+    "; K = 0 is the background-noise component alone (mclust's G = 0), which needs one: "
+    "pass noise=True (or its volume)"
+)
 
 
 def _background_only(n: int, background: float, sign: float) -> dict[str, Any]:

@@ -244,24 +244,28 @@ def check_seed(random_seed: Any) -> int:
     return int(random_seed)
 
 
-def check_k_range(k_range: Iterable[int], n_samples: int | None = None) -> list[int]:
-    """The numbers of components to try, sorted: distinct integers >= 1 (at most
-    ``n_samples`` when given).
+def check_k_range(
+    k_range: Iterable[int], n_samples: int | None = None, *, lowest: int = 1, hint: str = ""
+) -> list[int]:
+    """The numbers of components to try, sorted: distinct integers >= ``lowest`` (at most
+    ``n_samples`` when given). ``hint`` ends the message about values below ``lowest``.
 
     Examples
     --------
     >>> check_k_range(range(3, 0, -1))
     [1, 2, 3]
+    >>> check_k_range([2, 0], lowest=0)
+    [0, 2]
     """
     try:
         ks = list(k_range)
     except TypeError:
         raise ConfigError(f"k_range must be an iterable of integers; got {k_range!r}.") from None
-    bad = [k for k in ks if not integer(1)(k)]
+    bad = [k for k in ks if not integer(lowest)(k)]
     if not ks or bad:
         raise ConfigError(
-            f"k_range must be a non-empty sequence of integers >= 1; got {ks!r}"
-            + (f" (invalid: {bad!r})" if bad else "")
+            f"k_range must be a non-empty sequence of integers >= {lowest}; got {ks!r}"
+            + (f" (invalid: {bad!r}){hint}" if bad else "")
             + "."
         )
     if len(set(ks)) != len(ks):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesgmm.core.background import NOISE_START, guess_noise
+from bayesgmm.core.background import NOISE_START, guess_noise, noise_turn
 from bayesgmm.core.em_init import kmeans_pp_resp
 from bayesgmm.core.em_prior import EMPrior, PriorTerms
 from bayesgmm.core.engine import Kernel, design, mixture_pass
@@ -57,12 +57,9 @@ class EMRun:
     state's weights have K + 1 entries, the background's last. ``noise_init`` (n,) bool or
     None: the points the user guesses to be noise (mclust's ``initialization$noise``);
     every start then begins with them in the background, at their share of the weight,
-    and seeds the Gaussians from the other points. Without it, the starts take turns: the
-    first (fourth, ...) seeds the Gaussians from all points by ``init``, the second does
-    so from the points :func:`~bayesgmm.core.background.guess_noise` does not guess as
-    noise, and the third from random memberships of all points; the background starts
-    at weight ``NOISE_START`` or the guess's share. (Each finds fits the others miss;
-    ``bench/bench_noise_starts.py``.)
+    and seeds the Gaussians from the other points. Without it, the starts take the turns
+    of :func:`~bayesgmm.core.background.noise_turn`; the background starts at weight
+    ``NOISE_START`` or the guess's share.
     """
 
     def __init__(
@@ -227,15 +224,13 @@ class EMRun:
     def initial_state(self, rng, init, means_init, weights_init) -> _State:
         if means_init is not None:
             if self.noise_init is not None:  # the background starts at its share
-                self._start_guess()
+                self._next_start(init)
             K = self.K
             weights = np.full(K, 1.0 / K) if weights_init is None else weights_init.copy()
             state, _ = self.build(self._with_background(weights), means_init - self.center,
                                   self.default_cov.copy())  # fmt: skip
             return state
-        guess = self._start_guess()
-        if self.background is not None and self.noise_init is None and self.n_starts % 3 == 0:
-            init = "random"  # see the class docstring
+        init, guess = self._next_start(init)
         resp = self._start_memberships(rng, init, guess)
         noise = None if guess is None else guess.astype(float)
         stats = self._stats_beside(resp, noise)
@@ -256,12 +251,16 @@ class EMRun:
             state, _ = self.build(weights, means, self.default_cov.copy())
         return state
 
-    def _start_guess(self) -> np.ndarray | None:
-        """The points this start puts in the background (see the class docstring), or
-        None; sets ``noise_start``, the background's starting weight."""
+    def _next_start(self, init: str) -> tuple[str, np.ndarray | None]:
+        """This start's seeding (``init``, or ``"random"`` on that turn) and the points it
+        puts in the background, or None (see the class docstring); sets ``noise_start``,
+        the background's starting weight."""
+        turn = noise_turn(self.n_starts) if self.background is not None else "all"
         self.n_starts += 1
         guess = self.noise_init
-        if self.background is not None and guess is None and self.n_starts % 3 == 2:
+        if guess is None and turn == "random":
+            init = "random"
+        elif guess is None and turn == "guess":
             if self._guess is None:
                 self._guess = guess_noise(self.X, self.labels)
                 if self._guess is None or (~self._guess).sum() < self.K:
@@ -272,7 +271,7 @@ class EMRun:
         else:
             flagged = guess.sum() if self.w is None else self.w @ guess
             self.noise_start = float(flagged) / self.n
-        return guess
+        return init, guess
 
     def _start_memberships(self, rng, init: str, guess: np.ndarray | None) -> np.ndarray:
         """The Gaussians' starting memberships (K, n): k-means++ (scaled: distances in
