@@ -61,34 +61,68 @@ def noise_turn(start: int) -> str:
 
 
 def guess_noise(
-    X: np.ndarray, labels: np.ndarray | None = None, fraction: float = NOISE_START, k: int = 10
+    X: np.ndarray,
+    labels: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    fraction: float = NOISE_START,
+    k: int = 10,
 ) -> np.ndarray | None:
     """A guess of which points are noise, for EM's starts: the ``fraction`` of the points
     farthest from their ``k``-th nearest neighbour (distances in units of the columns' sds;
     scipy's ``cKDTree``), a simple form of Byers & Raftery's (1998) nearest-neighbour
     cleaning. Points with known labels (``labels >= 0``) are never guessed. None when
-    there are too few points to guess from. Frequency weights are not used: a row counts
-    once among the neighbours.
+    there are too few points to guess from.
+
+    With frequency weights (``sample_weight``), a row of weight ``w`` counts as ``w``
+    copies of itself, as everywhere else: its ``w - 1`` other copies are its nearest
+    neighbours, the sds are the weighted ones, and the rows guessed hold about
+    ``fraction`` of the total weight. Rows of weight 0 are neither neighbours nor guessed.
 
     Examples
     --------
     >>> grid = [[a, b] for a in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
     >>> guess_noise(np.array([*grid, [9.0, 9.0]]), k=3).nonzero()[0].tolist()
     [9]
+
+    A far row that stands for four points is not far from its third neighbour:
+
+    >>> X = np.array([*grid, [9.0, 9.0], [4.0, 9.0]])
+    >>> guess_noise(X, sample_weight=np.array([1.0] * 9 + [4.0, 1.0]), k=3).nonzero()[0]
+    array([10])
     """
     from scipy.spatial import cKDTree
 
+    from bayesgmm.core.priors import column_moments
+
     n = X.shape[0]
-    n_flag = max(1, round(fraction * n))
-    if n <= k + n_flag:
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    total = w.sum()
+    n_flag = max(1, round(fraction * total))  # of weight: of points, without weights
+    if total <= k + n_flag:
         return None
-    sd = X.std(axis=0)
-    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    far = cKDTree(Z).query(Z, k=[k + 1])[0][:, 0]  # the point itself is its nearest
+    mean, var = column_moments(X, None if sample_weight is None else w)
+    sd = np.sqrt(var)
+    Z = (X - mean) / np.where(sd > 0, sd, 1.0)
+    rows = np.flatnonzero(w > 0)  # the neighbours: rows of weight 0 stand for no point
+    tree = cKDTree(Z[rows])
+    far = np.full(n, -np.inf)
+    todo, m = rows, min(k + 1, rows.size)  # the point itself is its nearest
+    while todo.size:
+        dist, near = tree.query(Z[todo], k=m)
+        dist, near = dist.reshape(todo.size, m), near.reshape(todo.size, m)
+        # neighbours' weights, the point's own row standing for its other copies
+        count = np.cumsum(w[rows[near]], axis=1) - 1.0
+        reached = count >= k - 1e-9
+        done = reached.any(axis=1)
+        far[todo[done]] = dist[done, reached[done].argmax(axis=1)]
+        if m == rows.size:
+            break  # the rest have fewer than k neighbours in all: never guessed
+        todo, m = todo[~done], min(2 * m, rows.size)
     if labels is not None:
         far[labels >= 0] = -np.inf
+    order = np.argsort(-far, kind="stable")
     flagged = np.zeros(n, dtype=bool)
-    flagged[np.argsort(-far, kind="stable")[:n_flag]] = True
+    flagged[order[: max(1, int(np.searchsorted(np.cumsum(w[order]), n_flag, "right")))]] = True
     return flagged & np.isfinite(far)
 
 

@@ -262,7 +262,7 @@ class EMRun:
             init = "random"
         elif guess is None and turn == "guess":
             if self._guess is None:
-                self._guess = guess_noise(self.X, self.labels)
+                self._guess = guess_noise(self.X, self.labels, self.w)
                 if self._guess is None or (~self._guess).sum() < self.K:
                     self._guess = np.zeros(self.X.shape[0], dtype=bool)  # none: no guess
             guess = self._guess if self._guess.any() else None

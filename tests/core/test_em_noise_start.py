@@ -78,6 +78,29 @@ def test_the_nearest_neighbour_guess_finds_the_scattered_points():
     assert guess_noise(X[:5]) is None  # too few points to guess from
 
 
+def test_a_weighted_guess_is_the_guess_of_the_repeated_rows():
+    X, _ = scattered()
+    w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float)
+    guess = guess_noise(X, sample_weight=w)
+    repeated = guess_noise(np.repeat(X, w.astype(int), axis=0))
+    # the rows all of whose copies the repeated data's guess flags (it may split one row)
+    starts = np.r_[0, np.cumsum(w.astype(int))[:-1]]
+    whole = np.add.reduceat(repeated.astype(int), starts) == w
+    np.testing.assert_array_equal(guess, whole)
+    assert abs(w @ guess - round(NOISE_START * w.sum())) < w.max()
+    assert not np.array_equal(guess, guess_noise(X))  # the weights change the guess
+
+
+def test_rows_of_weight_zero_are_neither_neighbours_nor_guessed():
+    X, truth = scattered()
+    w = np.ones(len(X))
+    w[np.flatnonzero(truth)[:5]] = 0.0
+    w[:30] = 0.0
+    guess = guess_noise(X, sample_weight=w)
+    assert not guess[w == 0].any()
+    np.testing.assert_array_equal(guess[w > 0], guess_noise(X[w > 0]))
+
+
 @pytest.mark.parametrize("covariance_type", ["VVV", "EII", "VVI"])
 def test_the_second_start_uses_the_guess(covariance_type):
     """Two starts, the first from all points, the second from the guess: the best fit in
@@ -136,3 +159,19 @@ def test_the_third_start_is_from_random_memberships():
         )
         two, three = two.log_likelihood, three.log_likelihood
         assert three > best - 0.05 > two + 20, (seed, two, three)
+
+
+def test_em_guesses_with_the_fits_frequency_weights(monkeypatch):
+    import bayesgmm.core.em_steps as em_steps
+
+    X, _ = scattered()
+    w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float)
+    seen = []
+
+    def spy(X, labels=None, sample_weight=None, **kw):
+        seen.append(sample_weight)
+        return guess_noise(X, labels, sample_weight, **kw)
+
+    monkeypatch.setattr(em_steps, "guess_noise", spy)
+    fit_em(X, 2, prior=None, noise=True, n_init=2, sample_weight=w, random_seed=0)
+    assert len(seen) == 1 and np.array_equal(seen[0], w)
