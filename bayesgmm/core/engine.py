@@ -124,14 +124,23 @@ class Kernel:
         M, D, c = self.M, self.D, stop - start
         rows = self.A.shape[1]
         with np.errstate(over="ignore", invalid="ignore"):  # far points overflow: see module
-            if self.fam.quadratic:
-                g = np.empty((M * D, c)) if work is None else work[: M * D * c].reshape(M * D, c)
-                np.matmul(self.A, ZT[:rows, start:stop], out=g)
-                np.square(g, out=g)
-                np.sum(g.reshape(M, D, c), axis=1, out=out)
-                np.subtract(self.const, out, out=out)
-            else:
+            if not self.fam.quadratic:
                 np.matmul(self.A, ZT[:rows, start:stop], out=out)
+                return
+            # the product in column tiles of at most _CHUNK_ELEMS numbers, which stay in
+            # cache between the product, the square and the sum (one pass over a larger
+            # buffer runs at the memory's pace: 3-6x slower, bench/bench_predict.py)
+            step = max(1, min(c, _CHUNK_ELEMS // (M * D)))
+            size = M * D * step
+            buf = np.empty(size) if work is None or work.size < size else work
+            for a in range(0, c, step):
+                b = min(c, a + step)
+                g = buf[: M * D * (b - a)].reshape(M * D, b - a)
+                np.matmul(self.A, ZT[:rows, start + a : start + b], out=g)
+                np.square(g, out=g)
+                part = out[:, a:b]
+                np.sum(g.reshape(M, D, b - a), axis=1, out=part)
+                np.subtract(self.const, part, out=part)
 
     def far_memberships(self, X: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
         """:func:`limit_memberships` of the points ``X`` (n, D) -- in the coordinates of

@@ -174,6 +174,27 @@ def test_many_draws_stream_through_several_blocks(X_new, monkeypatch):
     np.testing.assert_allclose(co_clustering(p, X), co_clustering(p, X, max_draws=None))
 
 
+def test_the_product_in_column_tiles_gives_the_same_densities(X_new, monkeypatch):
+    p = make_posterior(seed=6, n_chain=2, n_draw=30, K=3, D=3)
+    direct_g = membership_draws(p, X_new)
+    direct_ld = score_samples(p, X_new)
+    # a work tile of 90 numbers: 180 rows of the product (60 draws x 3 components x 3
+    # features) take one column at a time, so every chunk is many tiles
+    monkeypatch.setattr(engine, "_CHUNK_ELEMS", 90)
+    np.testing.assert_allclose(membership_draws(p, X_new), direct_g, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(score_samples(p, X_new), direct_ld, rtol=1e-13)
+    draws = Draws.from_dataset(p)
+    kernel = engine.Kernel(engine.FAMILIES["full"], draws.means, draws.prec_chol(0, 60),
+                           draws.log_weights)  # fmt: skip
+    ZT = engine.design(X_new, engine.FAMILIES["full"])
+    tiled = np.empty((kernel.M, ZT.shape[1]))
+    kernel.fill(ZT, 0, ZT.shape[1], tiled)  # without a work buffer: its own
+    monkeypatch.setattr(engine, "_CHUNK_ELEMS", 1 << 30)
+    whole = np.empty_like(tiled)
+    kernel.fill(ZT, 0, ZT.shape[1], whole)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-14)
+
+
 def test_max_draws_thins_evenly(post, X_new):
     thinned = membership_draws(post, X_new, max_draws=10)
     assert thinned.sizes["chain"] == 2 and thinned.sizes["draw"] == 5
