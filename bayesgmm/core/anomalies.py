@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike
 from bayesgmm.core.checks import real
 from bayesgmm.exceptions import ConfigError, DataError
 
-__all__ = ["flag_anomalies"]
+__all__ = ["flag_anomalies", "weighted_quantile"]
 
 _FINITE = real()
 _PROB = real(0, 1, lo_open=True, hi_open=True)
@@ -22,6 +22,7 @@ def flag_anomalies(
     quantile: float = 0.01,
     train_scores: ArrayLike | None = None,
     noise_proba: ArrayLike | None = None,
+    train_weights: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Flag points whose log predictive density falls below a threshold, or that a
     background-noise component holds.
@@ -42,6 +43,10 @@ def flag_anomalies(
         the background's column last): when given, a point is flagged when the
         background's membership exceeds every component's (column ``noise_prob``), and
         the density threshold is not used.
+    train_weights : array-like of shape (len(train_scores),), optional
+        Frequency weights of the training points (``sample_weight`` of the fit): the
+        quantile is then that of the training points with each repeated as its weight
+        says (rows of weight 0 left out), as :func:`weighted_quantile` computes it.
 
     Returns
     -------
@@ -84,9 +89,41 @@ def flag_anomalies(
         ref = s if train_scores is None else np.asarray(train_scores, dtype=np.float64)
         if ref.ndim != 1 or ref.size == 0 or np.isnan(ref).any():
             raise DataError("train_scores must be a non-empty 1-D array without NaN.")
-        thr = float(np.quantile(ref, quantile))
+        if train_weights is None:
+            thr = float(np.quantile(ref, quantile))
+        else:
+            w = np.asarray(train_weights, dtype=np.float64)
+            if w.shape != ref.shape:
+                raise DataError(f"train_weights has shape {w.shape}; train_scores {ref.shape}.")
+            thr = weighted_quantile(ref, w, float(quantile))
     table = pd.DataFrame(
         {"score": s, "is_anomaly": s < thr}, index=pd.RangeIndex(s.size, name="obs")
     )
     table.attrs["threshold"] = thr
     return table
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of ``values`` with frequency weights: numpy's default (linear)
+    quantile of the values each repeated as its weight says, which for whole-number
+    weights it is exactly; fractional weights stretch the same steps. Values of weight 0
+    are left out.
+
+    Examples
+    --------
+    >>> v = np.array([3.0, 1.0, 2.0])
+    >>> weighted_quantile(v, np.array([1.0, 2.0, 0.0]), 0.5)  # that of [1, 1, 3]
+    1.0
+    >>> weighted_quantile(v, np.array([1.0, 2.0, 0.0]), 0.75)  # 1 + 0.5 * (3 - 1)
+    2.0
+    """
+    keep = weights > 0
+    if not keep.any():
+        raise DataError("every training weight is 0; no quantile to take.")
+    order = np.argsort(values[keep], kind="stable")
+    v, w = values[keep][order], weights[keep][order]
+    ends = np.cumsum(w)  # the repeated values' positions: [ends[i-1], ends[i]) hold v[i]
+    h = (ends[-1] - 1.0) * q if ends[-1] >= 1.0 else 0.0  # numpy's 'linear' position
+    lo = np.floor(h)
+    at = np.minimum(np.searchsorted(ends, [lo, lo + 1.0], side="right"), v.size - 1)
+    return float(v[at[0]] + (h - lo) * (v[at[1]] - v[at[0]]))

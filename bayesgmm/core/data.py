@@ -16,7 +16,9 @@ import numpy as np
 from bayesgmm.core.checks import is_int
 from bayesgmm.exceptions import ConfigError, DataError, ExtraColumnsWarning
 
-__all__ = ["ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data"]
+__all__ = [
+    "ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data", "rows_of",
+]  # fmt: skip
 
 
 def _feature_names_of(X, n_features: int, feature_names: Sequence[str] | None) -> list[str]:
@@ -416,3 +418,24 @@ def check_n_components(n_components) -> int:
     if n_components < 1:
         raise ConfigError(f"n_components must be >= 1; got {n_components}.")
     return int(n_components)
+
+
+def rows_of(table, X):
+    """``table`` (one row per point of ``X``, index ``obs``) with ``X``'s own index when
+    ``X`` is a pandas DataFrame or Series, so that it lines up with ``X`` when pandas
+    aligns them (``df["cluster"] = table["cluster"]``); unchanged otherwise.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"a": [0.0, 1.0]}, index=[7, 3])
+    >>> rows_of(pd.DataFrame({"p": [0.5, 0.25]}), df).index.tolist()
+    [7, 3]
+    """
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame | pd.Series):
+        return table
+    out = table.copy()
+    out.index = X.index if X.index.name is not None else X.index.rename(table.index.name)
+    return out

@@ -21,7 +21,7 @@ import xarray as xr
 from bayesgmm.core import predict as _predict
 from bayesgmm.core.background import check_noise, check_noise_init
 from bayesgmm.core.config import ADVIConfig, SamplerConfig
-from bayesgmm.core.data import check_new_data, check_sample_weight
+from bayesgmm.core.data import check_new_data, check_sample_weight, rows_of
 from bayesgmm.core.draws import (
     Draws,
     missing_of,
@@ -387,8 +387,7 @@ class BayesianGMM(Params, FigureMethods):
 
         ``X=None`` uses the training data.
         """
-        X = self._data_or_train(X)
-        return _predict.assignments_table(self.idata_, X, **kwargs)
+        return rows_of(_predict.assignments_table(self.idata_, self._data_or_train(X), **kwargs), X)
 
     def membership_draws(self, X=None, **kwargs: Any) -> xr.DataArray:
         """Membership probabilities per draw, dims (chain, draw, obs, component)."""
@@ -426,15 +425,16 @@ class BayesianGMM(Params, FigureMethods):
         if by == "noise":  # scores and memberships in one pass over the draws
             from bayesgmm.core.summaries import row_terms, summarise
 
-            X = self._new_data(X)
+            X0, X = X, self._new_data(X)
             draws = Draws.from_dataset(posterior_dataset(self.idata_))
             res = summarise(draws, X, density=True, **row_terms(self.idata_, X, None))
-            return _predict.flag_anomalies(res.log_density, noise_proba=res.proba)
+            return rows_of(_predict.flag_anomalies(res.log_density, noise_proba=res.proba), X0)
         scores = self.score_samples(X)
         train = None if threshold is not None else self.score_samples(self._data_or_train(None))
-        return _predict.flag_anomalies(
-            scores, threshold=threshold, quantile=quantile, train_scores=train
-        )
+        table = _predict.flag_anomalies(scores, threshold=threshold, quantile=quantile,
+                                        train_scores=train,
+                                        train_weights=training_weights(self.idata_))  # fmt: skip
+        return rows_of(table, X)
 
     def check_fit(self, **kwargs: Any) -> dict[str, Any]:
         """Posterior predictive draws, density overlays and LOO-PIT in one call."""

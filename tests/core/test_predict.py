@@ -557,3 +557,24 @@ def test_count_nonempty_bad_input():
         count_nonempty(np.zeros((4, 3)), post)
     with pytest.raises(DataError, match="DataTree"):
         count_nonempty(three_clusters(), {"weights": 1})
+
+
+def test_weighted_quantile_is_the_quantile_of_the_repeated_values():
+    from bayesgmm.core.anomalies import weighted_quantile
+
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        v = rng.normal(size=rng.integers(1, 30))
+        w = rng.integers(0, 5, v.size).astype(float)
+        w[rng.integers(v.size)] = 1.0  # at least one value kept
+        for q in (0.0, 0.01, 0.05, 0.5, 0.93, 1.0):
+            expected = np.quantile(np.repeat(v, w.astype(int)), q)
+            assert weighted_quantile(v, w, q) == pytest.approx(expected, abs=1e-12), (trial, q)
+    # fractional weights: within the kept values, and rising with q
+    v, w = rng.normal(size=20), rng.uniform(0.1, 3.0, 20)
+    qs = [weighted_quantile(v, w, q) for q in np.linspace(0, 1, 11)]
+    assert np.all(np.diff(qs) >= 0) and v.min() <= qs[0] and qs[-1] <= v.max()
+    table = flag_anomalies(v, train_scores=v, train_weights=np.ones(20), quantile=0.1)
+    assert table.attrs["threshold"] == pytest.approx(np.quantile(v, 0.1), abs=1e-12)
+    with pytest.raises(DataError, match="train_weights has shape"):
+        flag_anomalies(v, train_scores=v, train_weights=np.ones(3))

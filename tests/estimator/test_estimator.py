@@ -208,3 +208,21 @@ def test_a_stacked_posterior_passes_the_saved_models_consistency_check(faithful_
     with pytest.raises(SavedModelError, match="permutations"):
         check_consistent("m", dataclasses.replace(state, idata=idata))
     assert isinstance(idata, xr.DataTree)
+
+
+def test_tables_of_a_dataframe_keep_its_index(faithful_fit):
+    """assignments() and flag_anomalies() of a DataFrame line up with it when pandas
+    aligns them (a subset, a shuffled frame), as its rows' positions do."""
+    df = load_faithful()
+    sub = df[df["waiting"] > 60].sample(frac=1.0, random_state=0)
+    table = faithful_fit.assignments(sub)
+    assert table.index.equals(sub.index)
+    positional = faithful_fit.assignments(sub.to_numpy())
+    assert positional.index.tolist() == list(range(len(sub)))
+    np.testing.assert_array_equal(table["cluster"].to_numpy(), positional["cluster"].to_numpy())
+    sub["cluster"] = table["cluster"]  # aligned on the index
+    np.testing.assert_array_equal(sub["cluster"].to_numpy(), positional["cluster"].to_numpy())
+    flags = faithful_fit.flag_anomalies(sub[["eruptions", "waiting"]], quantile=0.1)
+    assert flags.index.equals(sub.index) and flags.index.name == "obs"
+    named = sub.rename_axis("row")
+    assert faithful_fit.assignments(named[["eruptions", "waiting"]]).index.name == "row"

@@ -113,3 +113,13 @@ def test_the_weighted_posterior_is_that_of_the_repeated_rows(weighted):
     assert diff.max() < 0.2, diff.sort_values().tail()
     ratio = a["sd"].astype(float) / b["sd"].astype(float)
     assert ratio.between(0.9, 1.1).all(), ratio.sort_values()
+
+
+def test_the_anomaly_threshold_is_the_weighted_quantile(weighted, weighted_fit):
+    X, w, repeated = weighted
+    scores = weighted_fit.score_samples(X)
+    table = weighted_fit.flag_anomalies(X, quantile=0.05)
+    # the quantile of the training rows repeated as their weights say
+    expected = np.quantile(np.repeat(scores, w.astype(int)), 0.05)
+    assert table.attrs["threshold"] == pytest.approx(expected, rel=1e-12)
+    assert table.attrs["threshold"] != pytest.approx(np.quantile(scores, 0.05), rel=1e-3)
