@@ -119,6 +119,7 @@ BAD_FIT_INPUTS = [
     ),
     ("scipy sparse matrix", sparse.csr_matrix(_blobs()), {}, DataError, ".toarray()"),
     ("values >= 1e154 (variance overflows)", _blobs() * 1e155, {}, DataError, "overflows"),
+    ("spread below 1e-140 (variance underflows)", _blobs() * 1e-162, {}, DataError, "underflows"),
     ("ragged nested lists", [[1.0, 2.0], [3.0]], {}, DataError, "rows have different lengths"),
     ("None", None, {}, DataError, "X is None"),
     ("numbers as text", _blobs().astype(str), {}, DataError, "holds text"),

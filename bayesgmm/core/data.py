@@ -188,10 +188,27 @@ def _check_missing_entries(
         )
 
 
+#: Columns whose values spread over less than this (but are not constant) are refused:
+#: their squares, in variances and densities, would fall below float64's normal numbers.
+_TINY_SPREAD = 1e-140
+
+
 def _check_scale(arr: np.ndarray, name: str) -> None:
-    """Refuse data whose spread overflows float64 (the variance of values past ~1e154)."""
+    """Refuse data whose spread overflows float64 (the variance of values past ~1e154) or
+    underflows it (values that differ by less than 1e-140)."""
     with np.errstate(over="ignore", invalid="ignore"):
         var = np.nanvar(arr, axis=0)
+        spread = np.nanmax(arr, axis=0) - np.nanmin(arr, axis=0)
+    tiny = (spread > 0) & (spread < _TINY_SPREAD)
+    if tiny.any():
+        small = float(spread[tiny].min())
+        raise DataError(
+            f"{name}'s scale underflows float64: the values of column(s) "
+            f"{np.flatnonzero(tiny).tolist()} differ by at most {small:.3g}, so their variance "
+            f"is below the smallest normal double. Rescale the data first, e.g. {name} * "
+            f"1e{-math.floor(math.log10(small))} (or standardise each column); the fit is "
+            "scale-equivariant, so only the units change."
+        )
     if not np.isfinite(var).all():
         big = float(np.nanmax(np.abs(arr)))
         raise DataError(

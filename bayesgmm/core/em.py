@@ -242,6 +242,32 @@ def _rng(random_seed) -> np.random.Generator:
         ) from None
 
 
+#: ``reg_covar`` above this share of the smallest column variance is warned about.
+_REG_SHARE = 1e-3
+
+
+def _warn_if_reg_covar_is_large(X, reg_covar: float, sample_weight) -> None:
+    """Warn when ``reg_covar`` (an absolute amount, as scikit-learn's) is not small against
+    the data's column variances: the maximum-likelihood fit is then not the data's (Old
+    Faithful in units a thousandth of its own loses 190 log-likelihood units, and at a
+    ten-thousandth both components sit on the data's mean)."""
+    from bayesgmm.core.priors import column_moments
+
+    var = column_moments(X, sample_weight)[1]
+    j = int(np.argmin(var))
+    if reg_covar > _REG_SHARE * var[j]:
+        ratio = reg_covar / var[j]
+        share = f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"
+        warnings.warn(
+            f"reg_covar={reg_covar:g} is {share} the variance of column {j} "
+            f"({var[j]:.3g}): added to every covariance's diagonal, it changes the "
+            "maximum-likelihood fit at this scale. Rescale the data (e.g. standardise the "
+            "columns), lower reg_covar, or use the default prior, which scales with the data.",
+            UserWarning,
+            stacklevel=4,  # the caller of fit_em
+        )
+
+
 def fit_em_checked(
     X: np.ndarray,
     names: list[str],
@@ -281,6 +307,8 @@ def fit_em_checked(
             f"but the fit has n_components={n_components} and {D} features."
         )
     means_init, weights_init = check_start(means_init, weights_init, n_components, D)
+    if prior is None:
+        _warn_if_reg_covar_is_large(X, float(reg_covar), sample_weight)
     has_nan = bool(np.isnan(X).any())
     missing = missing or ("marginalize" if has_nan else "error")
     if background is not None and (has_nan or noise_cov is not None):

@@ -592,3 +592,20 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_maximum_likelihood_warns_when_reg_covar_is_not_small_against_the_data(faithful):
+    """reg_covar is absolute (scikit-learn's): in units a thousandth of Old Faithful's,
+    it is 77% of the eruptions' variance and the fit loses ~190 log-likelihood units."""
+    X = np.asarray(faithful)
+    n, D = X.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        big = fit_em(X, 2, prior=None, random_seed=0)
+        fit_em(X * 1e-3, 2, random_seed=0)  # the default prior scales with the data
+        fit_em(X * 1e-3, 2, prior=None, reg_covar=1e-12, random_seed=0)
+    with pytest.warns(UserWarning, match=r"reg_covar=1e-06 is 77% of the variance of column 0"):
+        small = fit_em(X * 1e-3, 2, prior=None, random_seed=0)
+    assert small.log_likelihood + n * D * np.log(1e-3) < big.log_likelihood - 100
+    with pytest.warns(UserWarning, match=r"7\.7e\+03 times the variance"):
+        fit_em(X * 1e-5, 2, prior=None, random_seed=0)

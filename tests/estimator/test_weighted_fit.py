@@ -116,7 +116,7 @@ def test_the_weighted_posterior_is_that_of_the_repeated_rows(weighted):
 
 
 def test_the_anomaly_threshold_is_the_weighted_quantile(weighted, weighted_fit):
-    X, w, repeated = weighted
+    X, w, _ = weighted
     scores = weighted_fit.score_samples(X)
     table = weighted_fit.flag_anomalies(X, quantile=0.05)
     # the quantile of the training rows repeated as their weights say
