@@ -295,3 +295,25 @@ def test_a_model_saved_by_bayesgmm_0_1_0_still_loads(tmp_path):
         gmm.predict_proba(X), np.load(DATA / "saved_v1_proba.npy"), rtol=1e-12
     )
     assert gmm.get_params()["sampler"]["draws"] == 8
+
+
+def test_a_save_into_an_empty_directory_gets_the_usual_permissions(separated_fit, tmp_path):
+    """An empty directory holds nothing to lose: save() fills it, overwrite or not. The
+    saved directory gets the mode any new directory gets (the umask's), not the
+    owner-only mode of the temporary directory it is written in."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty2").mkdir()
+    old = os.umask(0o022)
+    try:
+        save(separated_fit, tmp_path / "empty")
+        save(separated_fit, tmp_path / "empty2", overwrite=True)
+        save(separated_fit, tmp_path / "new")
+    finally:
+        os.umask(old)
+    for name in ("empty", "empty2", "new"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o755, name
+        assert load(tmp_path / name).idata_.identical(separated_fit.idata_)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / ".keep").write_text("")
+    with pytest.raises(SavePathError, match="already exists"):
+        save(separated_fit, tmp_path / "full")

@@ -357,6 +357,12 @@ def check_sample_weight(
             f"sample_weight must be a 1-D sequence of numbers, one per row of X ({X.shape[0]}); "
             f"got {type(sample_weight).__name__} of shape {np.shape(sample_weight)}."
         )
+    raw = np.asarray(sample_weight)
+    if raw.dtype.kind in "USO" and any(isinstance(v, str | bytes) for v in raw.ravel()):
+        raise DataError(
+            "sample_weight holds text; give numbers (one per row of X), e.g. "
+            "pandas.to_numeric(column) for a column read as text."
+        )
     try:
         w = np.asarray(sample_weight, dtype=float)
     except (TypeError, ValueError):

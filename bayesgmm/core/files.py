@@ -15,6 +15,7 @@ The rules, in one place:
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -141,7 +142,8 @@ def check_save_path(path: Path, overwrite: bool) -> None:
     """Raise :class:`SavePathError` unless a saved model may be written to ``path``.
 
     Nothing is written. ``path`` may not exist yet (its parents must be directories or
-    not exist); with ``overwrite`` it may hold an earlier saved model and nothing else.
+    not exist) or be an empty directory; with ``overwrite`` it may hold an earlier saved
+    model and nothing else.
     """
     path = Path(path)
     parent = parent_is_file(path)
@@ -152,6 +154,8 @@ def check_save_path(path: Path, overwrite: bool) -> None:
         )
     if not path.exists() and not path.is_symlink():
         return
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return  # an empty directory: nothing in it to lose
     if not overwrite:
         raise SavePathError(f"{path} already exists; pass overwrite=True to replace it.")
     if path.is_symlink() or not path.is_dir():
@@ -196,6 +200,9 @@ def swap_in(tmp: Path, path: Path, recheck) -> None:
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             old.rmdir()
             path.rename(old)
+        mask = os.umask(0)  # the mode a new directory gets (tempfile's is owner-only)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)
         tmp.rename(path)
     except BaseException:
         if old is not None and old.exists() and not path.exists():

@@ -67,13 +67,17 @@ def test_a_weighted_spec_scales_as_the_repeated_rows(weighted):
         ([1.0, 2.0, 3.0], r"3 values but X has 2 rows"),
         ("abc", r"1-D sequence of numbers"),
         ([[1.0, 2.0]], r"1-D sequence of numbers"),
-        (["a", "b"], r"must hold numbers"),
+        (["a", "b"], r"holds text"),
+        (["2", "1"], r"holds text"),  # numbers as text are not parsed
+        (np.array(["2", "1"]), r"holds text"),
+        (np.array([1.0, "2"], dtype=object), r"holds text"),
     ],
 )
 def test_bad_weights_are_clear_errors(weights, match):
     X = np.array([[0.0, 1.0], [3.0, 2.0]])
-    w = weights if isinstance(weights, str) else (weights if weights and isinstance(
-        weights[0], str) else np.asarray(weights, dtype=float))  # fmt: skip
+    w = weights
+    if isinstance(weights, list) and not any(isinstance(v, str) for v in weights):
+        w = np.asarray(weights, dtype=float)
     with pytest.raises(DataError, match=match):
         fit_em(X, 1, sample_weight=w)
 
