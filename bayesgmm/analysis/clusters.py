@@ -261,8 +261,9 @@ def plot_clusters(
     import matplotlib.pyplot as plt
 
     _check_style(uncertainty, n_ellipse_draws)
+    training = X is None  # the training rows: with their known labels and errors
     draws, X = draws_and_data(posterior, X, None)
-    proba = predict_proba(posterior, X)
+    proba = predict_proba(posterior, None if training else X)
     D = draws.shape[2]
     colours, rgba, sizes, picks = _style(draws, proba, uncertainty, n_ellipse_draws, random_seed)
     if ax is None:
@@ -392,8 +393,9 @@ def plot_pairs(
     _check_style(uncertainty, n_ellipse_draws)
     if not integer(1)(max_features):
         raise ConfigError(f"max_features must be an integer >= 1; got {max_features!r}.")
+    training = X is None  # the training rows: with their known labels and errors
     draws, X = draws_and_data(posterior, X, None)
-    proba = predict_proba(posterior, X)
+    proba = predict_proba(posterior, None if training else X)
     D = draws.shape[2]
     idx, note = _pair_features(features, draws, int(max_features))
     colours, rgba, sizes, picks = _style(draws, proba, uncertainty, n_ellipse_draws, random_seed)

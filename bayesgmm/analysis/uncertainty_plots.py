@@ -97,7 +97,8 @@ def plot_uncertainty(
     if not integer(0)(n_label):
         raise ConfigError(f"n_label must be an integer >= 0; got {n_label!r}.")
     draws, data = draws_and_data(posterior, X, max_draws)
-    table = assignments_table(posterior, data, prob=prob, kind="hdi", max_draws=max_draws)
+    rows = None if X is None else data  # None: the training rows, labels and errors too
+    table = assignments_table(posterior, rows, prob=prob, kind="hdi", max_draws=max_draws)
     N, (K, D) = data.shape[0], draws.shape[1:]
     names = _row_names(posterior, X, N)
     colours = component_colours(K)
@@ -226,7 +227,7 @@ def plot_coclustering(
     if N > max_points:
         rng = np.random.default_rng(random_seed)
         keep = np.sort(rng.choice(N, size=int(max_points), replace=False))
-    sub = data[keep]
+    sub = None if X is None and keep.size == N else data[keep]  # None: the training rows
     cc = co_clustering(posterior, sub, max_points=len(keep), max_draws=max_draws)
     proba = predict_proba(posterior, sub, max_draws=max_draws)
     cluster, certainty = proba.argmax(axis=1), proba.max(axis=1)

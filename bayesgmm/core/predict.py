@@ -130,6 +130,7 @@ def membership_draws(
     >>> bool(abs(g.sum("component") - 1).max() < 1e-12)
     True
     """
+    training = X is None  # the training rows, with their labels and errors
     draws, X = draws_and_data(posterior, X, max_draws)
     S, K, N = draws.shape[0], draws.n_rows, X.shape[0]
     if S * N * K * 8 > _MAX_DRAWS_BYTES:
@@ -139,7 +140,7 @@ def membership_draws(
             "predict_proba(..., return_intervals=True), which streams."
         )
     out = np.empty((S, N, K))
-    stream = Stream(draws, X, 4096, **row_terms(posterior, X, noise_cov))
+    stream = Stream(draws, X, 4096, **row_terms(posterior, X, noise_cov, training))
     for start, stop, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             out[lo:hi, start:stop] = lp.transpose(0, 2, 1)
@@ -173,7 +174,9 @@ def predict_proba(
     ----------
     posterior : xarray.DataTree or xarray.Dataset
     X : array-like of shape (n_samples, n_features), optional
-        Defaults to the training data (``observed_data``) of a DataTree.
+        Defaults to the training data (``observed_data``) of a DataTree, with the training
+        rows' known labels and measurement errors. Points passed are new points, whatever
+        their values (the training rows' too): known exactly unless ``noise_cov`` is given.
     return_intervals : bool, default=False
         Also return the lower and upper ends of a ``prob`` interval per point and component.
     prob : float in (0, 1), default=0.94
@@ -204,8 +207,9 @@ def predict_proba(
     """
     check_interval(prob, kind)
     check_chunk(chunk_size)
+    training = X is None  # the training rows, with their labels and errors
     draws, X = draws_and_data(posterior, X, max_draws)
-    rows = row_terms(posterior, X, noise_cov)
+    rows = row_terms(posterior, X, noise_cov, training)
     res = summarise(draws, X, proba_intervals=return_intervals, prob=prob, kind=kind,
                     chunk_size=chunk_size, **rows)  # fmt: skip
     if return_intervals:
@@ -268,8 +272,9 @@ def assignments_table(
     """
     check_interval(prob, kind)
     check_chunk(chunk_size)
+    training = X is None  # the training rows, with their labels and errors
     draws, X = draws_and_data(posterior, X, max_draws)
-    rows = row_terms(posterior, X, noise_cov)
+    rows = row_terms(posterior, X, noise_cov, training)
     res = summarise(draws, X, proba_intervals=True, entropy=True, prob=prob, kind=kind,
                     chunk_size=chunk_size, **rows)  # fmt: skip
     p = res.proba
@@ -333,6 +338,7 @@ def co_clustering(
     >>> bool(cc[0, 1] > 0.9 and cc[0, 2] < 0.1)
     True
     """
+    training = X is None  # the training rows, with their labels and errors
     draws, X = draws_and_data(posterior, X, max_draws)
     N = X.shape[0]
     if N > max_points:
@@ -343,7 +349,7 @@ def co_clustering(
         )
     S, K, _ = draws.shape
     out = np.zeros((N, N))
-    stream = Stream(draws, X, N, **row_terms(posterior, X, noise_cov))
+    stream = Stream(draws, X, N, **row_terms(posterior, X, noise_cov, training))
     for _, _, blocks in stream.chunks():
         for lo, hi, lp, _ in blocks:
             G = lp[:, :K].reshape((hi - lo) * K, N)
@@ -405,8 +411,9 @@ def score_samples(
     """
     check_interval(prob, kind)
     check_chunk(chunk_size)
+    training = X is None  # the training rows, with their labels and errors
     draws, X = draws_and_data(posterior, X, max_draws)
-    rows = row_terms(posterior, X, noise_cov)
+    rows = row_terms(posterior, X, noise_cov, training)
     res = summarise(
         draws,
         X,

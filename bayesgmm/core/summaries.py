@@ -52,32 +52,27 @@ def draws_and_data(posterior, X, max_draws) -> tuple[Draws, np.ndarray]:
     return draws, check_new_data(X, draws.shape[2], draws.feature_names, missing=missing)
 
 
-def noise_for(posterior, X: np.ndarray, noise_cov) -> np.ndarray | None:
+def noise_for(posterior, X: np.ndarray, noise_cov, training: bool = False) -> np.ndarray | None:
     """The measurement errors of the (validated) points ``X``, checked (n, D, D)
     (:func:`~bayesgmm.core.noise.check_noise_cov`): ``noise_cov`` when given; for a fit with
-    errors (``noise_cov`` at ``fit``), its training rows' own errors when ``X`` is its
-    training data; else None (points known exactly)."""
+    errors (``noise_cov`` at ``fit``), its training rows' own errors when ``training``
+    (``X`` not given, so the training data); else None (points known exactly)."""
     if noise_cov is not None:
         return check_noise_cov(noise_cov, X)
-    errors = training_noise(posterior)
-    return errors if errors is not None and _is_training_data(posterior, X) else None
+    return training_noise(posterior) if training else None
 
 
-def _is_training_data(posterior, X: np.ndarray) -> bool:
-    """Whether the (validated) points ``X`` are the fit's training rows, in order."""
-    train = training_data(posterior)
-    return train is not None and X.shape == train.shape and np.array_equal(X, train, equal_nan=True)
-
-
-def row_terms(posterior, X: np.ndarray, noise_cov) -> dict:
+def row_terms(posterior, X: np.ndarray, noise_cov, training: bool = False) -> dict:
     """What the (validated) points ``X`` carry besides their values, as :class:`Stream`
     takes it: ``noise_cov`` (:func:`noise_for`) and ``labels``, the known labels of a
-    semi-supervised fit's training rows when ``X`` is its training data (their memberships
-    are then fixed; :mod:`bayesgmm.core.labels`), else None."""
-    labels = training_labels(posterior)
-    if labels is not None and not _is_training_data(posterior, X):
-        labels = None
-    return {"noise_cov": noise_for(posterior, X, noise_cov), "labels": labels}
+    semi-supervised fit's training rows when ``training`` (their memberships are then
+    fixed; :mod:`bayesgmm.core.labels`), else None.
+
+    ``training`` is for ``X`` not given (None: the training data). Points passed
+    explicitly are new points, whatever their values, so that a row's prediction never
+    depends on which other rows come with it."""
+    labels = training_labels(posterior) if training else None
+    return {"noise_cov": noise_for(posterior, X, noise_cov, training), "labels": labels}
 
 
 def check_chunk(chunk_size) -> None:

@@ -339,31 +339,31 @@ class BayesianGMM(Params, FigureMethods):
             X, spec.n_features, spec.feature_names, missing=missing_of(self.idata_)
         )
 
-    def _data_or_train(self, X) -> np.ndarray:
-        if X is None:
-            return training_data(self.idata_)
-        return self._new_data(X)
+    def _data_or_train(self, X) -> np.ndarray | None:
+        """``X`` checked as new points, or None for the training rows (with their known
+        labels and measurement errors: :func:`bayesgmm.core.summaries.row_terms`)."""
+        return None if X is None else self._new_data(X)
 
-    def predict_proba(self, X, **kwargs: Any):
+    def predict_proba(self, X=None, **kwargs: Any):
         """Posterior mean membership probabilities, shape (n_samples, n_components) (one
-        more column, last, for a background-noise component: ``noise=True``).
-
-        Keyword arguments (``return_intervals``, ``prob``, ``kind``, ``max_draws``,
-        ``chunk_size``) go to :func:`bayesgmm.predict_proba`.
+        more column, last, for a background-noise component: ``noise=True``). ``X=None``:
+        the training rows, with their known labels and measurement errors; points passed
+        are new points, whatever their values. Keyword arguments (``return_intervals``,
+        ``prob``, ``kind``, ``max_draws``, ``chunk_size``, ``noise_cov``) go to
+        :func:`bayesgmm.predict_proba`.
         """
-        X = self._new_data(X)
-        return _predict.predict_proba(self.idata_, X, **kwargs)
+        return _predict.predict_proba(self.idata_, self._data_or_train(X), **kwargs)
 
-    def predict(self, X, **kwargs: Any) -> np.ndarray:
-        """Most probable component of each point (-1: the background-noise component's)."""
-        X = self._new_data(X)
-        return _predict.predict(self.idata_, X, **kwargs)
+    def predict(self, X=None, **kwargs: Any) -> np.ndarray:
+        """Most probable component of each point (-1: the background-noise component's);
+        ``X=None``: the training rows, as in :meth:`predict_proba`."""
+        return _predict.predict(self.idata_, self._data_or_train(X), **kwargs)
 
-    def score_samples(self, X, **kwargs: Any):
-        """Log posterior predictive density per point (:func:`bayesgmm.score_samples`);
-        ``return_intervals=True`` adds a 94% HDI over draws (``kind="eti"``: equal-tailed)."""
-        X = self._new_data(X)
-        return _predict.score_samples(self.idata_, X, **kwargs)
+    def score_samples(self, X=None, **kwargs: Any):
+        """Log posterior predictive density per point (:func:`bayesgmm.score_samples`;
+        ``X=None``: the training rows, as in :meth:`predict_proba`); ``return_intervals=True``
+        adds a 94% HDI over draws (``kind="eti"``: equal-tailed)."""
+        return _predict.score_samples(self.idata_, self._data_or_train(X), **kwargs)
 
     def score(self, X, y=None) -> float:
         """Mean log posterior predictive density per point (higher is better)."""
@@ -430,7 +430,8 @@ class BayesianGMM(Params, FigureMethods):
             res = summarise(draws, X, density=True, **row_terms(self.idata_, X, None))
             return rows_of(_predict.flag_anomalies(res.log_density, noise_proba=res.proba), X0)
         scores = self.score_samples(X)
-        train = None if threshold is not None else self.score_samples(self._data_or_train(None))
+        # the training rows scored as new points are: without their labels or errors
+        train = None if threshold is not None else self.score_samples(training_data(self.idata_))
         table = _predict.flag_anomalies(scores, threshold=threshold, quantile=quantile,
                                         train_scores=train,
                                         train_weights=training_weights(self.idata_))  # fmt: skip

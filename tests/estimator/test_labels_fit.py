@@ -47,11 +47,17 @@ def test_with_every_label_the_posterior_is_that_of_per_class_fits(every_label):
 
 def test_labelled_training_points_keep_their_components(every_label):
     X, y, gmm = every_label
-    np.testing.assert_array_equal(gmm.predict_proba(X), np.eye(3)[y])
+    np.testing.assert_array_equal(gmm.predict_proba(), np.eye(3)[y])  # X=None: training rows
+    np.testing.assert_array_equal(gmm.predict(), y)
     table = gmm.assignments()
     np.testing.assert_array_equal(table["cluster"].to_numpy(), y)
-    # new points (not the training rows) are predicted from the posterior alone
-    assert (gmm.predict_proba(X[:5] + 1e-3).max(axis=1) < 1).any()
+    # points passed are new points, predicted from the posterior alone, whatever their
+    # values: the training rows' values too, and a row's prediction does not depend on
+    # which other rows come with it
+    given = gmm.predict_proba(X)
+    assert (given.max(axis=1) < 1).any()
+    np.testing.assert_allclose(gmm.predict_proba(X[:-1]), given[:-1], rtol=1e-12)
+    np.testing.assert_allclose(gmm.score_samples(X[:7]), gmm.score_samples(X)[:7], rtol=1e-12)
     assert gmm.relabel_info_.n_permuted.sum() == 0
 
 

@@ -74,9 +74,13 @@ def test_the_training_rows_are_predicted_with_their_own_errors(noisy):
     X, S, fit = noisy
     own = fit.predict_proba(X, noise_cov=S)
     np.testing.assert_allclose(fit.assignments()["max_prob"], own.max(axis=1), rtol=1e-12)
-    np.testing.assert_allclose(fit.predict_proba(X), own, rtol=1e-12)
+    np.testing.assert_allclose(fit.predict_proba(), own, rtol=1e-12)  # X=None: training rows
     exact = fit.predict_proba(X, noise_cov=np.full((len(X), 2), 1e-300))  # as if exact
     assert not np.allclose(exact, own)
+    # points passed are for their true values, whatever their values, and a row's
+    # prediction does not depend on the other rows passed with it
+    np.testing.assert_allclose(fit.predict_proba(X), exact, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(fit.score_samples(X[:9]), fit.score_samples(X)[:9], rtol=1e-12)
     gamma = fit.membership_draws().mean(("chain", "draw")).to_numpy()
     np.testing.assert_allclose(gamma, own, rtol=1e-10, atol=1e-14)
     cc = fit.co_clustering(max_draws=100)  # the training rows, with their errors
