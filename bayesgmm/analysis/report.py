@@ -66,6 +66,7 @@ __all__ = [
     "compare_labels",
     "record_output",
     "write_report",
+    "write_selection",
 ]
 
 
@@ -394,6 +395,21 @@ def write_report(
     finally:
         _record(out)  # what was written, also when a step failed: a rerun may replace it
     return out / "report.html"
+
+
+def write_selection(out_dir: str | Path, selection: pd.DataFrame) -> bool:
+    """Write only ``selection.csv`` (a K comparison none of whose fits can be reported),
+    recorded as a report's files are (under :func:`write_report`'s rules), unless
+    ``out_dir`` holds an earlier report, of another run: that is left as it was, nothing
+    is written and the result is False."""
+    out = Path(out_dir)
+    if "report.html" in _claim(out):
+        return False
+    try:
+        selection.to_csv(out / "selection.csv")
+    finally:
+        _record(out)
+    return True
 
 
 def _why_not_drawn(exc: BaseException) -> str:

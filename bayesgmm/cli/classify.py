@@ -26,16 +26,21 @@ __all__ = ["FILES", "run_classify", "run_spec"]
 
 FILES = ("classification.txt", "cv_folds.csv", "predictions.csv")
 SAVED = "classifier"
+#: The classifier takes complete rows: rows with missing values are an error or dropped.
+MISSING = ("error", "drop")
 
 
-def _read(path: str, columns, class_column: str | None, missing: str = "error", base_dir=None):
+def _read(path: str, columns, class_column: str | None, missing: str = "error", base_dir=None,
+          origin: str = "cli", policies: tuple[str, ...] = MISSING):  # fmt: skip
     """The rows of ``path`` (a CSV path, relative to ``base_dir`` (default: the current
-    directory), or a bundled data set, as :class:`~bayesgmm.cli.specs.DataSpec` takes it)."""
+    directory), or a bundled data set, as :class:`~bayesgmm.cli.specs.DataSpec` takes it);
+    ``policies``: the missing-value policies a message about missing values may suggest."""
     from bayesgmm.cli.specs import DataSpec
     from bayesgmm.cli.tables import read_data
 
     spec = DataSpec(path=str(path), columns=columns, labels=class_column, missing=missing,
-                    base_dir=Path(base_dir or Path.cwd()).resolve(), origin="cli")  # fmt: skip
+                    base_dir=Path(base_dir or Path.cwd()).resolve(), origin=origin,
+                    policies=policies)  # fmt: skip
     return read_data(spec)
 
 
@@ -53,6 +58,7 @@ def run_spec(spec, args: argparse.Namespace, overrides: dict) -> int:
         missing=data.missing, model=c.get("model", "EDDA"),
         covariance=c.get("covariance", "auto"), components=c.get("components"),
         folds=c.get("folds", 10), predict=c.get("predict"), out=args.out, quiet=args.quiet,
+        origin="spec",
     )  # fmt: skip
     return run_classify(run, {**spec.sampler_config(overrides).to_dict()})
 
@@ -84,10 +90,12 @@ def run_classify(args: argparse.Namespace, overrides: dict) -> int:
     if args.columns:
         columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
     missing, base_dir = getattr(args, "missing", "error"), getattr(args, "base_dir", None)
-    train = _read(args.data, columns, args.class_column, missing, base_dir)
+    origin = getattr(args, "origin", "cli")
+    train = _read(args.data, columns, args.class_column, missing, base_dir, origin)
     new = None
-    if args.predict:
-        new = _read(args.predict, list(train.X.columns), None, base_dir=base_dir).X
+    if args.predict:  # the rows to classify must be complete
+        new = _read(args.predict, list(train.X.columns), None, base_dir=base_dir,
+                    origin=origin, policies=("error",)).X  # fmt: skip
     y = train.labels.to_numpy()
     clf = BayesianGMMClassifier(args.model, args.covariance, n_components=args.components,
                                 sampler=overrides)  # fmt: skip
@@ -128,6 +136,9 @@ def run_classify(args: argparse.Namespace, overrides: dict) -> int:
 
 def classify_args(p: argparse.ArgumentParser) -> None:
     """The options of ``bayesgmm classify``."""
+    from bayesgmm.cli.options import checked
+    from bayesgmm.core.checks import integer
+
     p.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     p.add_argument("--class", dest="class_column", required=True, metavar="COLUMN",
                    help="the column of class labels (not fitted)")  # fmt: skip
@@ -139,8 +150,12 @@ def classify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--covariance", default="auto",
                    help="covariance family; 'auto' (default, EDDA only) picks the mclust "
                    "family by BIC")  # fmt: skip
-    p.add_argument("--components", type=int, default=None, metavar="K",
+    p.add_argument("--components", type=checked(integer(1)), default=None, metavar="K",
                    help="MclustDA: components per class (default: by BIC, up to 3)")  # fmt: skip
+    p.add_argument("--missing", default="error", choices=MISSING,
+                   help="rows with missing values (empty cells): stop with an error "
+                   "(default) or drop them (reported); the classifier needs complete "
+                   "rows")  # fmt: skip
     p.add_argument("--folds", type=int, default=10, metavar="N",
                    help="cross-validation folds (default 10; 0: none)")  # fmt: skip
     p.add_argument("--predict", metavar="NEW.csv", default=None,
@@ -148,8 +163,8 @@ def classify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default out/NAME); only files an earlier bayesgmm "
                    "run wrote are replaced")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None, help="random seed")
-    p.add_argument("--draws", type=int, default=None, metavar="N")
-    p.add_argument("--tune", type=int, default=None, metavar="N")
-    p.add_argument("--chains", type=int, default=None, metavar="N")
+    p.add_argument("--seed", type=checked("random_seed"), default=None, help="random seed")
+    p.add_argument("--draws", type=checked("draws"), default=None, metavar="N")
+    p.add_argument("--tune", type=checked("tune"), default=None, metavar="N")
+    p.add_argument("--chains", type=checked("chains"), default=None, metavar="N")
     p.add_argument("--quiet", action="store_true", help="no progress messages")

@@ -57,18 +57,22 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _with_targets(cfg, args: argparse.Namespace):
     """The CLI's default: draw until the diagnostics' "ok" ESS (100 per chain) and R-hat
     are met, within MAX_TIME, when the backend draws in rounds (numpyro); --target-ess 0
-    turns it off, and a spec's own target_ess is kept."""
+    turns it off, and a spec's own target_ess is kept. --max-time (checked > 0 by the
+    parser) replaces the spec's max_time."""
     from dataclasses import replace
 
-    target = getattr(args, "target_ess", None)
+    target, max_time = getattr(args, "target_ess", None), getattr(args, "max_time", None)
     if target == 0:
         return replace(cfg, target_ess=None)
+    if max_time is not None:
+        cfg = replace(cfg, max_time=max_time)
     if target is None:
         if cfg.target_ess is not None or cfg.resolved_sampler() != "numpyro":
             return cfg
         target = TARGET_ESS_PER_CHAIN * cfg.chains
-    max_time = getattr(args, "max_time", None) or cfg.max_time or MAX_TIME
-    return replace(cfg, target_ess=target, max_time=max_time)
+    return replace(
+        cfg, target_ess=target, max_time=MAX_TIME if cfg.max_time is None else cfg.max_time
+    )
 
 
 def _plan(cfg) -> str:
@@ -90,6 +94,7 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
         ConvergenceWarning,
         DataError,
         DegenerateFitError,
+        ReportPathError,
         SamplingWarning,
     )
 
@@ -145,12 +150,19 @@ def _fit_spec(spec, args: argparse.Namespace, progress: _Progress):
             try:
                 best = res.best
             except DegenerateFitError as exc:
-                out = Path(args.out)
-                out.mkdir(parents=True, exist_ok=True)
-                res.table.to_csv(out / "selection.csv")
-                raise DegenerateFitError(
-                    f"{exc} No report was written; the comparison is in {out / 'selection.csv'}."
-                ) from None
+                from bayesgmm.analysis.report import write_selection
+
+                try:
+                    written = write_selection(args.out, res.table)
+                except ReportPathError as refused:  # a file of the user's appeared meanwhile
+                    raise DegenerateFitError(f"{exc} Nothing was written: {refused}") from None
+                where = (
+                    f"the comparison is in {Path(args.out) / 'selection.csv'}."
+                    if written
+                    else f"{args.out} holds an earlier report, of another run, left as it "
+                    f"was. The comparison:\n{res.table.to_string()}"
+                )
+                raise DegenerateFitError(f"{exc} No report was written; {where}") from None
             gmm, selection = res.fits[best], res.table
             print(
                 f"chosen K = {best}: the highest PSIS-LOO elpd among K = "

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["COMMANDS", "DEFAULT_OUT", "MAX_TIME", "TARGET_ESS_PER_CHAIN", "build_parser"]
+__all__ = ["COMMANDS", "DEFAULT_OUT", "MAX_TIME", "TARGET_ESS_PER_CHAIN", "build_parser", "checked"]
 
 #: The CLI keeps drawing (numpyro backend) until min bulk/tail ESS >= this per chain ...
 TARGET_ESS_PER_CHAIN = 100
@@ -23,10 +23,43 @@ MAX_TIME = 1800.0
 DEFAULT_OUT = "out/{name}"
 
 
+def checked(constraint: Any, parse: Callable[[str], Any] = int) -> Callable[[str], Any]:
+    """An argparse ``type``: the option's value parsed by ``parse`` if ``constraint`` (a
+    :class:`~bayesgmm.core.checks.Constraint`, or the name of a
+    :class:`~bayesgmm.core.config.SamplerConfig` setting) allows it; else argparse's error
+    naming the option (exit code 2), before anything is read, printed or fitted.
+
+    Examples
+    --------
+    >>> checked("max_time", float)("60")
+    60.0
+    >>> checked("draws")("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be an integer >= 1; got 0
+    """
+    if isinstance(constraint, str):
+        from bayesgmm.core.config import SamplerConfig
+
+        constraint = SamplerConfig.CONSTRAINTS[constraint]
+    allowed = constraint.allowed.removesuffix(" or None")  # None: the option's absence
+
+    def value(text: str) -> Any:
+        try:
+            v = parse(text)
+        except ValueError:
+            v = None
+        if v is None or not constraint(v):
+            raise argparse.ArgumentTypeError(f"must be {allowed}; got {text}")
+        return v
+
+    return value
+
+
 def _add_sampler_args(p: argparse.ArgumentParser, defaults: str | dict[str, Any]) -> None:
     """The sampler options and --quiet / --strict. ``defaults``: the demo's own values,
     or ``"spec"`` (``run``: the spec's [sampler] table, else the package's defaults) or
     ``"package"`` (``fit``)."""
+    from bayesgmm.core.checks import Constraint
     from bayesgmm.core.config import RHAT_OK, SamplerConfig, available_samplers
 
     base = SamplerConfig()
@@ -43,21 +76,21 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: str | dict[str, Any]
     g = p.add_argument_group(title)
     g.add_argument(
         "--draws",
-        type=int,
+        type=checked("draws"),
         default=d.get("draws"),
         metavar="N",
         help=f"posterior draws per chain ({default('draws', base.draws)})",
     )
     g.add_argument(
         "--tune",
-        type=int,
+        type=checked("tune"),
         default=d.get("tune"),
         metavar="N",
         help=f"tuning steps per chain ({default('tune', base.tune)})",
     )
     g.add_argument(
         "--chains",
-        type=int,
+        type=checked("chains"),
         default=d.get("chains"),
         metavar="N",
         help=f"number of chains ({default('chains', base.chains)})",
@@ -67,7 +100,7 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: str | dict[str, Any]
         seed = "default: the spec's, else none: each run differs"
     g.add_argument(
         "--seed",
-        type=int,
+        type=checked("random_seed"),
         default=d.get("seed"),
         metavar="N",
         help=f"random seed; the same seed gives the same fit ({seed})",
@@ -82,7 +115,7 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: str | dict[str, Any]
     )
     g.add_argument(
         "--target-ess",
-        type=int,
+        type=checked(Constraint(lambda v: v == 0 or v >= 1, "0 (off) or an integer >= 1")),
         default=None,
         metavar="N",
         help="keep drawing (in rounds of --draws) until the min bulk and tail ESS reach N and "
@@ -91,7 +124,7 @@ def _add_sampler_args(p: argparse.ArgumentParser, defaults: str | dict[str, Any]
     )
     g.add_argument(
         "--max-time",
-        type=float,
+        type=checked("max_time", float),
         default=None,
         metavar="SECONDS",
         help=f"start no new round of draws after this many seconds (default {MAX_TIME:.0f})",
@@ -121,11 +154,17 @@ def _out_arg(p: argparse.ArgumentParser, name: str, extra: str = "") -> None:
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
+    from bayesgmm.core.checks import integer
     from bayesgmm.core.families import EM_COVARIANCE_TYPES
 
     p.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     p.add_argument(
-        "--components", "-k", type=int, required=True, metavar="K", help="number of components"
+        "--components",
+        "-k",
+        type=checked(integer(1)),
+        required=True,
+        metavar="K",
+        help="number of components",
     )
     p.add_argument(
         "--columns",
@@ -193,8 +232,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
+    from bayesgmm.core.checks import integer
+
     p.add_argument(
-        "--components", "-k", type=int, default=2, metavar="K",
+        "--components", "-k", type=checked(integer(1)), default=2, metavar="K",
         help="number of components (default 2)",
     )  # fmt: skip
     _out_arg(p, "demo", " (--out '': no report)")
@@ -202,6 +243,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 _EXIT_CODES = "Exit codes: 0 done, 1 failure (or a FAIL verdict with --strict), 2 bad input."
+#: classify has no diagnostics verdict, hence no --strict.
+_CLASSIFY_EXIT_CODES = "Exit codes: 0 done, 1 failure, 2 bad input."
 
 
 #: command -> (its arguments, one-line help, description)
@@ -243,7 +286,7 @@ COMMANDS = {
         "covariance family; MclustDA: a mixture per class) to the numeric columns of a CSV "
         "file with a column of class labels, cross-validate it and write "
         "classification.txt, cv_folds.csv, predictions.csv (class probabilities with "
-        "94% HDIs) and the saved classifier. " + _EXIT_CODES,
+        "94% HDIs) and the saved classifier. " + _CLASSIFY_EXIT_CODES,
     ),
 }
 

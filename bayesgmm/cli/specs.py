@@ -159,7 +159,9 @@ class DataSpec:
     errors: list[str] | None = None  # columns of the fitted columns' standard errors
     noise_init: str | None = None  # a column guessing the background's points (EM's start)
     base_dir: Path = field(default_factory=Path.cwd)
-    origin: str = "spec"  # "spec" (a TOML file) or "cli" (bayesgmm fit): how hints are put
+    origin: str = "spec"  # "spec" (a TOML file) or "cli" (fit, classify): how hints are put
+    #: The missing-value policies the command takes: the only ones its messages suggest.
+    policies: tuple[str, ...] = MISSING_POLICIES
 
     @property
     def source(self) -> str:

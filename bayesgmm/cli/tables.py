@@ -92,6 +92,26 @@ def _columns_hint(spec: DataSpec, names: list[str]) -> str:
     return "columns = [" + ", ".join(f'"{n}"' for n in names) + "] in [data]"
 
 
+_POLICY_DOES = {
+    "drop": "to drop them",
+    "marginalize": "to fit every row with its observed values (missing at random)",
+}
+
+
+def _missing_hint(spec: DataSpec) -> str:
+    """What to do about missing values, with the policies the command takes, in the form
+    the user gave the spec (CLI or TOML)."""
+    cli = spec.origin == "cli"
+    ways = [
+        (f"--missing {p}" if cli else f'missing = "{p}" in [data]') + f" {does}"
+        for p, does in _POLICY_DOES.items()
+        if p in spec.policies
+    ]
+    if not ways:
+        return "fill or remove those values in the file"
+    return f"{'give' if cli else 'set'} {', '.join(ways)}, or clean the file"
+
+
 def _dropped(X: pd.DataFrame, columns, numeric, spec: DataSpec, n_rows: int, notes):
     """``missing = "error"`` or ``"drop"``: rows with a missing or non-finite value are an
     error, or dropped (reported)."""
@@ -104,10 +124,7 @@ def _dropped(X: pd.DataFrame, columns, numeric, spec: DataSpec, n_rows: int, not
         if spec.missing == "error":
             raise DataError(
                 f"{len(dropped)} of {n_rows} rows of {spec.source} have missing or non-finite "
-                f'values in {cols} (rows {shown}, 0-based); set missing = "drop" in [data] '
-                '(--missing drop) to drop them, missing = "marginalize" (--missing '
-                "marginalize) to fit every row with its observed values (missing at random), "
-                "or clean the file"
+                f"values in {cols} (rows {shown}, 0-based); {_missing_hint(spec)}"
             )
         X = X.loc[~bad]
         if X.empty:
@@ -178,9 +195,9 @@ def read_data(spec: DataSpec) -> LoadedData:
     FileNotFoundError
         The CSV does not exist.
     DataError
-        A directory or an unreadable or empty file; unknown or non-numeric columns; rows
-        with missing values with ``missing = "error"`` (the message names the rows and
-        columns, and how to drop them), or none left after dropping them.
+        A directory or an unreadable or empty file; unknown, repeated or non-numeric
+        columns; rows with missing values with ``missing = "error"`` (the message names
+        the rows and columns, and how to drop them), or none left after dropping them.
     """
     df = _read_table(spec)
     n_rows = df.shape[0]
@@ -226,6 +243,12 @@ def read_data(spec: DataSpec) -> LoadedData:
         unknown = [c for c in columns if c not in df.columns]
         if unknown:
             raise DataError(f"column(s) {unknown} not in {spec.source}; {available}")
+        repeated = list(dict.fromkeys(c for c in columns if columns.count(c) > 1))
+        if repeated:
+            raise DataError(
+                f"column(s) {repeated} are selected more than once; name each column once, "
+                f"e.g. {_columns_hint(spec, list(dict.fromkeys(columns)))}"
+            )
     X = df[columns]
     non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(X[c])]
     if non_numeric:
