@@ -96,6 +96,22 @@ def _diagnose(idata: xr.DataTree, reference: Any = None) -> tuple[str, str]:
     return str(report.verdict), reason
 
 
+def _psis_loo(azs, idata):
+    """ArviZ's PSIS-LOO of a fit; too few draws for Pareto smoothing (its tails need
+    several draws each) are a :class:`ConfigError` that says how many to take."""
+    post = idata["posterior"]
+    n = post.sizes["chain"] * post.sizes["draw"]
+    try:
+        return azs.loo(idata, var_name="x")
+    except (ValueError, IndexError) as exc:
+        if n >= 100:
+            raise
+        raise ConfigError(
+            f"PSIS-LOO cannot compare fits of {n} posterior draws ({exc}); take at least "
+            "100 in all (e.g. sampler={'draws': 100}, or --draws 100 on the command line)."
+        ) from exc
+
+
 def loo_compare(
     X: ArrayLike,
     k_range: Iterable[int] = range(1, 6),
@@ -217,7 +233,7 @@ def loo_compare(
                          (("noise_cov", noise_cov), ("noise_init", noise_init))
                          if value is not None}  # fmt: skip
                 gmm.fit(X_arr, feature_names=names, **extra)
-                loo = azs.loo(gmm.idata_, var_name="x")
+                loo = _psis_loo(azs, gmm.idata_)
         except (DegenerateFitError, DataError) as exc:
             row.update(diagnostics="fail", diagnostics_reason=f"fit failed: {exc}")
             rows.append(row)

@@ -308,3 +308,10 @@ def test_loo_compare_with_a_background_is_not_led_by_scattered_points():
     loglik = fit.idata_["log_likelihood"]["x"].to_numpy()[..., far]
     background = np.log(fit.posterior["noise_weight"].to_numpy()) - np.log(volume)
     np.testing.assert_allclose(loglik.mean((0, 1)), background.mean(), atol=0.02)
+
+
+def test_too_few_draws_for_psis_loo_say_how_many_to_take():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0.0, 1.0, (30, 2)), rng.normal(6.0, 1.0, (30, 2))])
+    with pytest.raises(ConfigError, match=r"of 20 posterior draws .* at least 100"):
+        loo_compare(X, [2], sampler={"draws": 10, "tune": 50, "chains": 2}, random_seed=0)
