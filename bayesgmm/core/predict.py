@@ -380,6 +380,13 @@ def score_samples(
     ``log p(x | data) ~= log( (1/S) sum_s sum_k pi_k^(s) N(x | mu_k^(s), Sigma_k^(s)) )``
     over the ``S`` posterior draws, accumulated as a streaming log-sum-exp.
 
+    With a background-noise component its term is ``w_0 / V`` at every point, as in the
+    fit and in mclust's predictions, points outside the data's box included: far from the
+    data the score levels off at ``log(w_0 / V)`` instead of falling, so it ranks such
+    points as no less likely than the box's edge, and ``exp(score)`` integrates to more
+    than 1 beyond the box. For a fit with a background, flag outliers by the background's
+    membership (``flag_anomalies(by="noise")``, its default there).
+
     Parameters
     ----------
     posterior : xarray.DataTree or xarray.Dataset
