@@ -86,9 +86,9 @@ def run_classify(args: argparse.Namespace, overrides: dict) -> int:
         )
     out = Path(args.out)
     claim_output(out, FILES, SAVED, create=False)  # before any work
-    columns = None
-    if args.columns:
-        columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
+    from bayesgmm.cli.options import column_names
+
+    columns = column_names(args.columns)
     missing, base_dir = getattr(args, "missing", "error"), getattr(args, "base_dir", None)
     origin = getattr(args, "origin", "cli")
     train = _read(args.data, columns, args.class_column, missing, base_dir, origin)

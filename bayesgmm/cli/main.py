@@ -21,7 +21,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bayesgmm.cli.options import DEFAULT_OUT, MAX_TIME, TARGET_ESS_PER_CHAIN, build_parser
+from bayesgmm.cli.options import (
+    DEFAULT_OUT,
+    MAX_TIME,
+    TARGET_ESS_PER_CHAIN,
+    build_parser,
+    column_names,
+)
 
 __all__ = ["main"]
 
@@ -248,9 +254,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"--noise-init {args.noise_init} guesses the points a background-noise component "
             "starts from; add --noise for one."
         )
-    columns = None
-    if args.columns:
-        columns = [c.strip() for item in args.columns for c in item.split(",") if c.strip()]
+    columns = column_names(args.columns)
     spec = ModelSpec(
         name=Path(args.data).stem,
         data=DataSpec(

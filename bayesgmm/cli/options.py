@@ -11,7 +11,10 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["COMMANDS", "DEFAULT_OUT", "MAX_TIME", "TARGET_ESS_PER_CHAIN", "build_parser", "checked"]
+__all__ = [
+    "COMMANDS", "DEFAULT_OUT", "MAX_TIME", "TARGET_ESS_PER_CHAIN", "build_parser", "checked",
+    "column_names",
+]  # fmt: skip
 
 #: The CLI keeps drawing (numpyro backend) until min bulk/tail ESS >= this per chain ...
 TARGET_ESS_PER_CHAIN = 100
@@ -53,6 +56,31 @@ def checked(constraint: Any, parse: Callable[[str], Any] = int) -> Callable[[str
         return v
 
     return value
+
+
+def column_names(values: list[str] | None) -> list[str] | None:
+    """The column names of ``--columns`` (each value space- or comma-separated), or None
+    when the option is not given; refused when it names no column.
+
+    Examples
+    --------
+    >>> column_names(["a,b", "c"])
+    ['a', 'b', 'c']
+    >>> column_names([" , "])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    bayesgmm.exceptions.DataError: --columns names no column; ...
+    """
+    if values is None:
+        return None
+    names = [c.strip() for item in values for c in item.split(",") if c.strip()]
+    if not names:
+        from bayesgmm.exceptions import DataError
+
+        raise DataError(
+            "--columns names no column; give them as --columns a,b (or leave the option "
+            "out to use every numeric column)."
+        )
+    return names
 
 
 def _add_sampler_args(p: argparse.ArgumentParser, defaults: str | dict[str, Any]) -> None:

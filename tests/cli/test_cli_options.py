@@ -100,6 +100,13 @@ def test_a_repeated_column_is_named_as_repeated(csv, tmp_path, capsys):
         spec.load_data()
 
 
+def test_columns_that_name_no_column_are_refused(csv, tmp_path, capsys):
+    for command in (["fit", csv, "-k", "2"], ["classify", csv, "--class", "kind"]):
+        argv = [*command, "--columns", " , ", "--out", tmp_path / "o"]
+        _expect_user_error(argv, capsys, "--columns names no column")
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_values_suggest_only_the_options_of_the_command(csv, tmp_path, capsys):
     argv = ["fit", csv, "-k", "2", "--columns", "a,b", "--out", tmp_path / "o"]
     _expect_user_error(argv, capsys, "--missing drop", "--missing marginalize")
