@@ -317,3 +317,27 @@ def test_a_save_into_an_empty_directory_gets_the_usual_permissions(separated_fit
     (tmp_path / "full" / ".keep").write_text("")
     with pytest.raises(SavePathError, match="already exists"):
         save(separated_fit, tmp_path / "full")
+
+
+def test_two_commands_output_in_one_directory_keep_each_others_files(tmp_path):
+    """A report written into classify's directory (or the reverse) records its own files
+    and keeps the other's entries, so the other's next run may still replace its files;
+    a file changed since is the user's."""
+    from bayesgmm.core.files import claim_output, record_output, sha256
+    from bayesgmm.exceptions import ReportPathError
+
+    out = tmp_path / "o"
+    claim_output(out, ["classification.txt"], "classifier")
+    (out / "classification.txt").write_text("first")
+    record_output(out, ["classification.txt"])
+    claim_output(out, ["report.html"], "model")
+    (out / "report.html").write_text("report")
+    record_output(out, ["report.html"])
+    assert claim_output(out, ["classification.txt"], "classifier") == {
+        "classification.txt": sha256(out / "classification.txt"),
+        "report.html": sha256(out / "report.html"),
+    }
+    (out / "classification.txt").write_text("edited by the user")
+    record_output(out, ["report.html"])  # the edited file is no longer bayesgmm's
+    with pytest.raises(ReportPathError, match=r"classification\.txt"):
+        claim_output(out, ["classification.txt"], "classifier")

@@ -31,7 +31,6 @@ page and its place in the report's record of files.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,9 +49,9 @@ from bayesgmm.analysis.uncertainty_plots import plot_coclustering, plot_uncertai
 from bayesgmm.core.agreement import adjusted_rand_index, contingency
 from bayesgmm.core.approx import describe, is_approximate, label
 from bayesgmm.core.draws import training_data
-from bayesgmm.core.files import check_save_path, parent_is_file, sha256
+from bayesgmm.core.files import RECORD_FILE, claim_output, record_output
 from bayesgmm.core.predict import assignments_table
-from bayesgmm.exceptions import DataError, ReportPathError
+from bayesgmm.exceptions import DataError
 
 __all__ = [
     "FIGURES",
@@ -177,8 +176,6 @@ REPORT_FILES = (*_TABLE_FILES, *(f.name for f in FIGURES), "report.html")
 #: is removed when the new report has none.
 OPTIONAL_FILES = ("selection.csv", "labels.csv", "labels.txt")
 _DPI = 110
-#: Written last into a report directory: the files the report wrote, with their SHA-256.
-RECORD_FILE = ".bayesgmm-report.json"
 
 
 @dataclass(frozen=True)
@@ -437,59 +434,10 @@ def check_output_dir(out_dir: str | Path) -> None:
     _claim(Path(out_dir), create=False)
 
 
-def _claim(out: Path, create: bool = True) -> dict[str, str]:
-    """:func:`claim_output` for a report's files and its saved model."""
-    return claim_output(out, (*REPORT_FILES, *OPTIONAL_FILES), "model", create)
-
-
-def claim_output(out: Path, names, saved: str, create: bool = True) -> dict[str, str]:
-    """Make sure every file of ``names`` (and the saved model in the folder ``saved``) may
-    be written in ``out``; return the earlier output's record (file name -> SHA-256).
-
-    bayesgmm only ever replaces files that its earlier output wrote and that are
-    unchanged since (the record, ``.bayesgmm-report.json``, holds their checksums); any
-    other file of the same name is the user's and is left alone. ``bayesgmm classify``
-    writes its files under the same rule.
-    """
-    if out.exists() and not out.is_dir():
-        raise ReportPathError(
-            f"cannot write a report to {out}: it is a file, not a directory. Choose a "
-            "directory (it is created if needed)."
-        )
-    parent = parent_is_file(out)
-    if parent is not None:
-        raise ReportPathError(f"cannot write a report to {out}: {parent} is a file.")
-    record = out / RECORD_FILE
-    earlier: dict[str, str] = {}
-    if record.is_file():
-        try:
-            loaded = json.loads(record.read_text())
-            earlier = {str(k): str(v) for k, v in loaded.get("files", {}).items()}
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            earlier = {}
-    foreign = [
-        name
-        for name in names
-        if (out / name).exists()
-        and (not (out / name).is_file() or earlier.get(name) != sha256(out / name))
-    ]
-    if foreign:
-        raise ReportPathError(
-            f"refusing to write the report to {out}: it already holds {foreign}, which no "
-            "earlier bayesgmm report wrote there (or which were changed since). Reports only "
-            "replace their own files; choose another output directory or move those files."
-        )
-    check_save_path(out / saved, overwrite=True)  # the saved model's own rule
-    if create:
-        out.mkdir(parents=True, exist_ok=True)
-    return {k: v for k, v in earlier.items() if (out / k).is_file()}
-
-
 def _record(out: Path) -> None:
     record_output(out, (*REPORT_FILES, *OPTIONAL_FILES))
 
 
-def record_output(out: Path, names) -> None:
-    """Record the checksums of the files ``names`` that bayesgmm wrote in ``out``."""
-    files = {name: sha256(out / name) for name in names if (out / name).is_file()}
-    (out / RECORD_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n")
+def _claim(out: Path, create: bool = True) -> dict[str, str]:
+    """:func:`claim_output` for a report's files and its saved model."""
+    return claim_output(out, (*REPORT_FILES, *OPTIONAL_FILES), "model", create)

@@ -9,30 +9,38 @@ The rules, in one place:
 * a new directory is written beside the old one, verified, and then swapped in
   (:func:`swap_in`), so an interrupted write leaves the old one whole;
 * manifest paths are confined to the directory (no absolute paths, no ``..``, no
-  symlinks) and checked before anything is read.
+  symlinks) and checked before anything is read;
+* in an output directory (a report, ``bayesgmm classify``'s files), a file is replaced
+  only when the record (:data:`RECORD_FILE`) lists it with its current checksum
+  (:func:`claim_output`); each command records its own files and keeps the others'
+  entries (:func:`record_output`), so two commands may share a directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bayesgmm.exceptions import SavedModelError, SavePathError
+from bayesgmm.exceptions import ReportPathError, SavedModelError, SavePathError
 
 __all__ = [
     "CLASSIFIER_FORMAT",
     "IDATA_DIR",
     "META_FILE",
     "MODELS_DIR",
+    "RECORD_FILE",
     "check_save_path",
     "checked_manifest",
+    "claim_output",
     "damaged",
     "manifest",
     "parent_is_file",
+    "record_output",
     "sha256",
     "swap_in",
     "unlisted",
@@ -210,3 +218,72 @@ def swap_in(tmp: Path, path: Path, recheck) -> None:
         raise
     if old is not None:
         shutil.rmtree(old)
+
+
+# --------------------------------------------------------------------------- #
+# Output directories (reports, classify): only bayesgmm's own files are replaced
+# --------------------------------------------------------------------------- #
+
+#: Written last into an output directory: the files bayesgmm wrote, with their SHA-256.
+RECORD_FILE = ".bayesgmm-report.json"
+
+
+def claim_output(out: Path, names, saved: str, create: bool = True) -> dict[str, str]:
+    """Make sure every file of ``names`` (and the saved model in the folder ``saved``) may
+    be written in ``out``; return the earlier output's record (file name -> SHA-256).
+
+    bayesgmm only ever replaces files that its earlier output wrote and that are
+    unchanged since (the record, ``.bayesgmm-report.json``, holds their checksums); any
+    other file of the same name is the user's and is left alone. ``bayesgmm classify``
+    writes its files under the same rule.
+    """
+    if out.exists() and not out.is_dir():
+        raise ReportPathError(
+            f"cannot write a report to {out}: it is a file, not a directory. Choose a "
+            "directory (it is created if needed)."
+        )
+    parent = parent_is_file(out)
+    if parent is not None:
+        raise ReportPathError(f"cannot write a report to {out}: {parent} is a file.")
+    earlier = _read_record(out)
+    foreign = [
+        name
+        for name in names
+        if (out / name).exists()
+        and (not (out / name).is_file() or earlier.get(name) != sha256(out / name))
+    ]
+    if foreign:
+        raise ReportPathError(
+            f"refusing to write the report to {out}: it already holds {foreign}, which no "
+            "earlier bayesgmm report wrote there (or which were changed since). Reports only "
+            "replace their own files; choose another output directory or move those files."
+        )
+    check_save_path(out / saved, overwrite=True)  # the saved model's own rule
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
+    return {k: v for k, v in earlier.items() if (out / k).is_file()}
+
+
+def record_output(out: Path, names) -> None:
+    """Record the checksums of the files ``names`` that bayesgmm wrote in ``out``, keeping
+    the record's entries of other files (another command's output in the same directory)
+    that are still there, unchanged."""
+    kept = {
+        name: digest
+        for name, digest in _read_record(out).items()
+        if name not in names and (out / name).is_file() and sha256(out / name) == digest
+    }
+    files = {**kept, **{name: sha256(out / name) for name in names if (out / name).is_file()}}
+    (out / RECORD_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
+def _read_record(out: Path) -> dict[str, str]:
+    """The record's file names and checksums ({} without a readable record)."""
+    record = out / RECORD_FILE
+    if not record.is_file():
+        return {}
+    try:
+        loaded = json.loads(record.read_text())
+        return {str(k): str(v) for k, v in loaded.get("files", {}).items()}
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return {}
