@@ -152,9 +152,12 @@ def _check_matrix(
     rows, cols = np.nonzero(~finite)
     n_nan = int(nan.sum())
     n_inf = int((~finite).sum()) - n_nan
-    hint = f"Drop or impute those rows before {when}" + (
-        ", or treat NaN as missing at random with missing='marginalize'." if n_nan else "."
+    marginal = (
+        ", or fit with missing='marginalize' to predict points with missing values (a refit)."
+        if when == "predicting"
+        else ", or treat NaN as missing at random with missing='marginalize'."
     )
+    hint = f"Drop or impute those rows before {when}" + (marginal if n_nan else ".")
     raise DataError(
         f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at row "
         f"{rows[0] + row_offset}, column {cols[0]}). {hint}"
@@ -313,10 +316,14 @@ def _select_columns(X, feature_names: Sequence[str], name: str):
     wanted = [str(f) for f in feature_names]
     missing = [f for f in wanted if f not in by_name]
     if missing or len(by_name) != len(labels):
+        generic = wanted == [f"feature_{j}" for j in range(len(wanted))]
         raise DataError(
             f"{name} has columns {[str(c) for c in labels]}, but the model was fitted on "
             f"{wanted}" + (f" (missing: {missing})" if missing else " (repeated names)") + "."
-        )
+            + (" The model was fitted on an array, whose columns have no names: pass "
+               f"{name}.to_numpy() with the columns in the fitted order (or fit on a "
+               "DataFrame to match columns by name)." if generic and missing else "")
+        )  # fmt: skip
     extra = [str(c) for c in labels if str(c) not in set(wanted)]
     if extra:
         warnings.warn(

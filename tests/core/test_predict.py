@@ -374,7 +374,7 @@ def test_wrong_number_of_features(post):
 def test_nan_in_new_data(post):
     X = np.zeros((4, 3))
     X[2, 1] = np.nan
-    with pytest.raises(DataError, match="NaN"):
+    with pytest.raises(DataError, match=r"NaN.*fit with missing='marginalize' .*\(a refit\)"):
         score_samples(post, X)
 
 
@@ -384,8 +384,12 @@ def test_dataframe_columns_are_checked(post):
     df = pd.DataFrame(np.zeros((3, 3)), columns=["f2", "f0", "f1"])
     # reordered columns are put back in the fitted order
     np.testing.assert_allclose(predict_proba(post, df), predict_proba(post, df[["f0", "f1", "f2"]]))
-    with pytest.raises(DataError, match="columns"):
+    with pytest.raises(DataError, match="columns") as refused:
         predict_proba(post, pd.DataFrame(np.zeros((3, 3)), columns=["a", "b", "c"]))
+    assert "to_numpy" not in str(refused.value)  # fitted on named columns
+    unnamed = post.assign_coords(feature=["feature_0", "feature_1", "feature_2"])
+    with pytest.raises(DataError, match=r"fitted on an array.*X\.to_numpy\(\)"):
+        predict_proba(unnamed, pd.DataFrame(np.zeros((3, 3)), columns=["a", "b", "c"]))
 
 
 def test_missing_posterior_or_data(post):
