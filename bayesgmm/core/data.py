@@ -452,8 +452,9 @@ def check_n_components(n_components) -> int:
 
 def rows_of(table, X):
     """``table`` (one row per point of ``X``, index ``obs``) with ``X``'s own index when
-    ``X`` is a pandas DataFrame or Series, so that it lines up with ``X`` when pandas
-    aligns them (``df["cluster"] = table["cluster"]``); unchanged otherwise.
+    ``X`` is a pandas DataFrame or Series (or is a pandas Index), so that it lines up with
+    ``X`` when pandas aligns them (``df["cluster"] = table["cluster"]``); unchanged
+    otherwise.
 
     Examples
     --------
@@ -464,8 +465,9 @@ def rows_of(table, X):
     """
     import pandas as pd
 
-    if not isinstance(X, pd.DataFrame | pd.Series):
+    index = X if isinstance(X, pd.Index) else getattr(X, "index", None)
+    if not isinstance(X, pd.DataFrame | pd.Series | pd.Index) or len(index) != len(table):
         return table
     out = table.copy()
-    out.index = X.index if X.index.name is not None else X.index.rename(table.index.name)
+    out.index = index if index.name is not None else index.rename(table.index.name)
     return out

@@ -28,9 +28,11 @@ __all__ = [
     "posterior_dataset",
     "thin",
     "training_data",
+    "training_index",
     "training_labels",
     "training_noise",
     "training_weights",
+    "with_row_index",
 ]
 
 _REQUIRED = {
@@ -88,6 +90,52 @@ def draw_arrays(post: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         .to_numpy()
     )
     return w, mu, cov
+
+
+def with_row_index(tree: xr.DataTree, X) -> xr.DataTree:
+    """``tree`` with the training DataFrame's row index as the ``obs`` coordinate of its
+    groups (as PyMC users name the observations), when ``X`` is a DataFrame whose index
+    is unique, not ``0..n-1``, and of numbers, strings or dates; else ``tree`` itself.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> tree = xr.DataTree.from_dict({"observed_data": xr.Dataset(
+    ...     {"x": (("obs", "feature"), np.zeros((2, 1)))})})
+    >>> df = pd.DataFrame({"a": [1.0, 2.0]}, index=[10, 4])
+    >>> training_index(with_row_index(tree, df)).tolist()
+    [10, 4]
+    """
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame) or not X.index.is_unique:
+        return tree
+    if X.index.equals(pd.RangeIndex(len(X))):
+        return tree
+    values = X.index.to_numpy()
+    if values.dtype == object and all(isinstance(v, str) for v in values):
+        values = values.astype(str)
+    if values.dtype.kind not in "iufUM":
+        return tree
+    out = tree.copy()
+    for name, child in tree.children.items():
+        if "obs" in child.dims and child.sizes["obs"] == len(values):
+            out[name] = child.to_dataset().assign_coords(obs=values)
+    return out
+
+
+def training_index(tree):
+    """The training rows' index (a pandas Index: :func:`with_row_index`'s), or None when
+    the training data had the default one (``0..n-1``) or ``tree`` has none."""
+    import pandas as pd
+
+    if not isinstance(tree, xr.DataTree) or "observed_data" not in tree.children:
+        return None
+    obs = tree["observed_data"].to_dataset()
+    if "obs" not in obs.coords:
+        return None
+    index = pd.Index(obs["obs"].to_numpy())
+    return None if index.equals(pd.RangeIndex(len(index))) else index
 
 
 def training_data(tree) -> np.ndarray | None:

@@ -27,9 +27,11 @@ from bayesgmm.core.draws import (
     missing_of,
     posterior_dataset,
     training_data,
+    training_index,
     training_labels,
     training_noise,
     training_weights,
+    with_row_index,
 )
 from bayesgmm.core.labels import check_labels
 from bayesgmm.core.noise import check_noise_cov
@@ -218,7 +220,7 @@ class BayesianGMM(Params, FigureMethods):
         self
         """
         sampler, em_kwargs, advi = self._validate_params()
-        X, spec = make_spec(X, self.n_components, self.covariance_type, self.priors,
+        given, (X, spec) = X, make_spec(X, self.n_components, self.covariance_type, self.priors,
                             feature_names, sample_weight=sample_weight,
                             missing=self.missing)  # fmt: skip
         weights = check_sample_weight(sample_weight, X)
@@ -229,7 +231,7 @@ class BayesianGMM(Params, FigureMethods):
         state, model = fit_state(X, weights, spec, sampler, em_kwargs, advi, self.relabel,
                                  self.priors, self.missing, noise, labels, background,
                                  guess)  # fmt: skip
-        self._set_state(state, model=model)
+        self._set_state(replace(state, idata=with_row_index(state.idata, given)), model=model)
         self._warn_on_sampling_trouble()
         return self
 
@@ -383,11 +385,10 @@ class BayesianGMM(Params, FigureMethods):
         return impute(self.idata_, self._data_or_train(X), **kwargs)
 
     def assignments(self, X=None, **kwargs: Any) -> pd.DataFrame:
-        """Per-point cluster, max probability, uncertainty, entropy and intervals.
-
-        ``X=None`` uses the training data.
-        """
-        return rows_of(_predict.assignments_table(self.idata_, self._data_or_train(X), **kwargs), X)
+        """Per-point cluster, max probability, uncertainty, entropy and intervals; index:
+        ``X``'s (``X=None``: the training rows, with the training DataFrame's index)."""
+        table = _predict.assignments_table(self.idata_, self._data_or_train(X), **kwargs)
+        return rows_of(table, training_index(self.idata_) if X is None else X)
 
     def membership_draws(self, X=None, **kwargs: Any) -> xr.DataArray:
         """Membership probabilities per draw, dims (chain, draw, obs, component)."""

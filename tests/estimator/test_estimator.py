@@ -1,5 +1,7 @@
 """BayesianGMM end to end on small settings; recovery checks are marked slow."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -226,3 +228,35 @@ def test_tables_of_a_dataframe_keep_its_index(faithful_fit):
     assert flags.index.equals(sub.index) and flags.index.name == "obs"
     named = sub.rename_axis("row")
     assert faithful_fit.assignments(named[["eruptions", "waiting"]]).index.name == "row"
+
+
+@pytest.mark.parametrize("index", ["gaps", "names"])
+def test_a_dataframes_row_index_names_the_training_rows(index, tmp_path):
+    """df.dropna() (gaps in the index) or named rows: assignments() of the training rows
+    line up with the DataFrame when pandas aligns them, also after save / load, and the
+    checks that pair the groups' rows (PSIS-LOO, LOO-PIT) still run."""
+    df = load_faithful().iloc[::2]  # index 0, 2, 4, ...
+    if index == "names":
+        df = df.set_axis([f"eruption {i}" for i in range(len(df))])
+    gmm = BayesianGMM(2, sampler={"draws": 150, "tune": 200, "chains": 2, "random_seed": 1,
+                                  "progressbar": False})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gmm.fit(df)
+    table = gmm.assignments()
+    assert table.index.equals(df.index)
+    df = df.assign(cluster=table["cluster"])  # aligned on the index: no NaN
+    np.testing.assert_array_equal(df["cluster"].to_numpy(), gmm.predict())
+    assert gmm.idata_["log_likelihood"]["obs"].to_numpy().tolist() == df.index.tolist()
+    gmm.save(tmp_path / "m")
+    back = BayesianGMM.load(tmp_path / "m")
+    assert back.assignments().index.equals(df.index)
+    values = back.check_fit()["loo_pit_values"]
+    for name in values.data_vars:
+        pit = values[name].to_numpy()
+        assert pit.shape == (len(df),) and ((pit >= 0) & (pit <= 1)).all()
+    import arviz_stats as azs
+
+    from bayesgmm.workflows.selection import _psis_loo
+
+    assert np.isfinite(float(_psis_loo(azs, back.idata_).elpd))
