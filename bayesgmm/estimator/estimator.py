@@ -391,9 +391,12 @@ class BayesianGMM(Params, FigureMethods):
         return rows_of(table, training_index(self.idata_) if X is None else X)
 
     def membership_draws(self, X=None, **kwargs: Any) -> xr.DataArray:
-        """Membership probabilities per draw, dims (chain, draw, obs, component)."""
-        X = self._data_or_train(X)
-        return _predict.membership_draws(self.idata_, X, **kwargs)
+        """Membership probabilities per draw, dims (chain, draw, obs, component); ``obs``
+        labelled as :meth:`assignments` labels its rows."""
+        out = _predict.membership_draws(self.idata_, self._data_or_train(X), **kwargs)
+        index = rows_of(pd.DataFrame(index=out["obs"].to_numpy()), X if X is not None else
+                        training_index(self.idata_)).index  # fmt: skip
+        return out.assign_coords(obs=index.to_numpy())
 
     def co_clustering(self, X=None, **kwargs: Any) -> np.ndarray:
         """Posterior probability that two points share a component (n x n)."""

@@ -248,6 +248,13 @@ def test_a_dataframes_row_index_names_the_training_rows(index, tmp_path):
     df = df.assign(cluster=table["cluster"])  # aligned on the index: no NaN
     np.testing.assert_array_equal(df["cluster"].to_numpy(), gmm.predict())
     assert gmm.idata_["log_likelihood"]["obs"].to_numpy().tolist() == df.index.tolist()
+    gamma = gmm.membership_draws(max_draws=10)
+    assert gamma["obs"].to_numpy().tolist() == df.index.tolist()
+    sub = df.iloc[::-3]
+    assert gmm.membership_draws(sub, max_draws=10)["obs"].to_numpy().tolist() == sub.index.tolist()
+    assert gmm.membership_draws(sub.to_numpy()[:, :2], max_draws=10)[
+        "obs"
+    ].to_numpy().tolist() == list(range(len(sub)))
     gmm.save(tmp_path / "m")
     back = BayesianGMM.load(tmp_path / "m")
     assert back.assignments().index.equals(df.index)
