@@ -17,7 +17,8 @@ from bayesgmm.core.checks import is_int
 from bayesgmm.exceptions import ConfigError, DataError, ExtraColumnsWarning
 
 __all__ = [
-    "ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data", "rows_of",
+    "ExtraColumnsWarning", "check_data", "check_n_components", "check_new_data", "row_index",
+    "rows_of",
 ]  # fmt: skip
 
 
@@ -196,9 +197,10 @@ def _check_missing_entries(
 _TINY_SPREAD = 1e-140
 
 
-def _check_scale(arr: np.ndarray, name: str) -> None:
+def _check_scale(arr: np.ndarray, name: str) -> np.ndarray:
     """Refuse data whose spread overflows float64 (the variance of values past ~1e154) or
-    underflows it (values that differ by less than 1e-140)."""
+    underflows it (values that differ by less than 1e-140); returns the columns' spreads
+    (largest less smallest value)."""
     with np.errstate(over="ignore", invalid="ignore"):
         var = np.nanvar(arr, axis=0)
         spread = np.nanmax(arr, axis=0) - np.nanmin(arr, axis=0)
@@ -220,6 +222,7 @@ def _check_scale(arr: np.ndarray, name: str) -> None:
             f"first, e.g. {name} / 1e{math.floor(math.log10(big))} (or standardise "
             "each column); the fit is scale-equivariant, so only the units change."
         )
+    return spread
 
 
 def check_data(
@@ -266,7 +269,7 @@ def check_data(
     """
     arr = _as_float_matrix(X, name)
     _check_matrix(arr, name, missing=missing)
-    _check_scale(arr, name)
+    spread = _check_scale(arr, name)
     names = _feature_names_of(X, arr.shape[1], feature_names)
     n_samples = arr.shape[0]
     if n_components is not None:
@@ -278,7 +281,6 @@ def check_data(
             )
     if n_samples < 2:
         raise DataError(f"{name} has a single point; at least 2 are needed to fit a mixture.")
-    spread = np.nanmax(arr, axis=0) - np.nanmin(arr, axis=0)
     scale = np.maximum(np.nanmax(np.abs(arr), axis=0), np.finfo(float).tiny)
     constant = [names[j] for j in range(arr.shape[1]) if spread[j] <= 1e-14 * scale[j]]
     if constant:
@@ -450,11 +452,27 @@ def check_n_components(n_components) -> int:
     return int(n_components)
 
 
+def row_index(X):
+    """``X``'s row index when ``X`` is a pandas DataFrame or Series (``X`` itself when it
+    is a pandas Index), else None (arrays and lists have none).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> row_index(pd.DataFrame({"a": [0.0, 1.0]}, index=[7, 3])).tolist(), row_index([[0.0]])
+    ([7, 3], None)
+    """
+    import pandas as pd
+
+    if isinstance(X, pd.Index):
+        return X
+    return X.index if isinstance(X, pd.DataFrame | pd.Series) else None
+
+
 def rows_of(table, X):
     """``table`` (one row per point of ``X``, index ``obs``) with ``X``'s own index when
-    ``X`` is a pandas DataFrame or Series (or is a pandas Index), so that it lines up with
-    ``X`` when pandas aligns them (``df["cluster"] = table["cluster"]``); unchanged
-    otherwise.
+    ``X`` has one (:func:`row_index`), so that it lines up with ``X`` when pandas aligns
+    them (``df["cluster"] = table["cluster"]``); unchanged otherwise.
 
     Examples
     --------
@@ -463,10 +481,8 @@ def rows_of(table, X):
     >>> rows_of(pd.DataFrame({"p": [0.5, 0.25]}), df).index.tolist()
     [7, 3]
     """
-    import pandas as pd
-
-    index = X if isinstance(X, pd.Index) else getattr(X, "index", None)
-    if not isinstance(X, pd.DataFrame | pd.Series | pd.Index) or len(index) != len(table):
+    index = row_index(X)
+    if index is None or len(index) != len(table):
         return table
     out = table.copy()
     out.index = index if index.name is not None else index.rename(table.index.name)

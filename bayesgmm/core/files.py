@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -194,6 +193,18 @@ def check_save_path(path: Path, overwrite: bool) -> None:
         )
 
 
+def _new_directory_mode(inside: Path) -> int:
+    """The mode a new directory gets here (the umask's), read from one made in ``inside``
+    (a fresh directory of bayesgmm's own) rather than by setting the process's umask,
+    which other threads share."""
+    probe = inside / ".bayesgmm-mode-probe"
+    probe.mkdir()
+    try:
+        return probe.stat().st_mode & 0o777
+    finally:
+        probe.rmdir()
+
+
 def swap_in(tmp: Path, path: Path, recheck) -> None:
     """Move the verified directory ``tmp`` to ``path``, replacing what is there.
 
@@ -208,9 +219,7 @@ def swap_in(tmp: Path, path: Path, recheck) -> None:
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             old.rmdir()
             path.rename(old)
-        mask = os.umask(0)  # the mode a new directory gets (tempfile's is owner-only)
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)
+        tmp.chmod(_new_directory_mode(tmp))  # tempfile's is owner-only
         tmp.rename(path)
     except BaseException:
         if old is not None and old.exists() and not path.exists():

@@ -21,7 +21,7 @@ import xarray as xr
 from bayesgmm.core import predict as _predict
 from bayesgmm.core.background import check_noise, check_noise_init
 from bayesgmm.core.config import ADVIConfig, SamplerConfig
-from bayesgmm.core.data import check_new_data, check_sample_weight, rows_of
+from bayesgmm.core.data import check_new_data, check_sample_weight, row_index, rows_of
 from bayesgmm.core.draws import (
     Draws,
     missing_of,
@@ -394,9 +394,8 @@ class BayesianGMM(Params, FigureMethods):
         """Membership probabilities per draw, dims (chain, draw, obs, component); ``obs``
         labelled as :meth:`assignments` labels its rows."""
         out = _predict.membership_draws(self.idata_, self._data_or_train(X), **kwargs)
-        index = rows_of(pd.DataFrame(index=out["obs"].to_numpy()), X if X is not None else
-                        training_index(self.idata_)).index  # fmt: skip
-        return out.assign_coords(obs=index.to_numpy())
+        index = training_index(self.idata_) if X is None else row_index(X)
+        return out if index is None else out.assign_coords(obs=index.to_numpy())
 
     def co_clustering(self, X=None, **kwargs: Any) -> np.ndarray:
         """Posterior probability that two points share a component (n x n)."""

@@ -96,9 +96,11 @@ def _diagnose(idata: xr.DataTree, reference: Any = None) -> tuple[str, str]:
     return str(report.verdict), reason
 
 
-def _psis_loo(azs, idata):
+def _psis_loo(idata):
     """ArviZ's PSIS-LOO of a fit; too few draws for Pareto smoothing (its tails need
     several draws each) are a :class:`ConfigError` that says how many to take."""
+    import arviz_stats as azs
+
     post = idata["posterior"]
     n = post.sizes["chain"] * post.sizes["draw"]
     try:
@@ -233,7 +235,7 @@ def loo_compare(
                          (("noise_cov", noise_cov), ("noise_init", noise_init))
                          if value is not None}  # fmt: skip
                 gmm.fit(X_arr, feature_names=names, **extra)
-                loo = _psis_loo(azs, gmm.idata_)
+                loo = _psis_loo(gmm.idata_)
         except (DegenerateFitError, DataError) as exc:
             row.update(diagnostics="fail", diagnostics_reason=f"fit failed: {exc}")
             rows.append(row)
