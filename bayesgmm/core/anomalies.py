@@ -7,6 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from bayesgmm.core.checks import real
+from bayesgmm.core.data import check_sample_weight
 from bayesgmm.exceptions import ConfigError, DataError
 
 __all__ = ["flag_anomalies", "weighted_quantile"]
@@ -92,9 +93,12 @@ def flag_anomalies(
         if train_weights is None:
             thr = float(np.quantile(ref, quantile))
         else:
-            w = np.asarray(train_weights, dtype=np.float64)
-            if w.shape != ref.shape:
-                raise DataError(f"train_weights has shape {w.shape}; train_scores {ref.shape}.")
+            if np.shape(train_weights) != ref.shape:
+                raise DataError(
+                    f"train_weights has shape {np.shape(train_weights)}; train_scores {ref.shape}."
+                )
+            # the checks of a fit's sample_weight: numbers, finite, >= 0, not all zero
+            w = check_sample_weight(train_weights, ref[:, None])
             thr = weighted_quantile(ref, w, float(quantile))
     table = pd.DataFrame(
         {"score": s, "is_anomaly": s < thr}, index=pd.RangeIndex(s.size, name="obs")

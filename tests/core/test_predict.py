@@ -582,3 +582,11 @@ def test_weighted_quantile_is_the_quantile_of_the_repeated_values():
     assert table.attrs["threshold"] == pytest.approx(np.quantile(v, 0.1), abs=1e-12)
     with pytest.raises(DataError, match="train_weights has shape"):
         flag_anomalies(v, train_scores=v, train_weights=np.ones(3))
+    for bad, match in (
+        (np.r_[np.nan, np.ones(19)], "must be finite"),
+        (np.r_[-1.0, np.ones(19)], "must be >= 0"),
+        (["1"] * 20, "holds text"),
+        (np.zeros(20), "zero for every row"),
+    ):
+        with pytest.raises(DataError, match=match):
+            flag_anomalies(v, train_scores=v, train_weights=bad)
